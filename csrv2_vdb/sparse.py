@@ -1,0 +1,215 @@
+"""`SparseBatch`: the one type for k-sparse vectors, with its conversions and validation.
+
+A batch of n rows holds at most k (index, value) pairs per row as two (n, k) arrays, int32 and
+float32. Unused slots are padding with value 0 (and index 0); zeros are never written to an engine.
+Every other format (scipy CSR, torch sparse, dicts, engine payloads) is a conversion from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from csrv2_vdb.errors import InvalidKError, InvalidSparseBatchError
+
+if TYPE_CHECKING:
+    import torch
+
+# Qdrant and Milvus keep indices as uint32 and Milvus reserves 2**32 - 1; int32 is our storage type.
+MAX_DIM = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class SparseBatch:
+    """n k-sparse rows over `dim` latent dimensions; padding slots carry value 0."""
+
+    indices: np.ndarray
+    values: np.ndarray
+    dim: int
+
+    def __post_init__(self) -> None:
+        indices = np.asarray(self.indices)
+        values = np.asarray(self.values)
+        if indices.ndim != 2 or values.shape != indices.shape:
+            raise InvalidSparseBatchError(
+                f"indices and values must be two (n, k) arrays of the same shape; "
+                f"got {indices.shape} and {values.shape}"
+            )
+        if not 0 < self.dim <= MAX_DIM:
+            raise InvalidSparseBatchError(f"dim must be in [1, {MAX_DIM}], got {self.dim}")
+        if indices.size and not np.issubdtype(indices.dtype, np.integer):
+            raise InvalidSparseBatchError(f"indices must be integers, got dtype {indices.dtype}")
+        object.__setattr__(self, "indices", np.ascontiguousarray(indices, dtype=np.int32))
+        object.__setattr__(self, "values", np.ascontiguousarray(values, dtype=np.float32))
+        self._validate()
+
+    def _validate(self) -> None:
+        bad = ~np.isfinite(self.values)
+        if bad.any():
+            row = int(np.argwhere(bad)[0, 0])
+            raise InvalidSparseBatchError(
+                f"row {row} holds a NaN or infinite value; check the dense input for NaN before encoding"
+            )
+        active = self.values != 0
+        out = active & ((self.indices < 0) | (self.indices >= self.dim))
+        if out.any():
+            row, col = (int(v) for v in np.argwhere(out)[0])
+            raise InvalidSparseBatchError(
+                f"row {row}: index {int(self.indices[row, col])} is outside [0, {self.dim})"
+            )
+        if self.k > 1 and active.any():
+            # Sort each row's active indices (padding pushed to the end as -1) and compare neighbours.
+            keyed = np.where(active, self.indices, -1)
+            keyed = np.sort(keyed, axis=1)
+            dup = (keyed[:, 1:] == keyed[:, :-1]) & (keyed[:, 1:] >= 0)
+            if dup.any():
+                row, col = (int(v) for v in np.argwhere(dup)[0])
+                raise InvalidSparseBatchError(
+                    f"row {row} holds index {int(keyed[row, col])} twice; each latent may appear once per row"
+                )
+
+    # ------------------------------------------------------------------ shape
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def k(self) -> int:
+        """Slots per row (the width of the arrays), an upper bound on active dims."""
+        return int(self.indices.shape[1])
+
+    @property
+    def nnz(self) -> np.ndarray:
+        """Active (non-zero) entries per row."""
+        return np.count_nonzero(self.values, axis=1)
+
+    def __getitem__(self, rows: slice | Sequence[int] | np.ndarray) -> SparseBatch:
+        return SparseBatch(self.indices[rows], self.values[rows], self.dim)
+
+    @classmethod
+    def concat(cls, batches: Sequence[SparseBatch]) -> SparseBatch:
+        """Stack batches of the same dim; narrower rows are zero-padded to the widest k."""
+        if not batches:
+            raise InvalidSparseBatchError("concat needs at least one batch")
+        dims = {b.dim for b in batches}
+        if len(dims) != 1:
+            raise InvalidSparseBatchError(f"cannot concat batches of different dims {sorted(dims)}")
+        width = max(b.k for b in batches)
+        pad = [((0, 0), (0, width - b.k)) for b in batches]
+        return cls(
+            np.concatenate([np.pad(b.indices, p) for b, p in zip(batches, pad, strict=True)]),
+            np.concatenate([np.pad(b.values, p) for b, p in zip(batches, pad, strict=True)]),
+            dims.pop(),
+        )
+
+    def top(self, k: int) -> SparseBatch:
+        """Keep the k largest values of each row (adaptive k at query time)."""
+        if k < 1:
+            raise InvalidKError(f"k must be at least 1, got {k}")
+        if k >= self.k:
+            return self
+        order = np.argsort(-self.values, axis=1, kind="stable")[:, :k]
+        return SparseBatch(
+            np.take_along_axis(self.indices, order, 1), np.take_along_axis(self.values, order, 1), self.dim
+        )
+
+    # ------------------------------------------------------------ conversions
+    def rows(self) -> Iterator[tuple[list[int], list[float]]]:
+        """Each row as (sorted indices, values) without padding: the form every engine takes."""
+        for idx, val in zip(self.indices, self.values, strict=True):
+            keep = val != 0
+            i, v = idx[keep], val[keep]
+            order = np.argsort(i)
+            yield i[order].tolist(), v[order].tolist()
+
+    def to_dicts(self) -> list[dict[int, float]]:
+        """Rows as {index: value} (Milvus rows, LlamaIndex sparse embeddings)."""
+        return [dict(zip(i, v, strict=True)) for i, v in self.rows()]
+
+    @classmethod
+    def from_dicts(cls, rows: Sequence[Mapping[int, float]], dim: int) -> SparseBatch:
+        return cls.from_rows([(list(r.keys()), list(r.values())) for r in rows], dim)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple[Sequence[int], Sequence[float]]], dim: int) -> SparseBatch:
+        """Build from per-row (indices, values) lists of any lengths."""
+        width = max((len(i) for i, _ in rows), default=0)
+        indices = np.zeros((len(rows), max(width, 1)), dtype=np.int64)
+        values = np.zeros((len(rows), max(width, 1)), dtype=np.float64)
+        for r, (i, v) in enumerate(rows):
+            if len(i) != len(v):
+                raise InvalidSparseBatchError(f"row {r}: {len(i)} indices but {len(v)} values")
+            indices[r, : len(i)] = i
+            values[r, : len(v)] = v
+        return cls(indices, values, dim)
+
+    def to_scipy(self) -> sp.csr_matrix:
+        """(n, dim) scipy CSR matrix; padding dropped."""
+        keep = self.values != 0
+        rows = np.broadcast_to(np.arange(len(self))[:, None], self.indices.shape)[keep]
+        return sp.csr_matrix(
+            (self.values[keep], (rows, self.indices[keep])), shape=(len(self), self.dim), dtype=np.float32
+        )
+
+    @classmethod
+    def from_scipy(cls, matrix: sp.spmatrix | sp.sparray) -> SparseBatch:
+        csr = sp.csr_matrix(matrix)
+        csr.sum_duplicates()
+        csr.eliminate_zeros()
+        n, dim = csr.shape
+        counts = np.diff(csr.indptr)
+        width = max(int(counts.max()) if n else 0, 1)
+        indices = np.zeros((n, width), dtype=np.int64)
+        values = np.zeros((n, width), dtype=np.float64)
+        cols = np.arange(csr.nnz) - np.repeat(csr.indptr[:-1], counts)
+        rows = np.repeat(np.arange(n), counts)
+        indices[rows, cols] = csr.indices
+        values[rows, cols] = csr.data
+        return cls(indices, values, dim)
+
+    def to_dense(self) -> np.ndarray:
+        """(n, dim) float32 array. Only for small dims or few rows."""
+        out = np.zeros((len(self), self.dim), dtype=np.float32)
+        np.put_along_axis(out, self.indices.astype(np.int64), self.values, axis=1)
+        return out
+
+    @classmethod
+    def from_dense(cls, dense: np.ndarray, k: int | None = None) -> SparseBatch:
+        """From an (n, dim) array holding at most k non-zeros per row (k defaults to the max)."""
+        dense = np.asarray(dense, dtype=np.float32)
+        if dense.ndim != 2:
+            raise InvalidSparseBatchError(f"expected an (n, dim) array, got shape {dense.shape}")
+        width = k if k is not None else max(int(np.count_nonzero(dense, axis=1).max(initial=0)), 1)
+        if width > dense.shape[1]:
+            raise InvalidKError(f"k={width} is larger than the dimension {dense.shape[1]}")
+        order = np.argsort(-np.abs(dense), axis=1, kind="stable")[:, :width]
+        return cls(order, np.take_along_axis(dense, order, 1), dense.shape[1])
+
+    def to_torch(self) -> torch.Tensor:
+        """(n, dim) torch sparse COO tensor (the sentence-transformers SparseEncoder output type)."""
+        import torch
+
+        coo = self.to_scipy().tocoo()
+        idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+        return torch.sparse_coo_tensor(idx, torch.from_numpy(coo.data), size=coo.shape).coalesce()
+
+    @classmethod
+    def from_torch(cls, tensor: torch.Tensor, k: int | None = None) -> SparseBatch:
+        """From a torch sparse (COO/CSR) or dense (n, dim) tensor."""
+        import torch
+
+        dense = tensor if tensor.layout == torch.strided else tensor.to_dense()
+        return cls.from_dense(dense.detach().cpu().float().numpy(), k)
+
+    def to_feature_maps(self) -> list[dict[str, float]]:
+        """Rows as {"<index>": value}: Elasticsearch sparse_vector / rank_features documents."""
+        return [{str(i): v for i, v in zip(ix, vs, strict=True)} for ix, vs in self.rows()]
+
+    def dot(self, other: SparseBatch) -> np.ndarray:
+        """Exact (n, m) dot products between two batches (the brute-force reference)."""
+        if other.dim != self.dim:
+            raise InvalidSparseBatchError(f"dims differ: {self.dim} vs {other.dim}")
+        return np.asarray((self.to_scipy() @ other.to_scipy().T).toarray(), dtype=np.float32)

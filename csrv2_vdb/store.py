@@ -1,0 +1,168 @@
+"""`SparseStore`: what every engine adapter implements, and the checks they share.
+
+Collections hold a sparse vector (CSRv2 codes), a dense vector (MRL / full embeddings), or both
+(for hybrid search). Ids are the caller's document ids (strings); adapters map them to the
+engine's id type with `point_id` so that re-indexing the same document overwrites it (upsert).
+Filters are engine-neutral: {"field": value}, {"field": [any, of, these]}, {"field": Range(...)}.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from csrv2_vdb.errors import DimensionMismatchError, InvalidEmbeddingError, InvalidSparseBatchError
+from csrv2_vdb.sparse import SparseBatch
+
+# The payload key under which adapters keep the caller's document id.
+ID_FIELD = "_id"
+_ID_NAMESPACE = uuid.UUID("6f1c3c5e-7a51-4f0e-9a43-c5b2d0f3a2e1")
+
+Scalar = str | int | float | bool
+Fusion = Literal["rrf", "dbsf"]
+
+
+@dataclass(frozen=True)
+class Range:
+    """Numeric range condition for a payload field."""
+
+    gte: float | None = None
+    gt: float | None = None
+    lte: float | None = None
+    lt: float | None = None
+
+
+Filter = Mapping[str, Scalar | Sequence[Scalar] | Range]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the document id, the engine's score and the stored payload."""
+
+    id: str
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What a collection stores: sparse latent dim and/or dense dim."""
+
+    name: str
+    sparse_dim: int | None
+    dense_dim: int | None
+
+
+def point_id(doc_id: str | int) -> str:
+    """Stable engine id (UUIDv5) for a document id, so that re-indexing is an overwrite, not a duplicate."""
+    return str(uuid.uuid5(_ID_NAMESPACE, str(doc_id)))
+
+
+@runtime_checkable
+class SparseStore(Protocol):
+    """The operations every engine adapter offers; everything else in the package talks to this."""
+
+    def create_collection(
+        self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
+    ) -> CollectionInfo: ...
+
+    def drop_collection(self, name: str) -> None: ...
+
+    def list_collections(self) -> list[str]: ...
+
+    def collection_info(self, name: str) -> CollectionInfo: ...
+
+    def upsert(
+        self,
+        name: str,
+        ids: Sequence[str],
+        *,
+        sparse: SparseBatch | None = None,
+        dense: np.ndarray | None = None,
+        payloads: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None: ...
+
+    def search(
+        self, name: str, query: SparseBatch | np.ndarray, *, limit: int = 10, filter: Filter | None = None
+    ) -> list[list[Hit]]: ...
+
+    def hybrid_search(
+        self,
+        name: str,
+        sparse: SparseBatch,
+        dense: np.ndarray,
+        *,
+        limit: int = 10,
+        filter: Filter | None = None,
+        fusion: Fusion = "rrf",
+    ) -> list[list[Hit]]: ...
+
+    def delete(self, name: str, ids: Sequence[str]) -> None: ...
+
+    def count(self, name: str, filter: Filter | None = None) -> int: ...
+
+    def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------- checks shared by adapters
+def check_dense(info: CollectionInfo, dense: np.ndarray, n: int | None = None) -> np.ndarray:
+    """A finite (n, dense_dim) float32 array, or a clear error."""
+    if info.dense_dim is None:
+        raise DimensionMismatchError(f"collection {info.name!r} has no dense vector; create it with dense_dim")
+    dense = np.asarray(dense, dtype=np.float32)
+    if dense.ndim != 2 or dense.shape[1] != info.dense_dim or (n is not None and dense.shape[0] != n):
+        want = f"({n if n is not None else 'n'}, {info.dense_dim})"
+        raise DimensionMismatchError(f"collection {info.name!r} takes dense vectors of shape {want}, got {dense.shape}")
+    if not np.isfinite(dense).all():
+        raise InvalidEmbeddingError(f"dense vectors for {info.name!r} hold NaN or inf")
+    return dense
+
+
+def check_sparse(info: CollectionInfo, sparse: SparseBatch, n: int | None = None) -> SparseBatch:
+    """A SparseBatch of the collection's latent dim (and n rows), or a clear error."""
+    if info.sparse_dim is None:
+        raise DimensionMismatchError(f"collection {info.name!r} has no sparse vector; create it with sparse_dim")
+    if not isinstance(sparse, SparseBatch):
+        raise InvalidSparseBatchError(f"expected a SparseBatch, got {type(sparse).__name__}")
+    if sparse.dim != info.sparse_dim:
+        raise DimensionMismatchError(
+            f"collection {info.name!r} holds {info.sparse_dim}-dim sparse codes, got dim {sparse.dim}; "
+            "was it encoded with another head?"
+        )
+    if n is not None and len(sparse) != n:
+        raise InvalidSparseBatchError(f"{n} ids but {len(sparse)} sparse rows")
+    return sparse
+
+
+def check_upsert(
+    info: CollectionInfo,
+    ids: Sequence[str],
+    sparse: SparseBatch | None,
+    dense: np.ndarray | None,
+    payloads: Sequence[Mapping[str, Any]] | None,
+) -> tuple[SparseBatch | None, np.ndarray | None, list[dict[str, Any]]]:
+    """Validate one upsert against the collection; returns the vectors and payloads to write."""
+    n = len(ids)
+    if len(set(map(str, ids))) != n:
+        raise ValueError("ids in one upsert must be unique")
+    if sparse is None and dense is None:
+        raise ValueError("upsert needs sparse and/or dense vectors")
+    if (info.sparse_dim is not None) != (sparse is not None) or (info.dense_dim is not None) != (dense is not None):
+        raise DimensionMismatchError(
+            f"collection {info.name!r} stores sparse={info.sparse_dim is not None}, dense={info.dense_dim is not None}; "
+            "give exactly those vectors"
+        )
+    sparse = check_sparse(info, sparse, n) if sparse is not None else None
+    dense = check_dense(info, dense, n) if dense is not None else None
+    if payloads is not None and len(payloads) != n:
+        raise ValueError(f"{n} ids but {len(payloads)} payloads")
+    rows = []
+    for doc_id, payload in zip(ids, payloads or [{}] * n, strict=True):
+        if ID_FIELD in payload:
+            raise ValueError(f"payload key {ID_FIELD!r} is reserved for the document id")
+        rows.append({**payload, ID_FIELD: str(doc_id)})
+    return sparse, dense, rows

@@ -1,0 +1,1 @@
+"""Training of sparse heads: losses and trainers."""
