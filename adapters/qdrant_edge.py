@@ -133,11 +133,6 @@ class QdrantEdgeStore:
             self._shards[name] = qe.EdgeShard.load(str(self.path / name / _SHARD))
         return self._shards[name]
 
-    def storage_bytes(self, name: str) -> int:
-        """Bytes the collection takes on disk (vectors, indexes, payloads, WAL)."""
-        self.flush(name)
-        return sum(f.stat().st_size for f in (self.path / name).rglob("*") if f.is_file())
-
     def flush(self, name: str) -> None:
         self._shard(name).flush()
 

@@ -194,7 +194,7 @@ class SparseBatch:
 
         coo = self.to_scipy().tocoo()
         idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-        return torch.sparse_coo_tensor(idx, torch.from_numpy(coo.data), size=coo.shape).coalesce()
+        return torch.sparse_coo_tensor(idx, torch.from_numpy(coo.data), size=coo.shape, check_invariants=True).coalesce()
 
     @classmethod
     def from_torch(cls, tensor: torch.Tensor, k: int | None = None) -> SparseBatch:

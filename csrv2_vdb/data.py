@@ -1,0 +1,130 @@
+"""Data the demo and evaluations read: GraphRAG-Bench corpora and questions, chunking, data paths.
+
+Paths are always arguments; `find_data_dir` only supplies a default (the CSRV2_DATA variable, or a
+../shared/data beside the repository or the working directory). A missing file raises
+`DataNotFoundError` naming the file and where to put it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from csrv2_vdb.errors import DataNotFoundError
+
+GRAPHRAG_DIR = "graphrag-bench"
+MANIFEST_HINT = (
+    "GraphRAG-Bench (github.com/GraphRAG-Bench/GraphRAG-Benchmark, folder Datas/) provides "
+    "medical_corpus.json and medical_questions.json"
+)
+
+
+def find_data_dir() -> Path:
+    """CSRV2_DATA if set, else the first ../shared/data found next to the repository or the working directory."""
+    if os.environ.get("CSRV2_DATA"):
+        return Path(os.environ["CSRV2_DATA"])
+    repo = Path(__file__).resolve().parents[1]
+    for base in (Path.cwd(), repo):
+        candidate = base.parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return Path.cwd().parent / "shared" / "data"
+
+
+def require(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"missing {what}: expected the file {path}. Place it there, or point --data (or CSRV2_DATA) "
+            f"at the folder that holds {GRAPHRAG_DIR}/. {MANIFEST_HINT}."
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    answer: str
+    question_type: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: str
+    text: str
+    position: int
+
+
+def load_corpus(data_dir: Path, domain: str = "medical") -> str:
+    """The corpus text of a GraphRAG-Bench domain (one long string)."""
+    path = require(data_dir / GRAPHRAG_DIR / f"{domain}_corpus.json", f"the {domain} corpus")
+    records = json.loads(path.read_text())
+    return "\n".join(r["context"] for r in records)
+
+
+def load_questions(data_dir: Path, domain: str = "medical") -> list[Question]:
+    path = require(data_dir / GRAPHRAG_DIR / f"{domain}_questions.json", f"the {domain} questions")
+    return [Question(q["id"], q["question"], q["answer"], q["question_type"]) for q in json.loads(path.read_text())]
+
+
+def chunk_words(text: str, size: int = 150, overlap: int = 30, prefix: str = "chunk") -> list[Chunk]:
+    """Split into windows of `size` words that overlap by `overlap` words.
+
+    150 words is about 200 MiniLM tokens, inside its 256-token window, so no chunk is truncated;
+    the overlap keeps a sentence that straddles a boundary whole in one of the two chunks.
+    """
+    if not 0 <= overlap < size:
+        raise ValueError(f"need 0 <= overlap < size, got size={size}, overlap={overlap}")
+    words = text.split()
+    step = size - overlap
+    starts = range(0, max(len(words) - overlap, 1), step)
+    return [Chunk(f"{prefix}-{n:06d}", " ".join(words[s : s + size]), n) for n, s in enumerate(starts)]
+
+
+_STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had has
+    have having he her here hers him his how i if in into is it its itself just may me might more most
+    must my no nor not now of off on once only or other our out over own same she should so some such
+    than that the their them then there these they this those through to too under until up very was
+    we were what when where which while who whom why will with would you your""".split()
+)
+
+
+def content_tokens(text: str) -> set[str]:
+    """Lower-cased alphanumeric words of 3+ characters that are not stopwords."""
+    words = "".join(c.lower() if c.isalnum() else " " for c in text).split()
+    return {w for w in words if len(w) >= 3 and w not in _STOPWORDS}
+
+
+def answer_token_recall(answer: str, passages: Sequence[str]) -> float:
+    """Share of the reference answer's content tokens found in the retrieved passages (offline, no LLM)."""
+    wanted = content_tokens(answer)
+    if not wanted:
+        return 0.0
+    found = set().union(*(content_tokens(p) for p in passages)) if passages else set()
+    return len(wanted & found) / len(wanted)
+
+
+def read_records(path: Path, text_field: str = "text", id_field: str = "id") -> list[dict]:
+    """Documents from a .jsonl file (one object per line with a text and, ideally, an id) or a .txt file
+    (one text per line; the id is the line number). Every record gets "id" and "text" keys."""
+    if not path.is_file():
+        raise DataNotFoundError(f"input file {path} does not exist")
+    records: list[dict] = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            if path.suffix == ".jsonl":
+                obj = json.loads(line)
+                if text_field not in obj:
+                    raise ValueError(f"{path}:{n} has no {text_field!r} field")
+                payload = {k: v for k, v in obj.items() if k not in (text_field, id_field)}
+                records.append({**payload, "id": str(obj.get(id_field, n)), "text": obj[text_field]})
+            else:
+                records.append({"id": str(n), "text": line.rstrip("\n")})
+    return records
