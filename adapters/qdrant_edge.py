@@ -225,6 +225,11 @@ def _filter(filter: Filter | None) -> qe.Filter | None:
         return None
     conditions: list[Any] = []
     for key, value in filter.items():
+        if isinstance(value, bool) or (isinstance(value, list | tuple) and any(isinstance(v, bool) for v in value)):
+            # qdrant-edge-py 0.9 matches no point for a boolean MatchValue (seen in tests/test_qdrant_edge.py).
+            raise ValueError(
+                f"filter on {key!r}: qdrant-edge cannot match boolean payload values; store the field as a string or 0/1"
+            )
         if isinstance(value, Range):
             rng = qe.RangeFloat(gte=value.gte, gt=value.gt, lte=value.lte, lt=value.lt)
             conditions.append(qe.FieldCondition(key=key, range=rng))

@@ -30,11 +30,11 @@ class HeadTrainConfig:
 
 @dataclass
 class TrainResult:
-    """The trained head and the mean loss of each epoch."""
+    """The trained head and, per epoch, the mean of each loss term (k, 4k, aux)."""
 
     head: SparseHead
     config: HeadTrainConfig
-    epoch_losses: list[float] = field(default_factory=list)
+    epoch_losses: list[dict[str, float]] = field(default_factory=list)
 
     def summary(self) -> dict:
         return {"config": asdict(self.config), "epoch_losses": self.epoch_losses}
@@ -60,17 +60,19 @@ def train_head(embeddings: np.ndarray, config: HeadTrainConfig | None = None, pr
         total=config.epochs * steps_per_epoch, desc=f"train head k={config.k}", disable=not progress, mininterval=0.5
     )
     for _ in range(config.epochs):
-        total = 0.0
+        totals: dict[str, float] = {}
         for batch in torch.randperm(len(x_all), generator=generator).split(config.batch_size):
             losses = reconstruction_losses(head, x_all[batch], config.k, config.aux_coef)
             loss = sum(losses.values(), torch.zeros(()))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(batch)
-            bar.set_postfix({name: f"{float(v):.4f}" for name, v in losses.items()}, refresh=False)
+            terms = {name: float(v.detach()) for name, v in losses.items()}
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0.0) + value * len(batch)
+            bar.set_postfix({name: f"{v:.4f}" for name, v in terms.items()}, refresh=False)
             bar.update()
-        result.epoch_losses.append(total / len(x_all))
+        result.epoch_losses.append({name: v / len(x_all) for name, v in totals.items()})
     bar.close()
     head.eval()
     return result
