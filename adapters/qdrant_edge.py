@@ -92,7 +92,8 @@ class QdrantEdgeStore:
             if exist_ok and existing == info:
                 return existing
             raise CollectionExistsError(
-                f"collection {name!r} already exists ({existing}); drop it first or pass exist_ok=True with the same dims"
+                f"collection {name!r} already exists ({existing}); "
+                "drop it first or pass exist_ok=True with the same dims"
             )
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dense_dim, distance=qe.Distance.Dot)} if dense_dim else None,
@@ -179,7 +180,9 @@ class QdrantEdgeStore:
     ) -> list[list[Hit]]:
         """Top-`limit` hits per query row: SparseBatch for the sparse vector, (n, d) array for the dense one."""
         flt = _filter(filter)
-        requests = [qe.QueryRequest(limit=limit, query=q, filter=flt, with_payload=True) for q in self._queries(name, query)]
+        requests = [
+            qe.QueryRequest(limit=limit, query=q, filter=flt, with_payload=True) for q in self._queries(name, query)
+        ]
         return self._run(name, requests)
 
     def hybrid_search(
@@ -194,12 +197,16 @@ class QdrantEdgeStore:
     ) -> list[list[Hit]]:
         """Sparse and dense candidate lists (each 2*limit deep) fused by the engine (RRF or DBSF)."""
         flt = _filter(filter)
-        fused = qe.Fusion.Rrf(k=self.rrf_k) if fusion == "rrf" else qe.Fusion.Dbsf()
+        # The stubs type QueryRequest.query as the Fusion namespace; its Rrf/Dbsf members are what it takes.
+        fused: Any = qe.Fusion.Rrf(k=self.rrf_k) if fusion == "rrf" else qe.Fusion.Dbsf()
         depth = 2 * limit
         requests = [
             qe.QueryRequest(
                 limit=limit,
-                prefetches=[qe.Prefetch(limit=depth, query=s, filter=flt), qe.Prefetch(limit=depth, query=d, filter=flt)],
+                prefetches=[
+                    qe.Prefetch(limit=depth, query=s, filter=flt),
+                    qe.Prefetch(limit=depth, query=d, filter=flt),
+                ],
                 query=fused,
                 with_payload=True,
             )
@@ -228,7 +235,8 @@ def _filter(filter: Filter | None) -> qe.Filter | None:
         if isinstance(value, bool) or (isinstance(value, list | tuple) and any(isinstance(v, bool) for v in value)):
             # qdrant-edge-py 0.9 matches no point for a boolean MatchValue (seen in tests/test_qdrant_edge.py).
             raise ValueError(
-                f"filter on {key!r}: qdrant-edge cannot match boolean payload values; store the field as a string or 0/1"
+                f"filter on {key!r}: qdrant-edge cannot match boolean payload values; "
+                "store the field as a string or 0/1"
             )
         if isinstance(value, Range):
             rng = qe.RangeFloat(gte=value.gte, gt=value.gt, lte=value.lte, lt=value.lt)
@@ -238,5 +246,6 @@ def _filter(filter: Filter | None) -> qe.Filter | None:
         elif isinstance(value, str | int | bool):
             conditions.append(qe.FieldCondition(key=key, match=qe.MatchValue(value=value)))
         else:
-            conditions.append(qe.FieldCondition(key=key, match=qe.MatchAny(any=list(value))))
+            values: list[Any] = list(value)
+            conditions.append(qe.FieldCondition(key=key, match=qe.MatchAny(any=values)))
     return qe.Filter(must=conditions)

@@ -18,7 +18,9 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
-HeadOpt = Annotated[Path, typer.Option("--head", help="Head directory (config.json + model.safetensors) from train-head.")]
+HeadOpt = Annotated[
+    Path, typer.Option("--head", help="Head directory (config.json + model.safetensors) from train-head.")
+]
 KOpt = Annotated[int | None, typer.Option("--k", help="Active dims per vector; default: the head's own k.")]
 BackboneOpt = Annotated[
     str | None, typer.Option("--backbone", help="Backbone model directory; default: the offline all-MiniLM-L6-v2.")
@@ -106,7 +108,9 @@ def search(
     collection: CollectionOpt,
     k: KOpt = None,
     limit: Annotated[int, typer.Option("--limit", help="Hits to return.")] = 5,
-    filter: Annotated[list[str] | None, typer.Option("--filter", help="field=value payload filter; repeatable.")] = None,
+    filter: Annotated[
+        list[str] | None, typer.Option("--filter", help="field=value payload filter; repeatable.")
+    ] = None,
     backbone: BackboneOpt = None,
 ) -> None:
     """Search a sparse collection with a text query; prints JSON hits (id, score, payload)."""
@@ -130,7 +134,9 @@ def search(
 
 @app.command("train-head")
 def train_head_cmd(
-    input: Annotated[Path, typer.Option("--input", help=".txt / .jsonl texts, or a .npy array of backbone embeddings.")],
+    input: Annotated[
+        Path, typer.Option("--input", help=".txt / .jsonl texts, or a .npy array of backbone embeddings.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Directory to write the head to.")],
     k: Annotated[int, typer.Option("--k", help="Active dims the head is trained for.")] = 32,
     hidden_dim: Annotated[int | None, typer.Option("--hidden-dim", help="Latents h; default 4 x backbone dim.")] = None,
@@ -165,13 +171,16 @@ def train_head_cmd(
 @app.command()
 def demo(
     data: Annotated[
-        Path | None, typer.Option("--data", help="Folder holding graphrag-bench/; default ../shared/data or $CSRV2_DATA.")
+        Path | None,
+        typer.Option("--data", help="Folder holding graphrag-bench/; default ../shared/data or $CSRV2_DATA."),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Where the store, CSV and PNG go.")] = Path("demo-output"),
     cache: Annotated[Path, typer.Option("--cache", help="Embedding and head cache.")] = Path(".cache/csrv2-vdb"),
     ks: Annotated[str, typer.Option("--ks", help="Comma-separated sparse k values.")] = "2,4,8,32",
     dims: Annotated[str, typer.Option("--dims", help="Comma-separated MRL dims.")] = "2,4,8,32",
-    max_questions: Annotated[int | None, typer.Option("--max-questions", help="Use only the first N questions.")] = None,
+    max_questions: Annotated[
+        int | None, typer.Option("--max-questions", help="Use only the first N questions.")
+    ] = None,
 ) -> None:
     """GraphRAG-Bench medical: sparse CSRv2 (k) vs MRL dense (dims) in embedded Qdrant; prints one table."""
     from csrv2_vdb.data import find_data_dir

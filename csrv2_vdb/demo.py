@@ -95,7 +95,14 @@ def run_demo(
     rows: list[Row] = []
 
     def score(hits: list) -> float:
-        return float(np.mean([answer_token_recall(q.answer, [texts[h.id] for h in hs]) for q, hs in zip(questions, hits, strict=True)]))
+        return float(
+            np.mean(
+                [
+                    answer_token_recall(q.answer, [texts[h.id] for h in hs])
+                    for q, hs in zip(questions, hits, strict=True)
+                ]
+            )
+        )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     store_dir = out_dir / "store"
@@ -116,8 +123,8 @@ def run_demo(
             name = f"mrl-{m}" if m != backbone.dim else "dense"
             store.create_collection(name, dense_dim=m)
             store.upsert(name, ids, dense=mrl_truncate(doc_x, m), payloads=payloads)
-            queries = mrl_truncate(query_x, m)
-            hits, latency = _timed_search(store, name, [queries[i : i + 1] for i in range(len(queries))], TOP)
+            dense_queries = mrl_truncate(query_x, m)
+            hits, latency = _timed_search(store, name, [dense_queries[i : i + 1] for i in range(len(questions))], TOP)
             method = "MRL" if m != backbone.dim else "dense"
             rows.append(Row(method, m, score(hits), 4.0 * m, latency))
     write_outputs(rows, out_dir, console)

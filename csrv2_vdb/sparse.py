@@ -58,9 +58,7 @@ class SparseBatch:
         out = active & ((self.indices < 0) | (self.indices >= self.dim))
         if out.any():
             row, col = (int(v) for v in np.argwhere(out)[0])
-            raise InvalidSparseBatchError(
-                f"row {row}: index {int(self.indices[row, col])} is outside [0, {self.dim})"
-            )
+            raise InvalidSparseBatchError(f"row {row}: index {int(self.indices[row, col])} is outside [0, {self.dim})")
         if self.k > 1 and active.any():
             # Sort each row's active indices (padding pushed to the end as -1) and compare neighbours.
             keyed = np.where(active, self.indices, -1)
@@ -194,7 +192,9 @@ class SparseBatch:
 
         coo = self.to_scipy().tocoo()
         idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-        return torch.sparse_coo_tensor(idx, torch.from_numpy(coo.data), size=coo.shape, check_invariants=True).coalesce()
+        return torch.sparse_coo_tensor(
+            idx, torch.from_numpy(coo.data), size=coo.shape, check_invariants=True
+        ).coalesce()
 
     @classmethod
     def from_torch(cls, tensor: torch.Tensor, k: int | None = None) -> SparseBatch:

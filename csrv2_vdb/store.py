@@ -153,7 +153,8 @@ def check_upsert(
         raise ValueError("upsert needs sparse and/or dense vectors")
     if (info.sparse_dim is not None) != (sparse is not None) or (info.dense_dim is not None) != (dense is not None):
         raise DimensionMismatchError(
-            f"collection {info.name!r} stores sparse={info.sparse_dim is not None}, dense={info.dense_dim is not None}; "
+            f"collection {info.name!r} stores sparse={info.sparse_dim is not None}, "
+            f"dense={info.dense_dim is not None}; "
             "give exactly those vectors"
         )
     sparse = check_sparse(info, sparse, n) if sparse is not None else None

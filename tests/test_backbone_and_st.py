@@ -97,7 +97,9 @@ def _sparse_encoder(head_dir):
     path = str(default_model_path())
     transformer = Transformer(path)
     pooling = Pooling(transformer.get_embedding_dimension(), "mean")
-    return SparseEncoder(modules=[transformer, pooling, Normalize(), SparseAutoEncoder.load(str(head_dir))], device="cpu")
+    return SparseEncoder(
+        modules=[transformer, pooling, Normalize(), SparseAutoEncoder.load(str(head_dir))], device="cpu"
+    )
 
 
 def _trained_like_head(seed: int) -> SparseHead:
@@ -135,4 +137,3 @@ def test_head_saved_by_sentence_transformers_loads_here(backbone, tmp_path):
     assert head.config() == module.get_config_dict()
     ours = CSRv2Encoder(backbone, head).encode_documents(TEXTS).to_dense()
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
-

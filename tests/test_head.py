@@ -63,7 +63,7 @@ def test_save_load_round_trip(tmp_path, normalize):
 
 
 def test_load_missing_dir_says_what_is_expected(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
         SparseHead.load(tmp_path)
 
 

@@ -6,8 +6,8 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
+
 from csrv2_vdb.errors import (
     CollectionExistsError,
     CollectionNotFoundError,

@@ -19,9 +19,7 @@ def nmse(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(recon, target) / baseline
 
 
-def reconstruction_losses(
-    head: SparseHead, x: torch.Tensor, k: int, aux_coef: float = 0.1
-) -> dict[str, torch.Tensor]:
+def reconstruction_losses(head: SparseHead, x: torch.Tensor, k: int, aux_coef: float = 0.1) -> dict[str, torch.Tensor]:
     """The three weighted terms for one batch; their sum is the loss to minimise."""
     out_k = head(x, k)
     out_4k = head(x, min(4 * k, head.hidden_dim))

@@ -1,0 +1,35 @@
+# `make demo` and `make test` each create .venv and install what they need (torch==2.13.0 is the local CPU wheel).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PACKAGE_DIRS := csrv2_vdb adapters training integrations
+
+.PHONY: demo test lint bench-head clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[demo]'
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/csrv2-vdb demo $(DEMO_ARGS)
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check $(PACKAGE_DIRS) tests benchmarks
+	$(BIN)/ruff format --check $(PACKAGE_DIRS) tests benchmarks
+	$(BIN)/mypy $(PACKAGE_DIRS)
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench-head: $(VENV)/.demo-installed
+	$(BIN)/python benchmarks/head_overhead.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo-output .cache
