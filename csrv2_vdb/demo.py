@@ -1,8 +1,10 @@
-"""The main job: GraphRAG-Bench medical chunks in an embedded Qdrant store, sparse CSRv2 vs MRL dense.
+"""The main job: GraphRAG-Bench medical chunks in an embedded Qdrant store, sparse codes vs MRL dense.
 
 texts -> Backbone -> (trained SparseHead -> SparseBatch | MRL truncation) -> QdrantEdgeStore -> questions.
 For each k (sparse) and dims (MRL, and the full dense embedding) it reports answer-token recall of
 the top-5 chunks, bytes per stored vector, and median single-query latency of the engine.
+The heads are trained here in the plain form (reconstruction k + 4k/8 + aux on corpus sentences
+and chunks, never on the questions), one per k; the CSRv2 recipe proper lives in training/.
 """
 
 from __future__ import annotations
@@ -112,13 +114,13 @@ def run_demo(
         for k in ks:
             head = load_or_train_head(train_x, k, cache_dir, backbone.fingerprint("document"), console)
             docs = head.encode(doc_x, k)
-            name = f"csrv2-k{k}"
+            name = f"sparse-k{k}"
             store.create_collection(name, sparse_dim=head.hidden_dim)
             store.upsert(name, ids, sparse=docs, payloads=payloads)
             queries = head.encode(query_x, k)
             hits, latency = _timed_search(store, name, [queries[i : i + 1] for i in range(len(queries))], TOP)
             raw = float(docs.nnz.mean()) * 8  # uint32 index + float32 value per active dim
-            rows.append(Row("CSRv2", k, score(hits), raw, latency))
+            rows.append(Row("sparse", k, score(hits), raw, latency))
         for m in [*dims, backbone.dim]:
             name = f"mrl-{m}" if m != backbone.dim else "dense"
             store.create_collection(name, dense_dim=m)
@@ -156,7 +158,7 @@ def write_outputs(rows: list[Row], out_dir: Path, console: Console) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for method, marker in (("CSRv2", "o"), ("MRL", "s"), ("dense", "*")):
+    for method, marker in (("sparse", "o"), ("MRL", "s"), ("dense", "*")):
         sel = [r for r in rows if r.method == method]
         if sel:
             ax1.plot([r.active_dims for r in sel], [r.recall_at_5 for r in sel], marker=marker, label=method)

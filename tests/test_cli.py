@@ -193,8 +193,8 @@ def test_demo_end_to_end_on_a_slice_of_the_medical_corpus(data_dir, tmp_path):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     assert [(r["method"], r["active_dims"]) for r in rows] == [
-        ("CSRv2", "2"),
-        ("CSRv2", "8"),
+        ("sparse", "2"),
+        ("sparse", "8"),
         ("MRL", "2"),
         ("MRL", "8"),
         ("dense", "384"),
