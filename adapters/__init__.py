@@ -1,1 +1,38 @@
-"""Engine adapters implementing `csrv2_vdb.store.SparseStore`; each imports its engine client lazily."""
+"""Engine adapters implementing `csrv2_vdb.store.SparseStore`; each imports its engine client lazily.
+
+qdrant-edge   QdrantEdgeStore(path)            embedded Qdrant (Rust engine in-process), the default
+qdrant        QdrantStore(url=... | path=...)  Qdrant server/cluster; path/":memory:" is local mode
+milvus        MilvusStore(uri)                 Milvus server URI, or Milvus Lite from a .db file
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from csrv2_vdb.store import SparseStore
+
+ENGINES = ("qdrant-edge", "qdrant", "milvus")
+
+
+def open_store(engine: str, location: str, **options: Any) -> SparseStore:
+    """Open a store by engine name.
+
+    location: a directory (qdrant-edge); a URL, ":memory:" or a local path (qdrant); a URI or .db file (milvus).
+    """
+    if engine == "qdrant-edge":
+        from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
+
+        return QdrantEdgeStore(location, **options)
+    if engine == "qdrant":
+        from csrv2_vdb.adapters.qdrant import QdrantStore
+
+        if location == ":memory:":
+            return QdrantStore(location=location, **options)
+        if location.startswith(("http://", "https://")):
+            return QdrantStore(url=location, **options)
+        return QdrantStore(path=location, **options)
+    if engine == "milvus":
+        from csrv2_vdb.adapters.milvus import MilvusStore
+
+        return MilvusStore(location, **options)
+    raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")

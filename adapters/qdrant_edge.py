@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
-from csrv2_vdb.errors import CollectionExistsError, CollectionNotFoundError, StoreLockedError
+from csrv2_vdb.errors import CollectionExistsError, CollectionNotFoundError, StoreLockedError, UnsupportedError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import (
     ID_FIELD,
@@ -27,10 +27,11 @@ from csrv2_vdb.store import (
     Filter,
     Fusion,
     Hit,
-    Range,
     check_dense,
     check_sparse,
     check_upsert,
+    conditions,
+    drop_non_matches,
     point_id,
 )
 
@@ -183,7 +184,8 @@ class QdrantEdgeStore:
         requests = [
             qe.QueryRequest(limit=limit, query=q, filter=flt, with_payload=True) for q in self._queries(name, query)
         ]
-        return self._run(name, requests)
+        results = self._run(name, requests)
+        return drop_non_matches(results) if isinstance(query, SparseBatch) else results
 
     def hybrid_search(
         self,
@@ -196,6 +198,8 @@ class QdrantEdgeStore:
         fusion: Fusion = "rrf",
     ) -> list[list[Hit]]:
         """Sparse and dense candidate lists (each 2*limit deep) fused by the engine (RRF or DBSF)."""
+        if fusion == "weighted":
+            raise UnsupportedError("Qdrant fuses with 'rrf' or 'dbsf', not 'weighted'")
         flt = _filter(filter)
         # The stubs type QueryRequest.query as the Fusion namespace; its Rrf/Dbsf members are what it takes.
         fused: Any = qe.Fusion.Rrf(k=self.rrf_k) if fusion == "rrf" else qe.Fusion.Dbsf()
@@ -227,25 +231,21 @@ def _hit(point: qe.ScoredPoint) -> Hit:
 
 
 def _filter(filter: Filter | None) -> qe.Filter | None:
-    """Engine-neutral filter -> Qdrant `must` conditions."""
-    if not filter:
-        return None
-    conditions: list[Any] = []
-    for key, value in filter.items():
-        if isinstance(value, bool) or (isinstance(value, list | tuple) and any(isinstance(v, bool) for v in value)):
+    """Engine-neutral filter -> Qdrant Edge `must` conditions."""
+    must: list[Any] = []
+    for kind, key, value in conditions(filter):
+        if kind != "range" and any(isinstance(v, bool) for v in (value if kind == "any" else [value])):
             # qdrant-edge-py 0.9 matches no point for a boolean MatchValue (seen in tests/test_qdrant_edge.py).
             raise ValueError(
                 f"filter on {key!r}: qdrant-edge cannot match boolean payload values; "
                 "store the field as a string or 0/1"
             )
-        if isinstance(value, Range):
-            rng = qe.RangeFloat(gte=value.gte, gt=value.gt, lte=value.lte, lt=value.lt)
-            conditions.append(qe.FieldCondition(key=key, range=rng))
-        elif isinstance(value, float):
-            conditions.append(qe.FieldCondition(key=key, range=qe.RangeFloat(gte=value, lte=value)))
-        elif isinstance(value, str | int | bool):
-            conditions.append(qe.FieldCondition(key=key, match=qe.MatchValue(value=value)))
+        if kind == "range":
+            must.append(
+                qe.FieldCondition(key=key, range=qe.RangeFloat(gte=value.gte, gt=value.gt, lte=value.lte, lt=value.lt))
+            )
+        elif kind == "any":
+            must.append(qe.FieldCondition(key=key, match=qe.MatchAny(any=value)))
         else:
-            values: list[Any] = list(value)
-            conditions.append(qe.FieldCondition(key=key, match=qe.MatchAny(any=values)))
-    return qe.Filter(must=conditions)
+            must.append(qe.FieldCondition(key=key, match=qe.MatchValue(value=value)))
+    return qe.Filter(must=must) if must else None

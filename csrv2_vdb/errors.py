@@ -46,3 +46,7 @@ class StoreLockedError(CSRv2Error, RuntimeError):
 
 class DataNotFoundError(CSRv2Error, FileNotFoundError):
     """An input data file is missing; the message says which file goes where."""
+
+
+class UnsupportedError(CSRv2Error, ValueError):
+    """The engine cannot do what was asked (a fusion method, a value it rejects); the message names the alternative."""

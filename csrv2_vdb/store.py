@@ -23,7 +23,9 @@ ID_FIELD = "_id"
 _ID_NAMESPACE = uuid.UUID("6f1c3c5e-7a51-4f0e-9a43-c5b2d0f3a2e1")
 
 Scalar = str | int | float | bool
-Fusion = Literal["rrf", "dbsf"]
+# rrf: reciprocal rank fusion (all engines); dbsf: distribution-based score fusion (Qdrant);
+# weighted: weighted sum of scores (Milvus WeightedRanker). An adapter refuses a method its engine lacks.
+Fusion = Literal["rrf", "dbsf", "weighted"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,27 @@ class Range:
 
 
 Filter = Mapping[str, Scalar | Sequence[Scalar] | Range]
+Condition = tuple[Literal["eq", "any", "range"], str, Any]
+
+
+def conditions(filter: Filter | None) -> list[Condition]:
+    """A filter as (kind, field, value) triples that every adapter maps to its engine's vocabulary.
+
+    An equality on a float becomes a closed range, since engines match only ints, strings and bools exactly.
+    """
+    out: list[Condition] = []
+    for key, value in (filter or {}).items():
+        if isinstance(value, Range):
+            out.append(("range", key, value))
+        elif isinstance(value, float):
+            out.append(("range", key, Range(gte=value, lte=value)))
+        elif isinstance(value, str | int | bool):
+            out.append(("eq", key, value))
+        elif isinstance(value, Sequence) and value:
+            out.append(("any", key, list(value)))
+        else:
+            raise ValueError(f"filter on {key!r}: expected a value, a non-empty list or a Range, got {value!r}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -55,6 +78,15 @@ class CollectionInfo:
     name: str
     sparse_dim: int | None
     dense_dim: int | None
+
+
+def drop_non_matches(results: list[list[Hit]]) -> list[list[Hit]]:
+    """Remove sparse hits with score 0: documents that share no latent with the query.
+
+    Qdrant returns them from some code paths (plain scan, local mode) and not from others; Milvus never
+    does. With non-negative codes a score of 0 means no overlap, so every engine answers alike.
+    """
+    return [[h for h in row if h.score != 0.0] for row in results]
 
 
 def point_id(doc_id: str | int) -> str:

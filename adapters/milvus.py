@@ -1,0 +1,251 @@
+"""Milvus through pymilvus `MilvusClient` (`MilvusStore`): servers by URI, Milvus Lite by file path.
+
+Schema: `pk` VARCHAR primary key (the document id itself, so upserts overwrite), `sparse`
+SPARSE_FLOAT_VECTOR with SPARSE_INVERTED_INDEX (or SPARSE_WAND) on IP with drop ratios 0, so scores
+are exact dot products, and/or `dense` FLOAT_VECTOR (FLAT, IP). Payload fields are dynamic fields.
+Hybrid search is `hybrid_search` with RRFRanker or WeightedRanker.
+
+Milvus Lite 2.5.x (tested here) is Milvus's C++ engine in a child process; it imports pkg_resources,
+so it needs setuptools<81. Milvus Lite 3.x is a pure-Python rewrite: only SPARSE_INVERTED_INDEX, and
+searches are about 30x slower until the collection is flushed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+from pymilvus import AnnSearchRequest, DataType, MilvusClient, MilvusException, RRFRanker, WeightedRanker
+
+from csrv2_vdb.errors import CollectionExistsError, CollectionNotFoundError, UnsupportedError
+from csrv2_vdb.sparse import SparseBatch
+from csrv2_vdb.store import ID_FIELD as _ID_FIELD
+from csrv2_vdb.store import (
+    CollectionInfo,
+    Filter,
+    Fusion,
+    Hit,
+    check_dense,
+    check_sparse,
+    check_upsert,
+    conditions,
+)
+
+PK = "pk"
+SPARSE = "sparse"
+DENSE = "dense"
+_RESERVED = {PK, SPARSE, DENSE}
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, MilvusException)
+_EXACT = {"drop_ratio_search": 0.0}
+
+
+class MilvusStore:
+    """`SparseStore` on Milvus (server URI, or a Milvus Lite .db file)."""
+
+    # Worth retrying in bulk writes: the connection dropped or the server was briefly unavailable.
+    transient_errors = TRANSIENT_ERRORS
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        token: str = "",
+        sparse_index: Literal["SPARSE_INVERTED_INDEX", "SPARSE_WAND"] = "SPARSE_INVERTED_INDEX",
+        rrf_k: int = 60,
+        weights: tuple[float, float] = (0.5, 0.5),
+        client: MilvusClient | None = None,
+    ) -> None:
+        self.client = client or MilvusClient(uri=uri, token=token)
+        self.sparse_index = sparse_index
+        self.rrf_k = rrf_k
+        self.weights = weights
+
+    def __enter__(self) -> MilvusStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ----------------------------------------------------------- collections
+    def create_collection(
+        self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
+    ) -> CollectionInfo:
+        if sparse_dim is None and dense_dim is None:
+            raise ValueError("a collection needs sparse_dim and/or dense_dim")
+        info = CollectionInfo(name, sparse_dim, dense_dim)
+        if self.client.has_collection(name):
+            existing = self.collection_info(name)
+            if exist_ok and existing == info:
+                return existing
+            raise CollectionExistsError(
+                f"collection {name!r} already exists ({existing}); "
+                "drop it first or pass exist_ok=True with the same dims"
+            )
+        schema = self.client.create_schema(
+            auto_id=False, enable_dynamic_field=True, description=json.dumps({"sparse_dim": sparse_dim})
+        )
+        schema.add_field(PK, DataType.VARCHAR, is_primary=True, max_length=512)
+        index = self.client.prepare_index_params()
+        if sparse_dim:
+            schema.add_field(SPARSE, DataType.SPARSE_FLOAT_VECTOR)
+            index.add_index(
+                field_name=SPARSE, index_type=self.sparse_index, metric_type="IP", params={"drop_ratio_build": 0.0}
+            )
+        if dense_dim:
+            schema.add_field(DENSE, DataType.FLOAT_VECTOR, dim=dense_dim)
+            index.add_index(field_name=DENSE, index_type="FLAT", metric_type="IP")
+        self.client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+        return info
+
+    def drop_collection(self, name: str) -> None:
+        self.collection_info(name)
+        self.client.drop_collection(name)
+
+    def list_collections(self) -> list[str]:
+        return sorted(self.client.list_collections())
+
+    def collection_info(self, name: str) -> CollectionInfo:
+        if not self.client.has_collection(name):
+            raise CollectionNotFoundError(
+                f"collection {name!r} does not exist; existing: {self.list_collections()}. "
+                "Create it with create_collection (or `csrv2-vdb index`)."
+            )
+        described = self.client.describe_collection(name)
+        fields = {f["name"]: f for f in described["fields"]}
+        dense = fields.get(DENSE)
+        sparse_dim = json.loads(described.get("description") or "{}").get("sparse_dim")
+        return CollectionInfo(name, sparse_dim, int(dense["params"]["dim"]) if dense else None)
+
+    # ------------------------------------------------------------------ data
+    def upsert(
+        self,
+        name: str,
+        ids: Sequence[str],
+        *,
+        sparse: SparseBatch | None = None,
+        dense: np.ndarray | None = None,
+        payloads: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        sparse, dense, rows = check_upsert(self.collection_info(name), ids, sparse, dense, payloads)
+        if sparse is not None and (sparse.values < 0).any():
+            bad = int(np.argwhere(sparse.values < 0)[0, 0])
+            raise UnsupportedError(
+                f"row {bad} holds a negative sparse value; Milvus rejects negative sparse values. "
+                "Heads from this package emit ReLU outputs (>= 0); clamp other codes at 0."
+            )
+        sparse_rows = sparse.to_dicts() if sparse is not None else None
+        records = []
+        for i, row in enumerate(rows):
+            clash = _RESERVED & row.keys()
+            if clash:
+                raise ValueError(f"payload keys {sorted(clash)} are reserved by the Milvus adapter")
+            record = {k: v for k, v in row.items() if k != _ID_FIELD}
+            record[PK] = row[_ID_FIELD]
+            if sparse_rows is not None:
+                record[SPARSE] = sparse_rows[i]
+            if dense is not None:
+                record[DENSE] = dense[i].tolist()
+            records.append(record)
+        self.client.upsert(name, records)
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        self.collection_info(name)
+        self.client.delete(name, ids=[str(i) for i in ids])
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        self.collection_info(name)
+        result = self.client.query(name, filter=_expr(filter), output_fields=["count(*)"])
+        return int(result[0]["count(*)"])
+
+    # ---------------------------------------------------------------- search
+    def _vectors(self, name: str, query: SparseBatch | np.ndarray) -> tuple[list[Any], str]:
+        info = self.collection_info(name)
+        if isinstance(query, SparseBatch):
+            return check_sparse(info, query).to_dicts(), SPARSE
+        return check_dense(info, query).tolist(), DENSE
+
+    def search(
+        self, name: str, query: SparseBatch | np.ndarray, *, limit: int = 10, filter: Filter | None = None
+    ) -> list[list[Hit]]:
+        vectors, field = self._vectors(name, query)
+        return self._run(
+            vectors,
+            lambda live: self.client.search(
+                name,
+                live,
+                anns_field=field,
+                limit=limit,
+                filter=_expr(filter),
+                output_fields=["*"],
+                search_params={"metric_type": "IP", "params": _EXACT},
+            ),
+        )
+
+    def hybrid_search(
+        self,
+        name: str,
+        sparse: SparseBatch,
+        dense: np.ndarray,
+        *,
+        limit: int = 10,
+        filter: Filter | None = None,
+        fusion: Fusion = "rrf",
+    ) -> list[list[Hit]]:
+        """Sparse and dense candidate lists (each 2*limit deep, both filtered) fused by Milvus."""
+        if fusion == "dbsf":
+            raise UnsupportedError("Milvus fuses with 'rrf' or 'weighted', not 'dbsf'")
+        ranker = RRFRanker(self.rrf_k) if fusion == "rrf" else WeightedRanker(*self.weights)
+        sparse_vectors, _ = self._vectors(name, sparse)
+        dense_vectors, _ = self._vectors(name, dense)
+        expr = _expr(filter)
+        out: list[list[Hit]] = []
+        # hybrid_search takes one query per request; an empty sparse row falls back to the dense list alone.
+        for s, d in zip(sparse_vectors, dense_vectors, strict=True):
+            requests = [AnnSearchRequest([d], DENSE, {"metric_type": "IP"}, 2 * limit, expr=expr)]
+            if s:
+                requests.insert(
+                    0, AnnSearchRequest([s], SPARSE, {"metric_type": "IP", "params": _EXACT}, 2 * limit, expr=expr)
+                )
+            result = self.client.hybrid_search(name, requests, ranker, limit=limit, output_fields=["*"])
+            out.append([_hit(h) for h in result[0]])
+        return out
+
+    def _run(self, vectors: list[Any], call: Any) -> list[list[Hit]]:
+        # Milvus rejects an empty sparse query in a batch; empty rows get [] without asking.
+        results: list[list[Hit]] = [[] for _ in vectors]
+        live = [i for i, v in enumerate(vectors) if len(v)]
+        if live:
+            for i, hits in zip(live, call([vectors[i] for i in live]), strict=True):
+                results[i] = [_hit(h) for h in hits]
+        return results
+
+
+def _hit(hit: Mapping[str, Any]) -> Hit:
+    entity = {k: v for k, v in hit["entity"].items() if k not in _RESERVED}
+    return Hit(id=str(hit["id"]), score=float(hit["distance"]), payload=entity)
+
+
+def _literal(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, bool) else ("true" if value else "false")
+
+
+def _expr(filter: Filter | None) -> str:
+    """Engine-neutral filter -> Milvus boolean expression over (dynamic) fields."""
+    parts = []
+    for kind, key, value in conditions(filter):
+        if not key.isidentifier():
+            raise ValueError(f"filter field {key!r} is not a valid Milvus field name")
+        if kind == "eq":
+            parts.append(f"{key} == {_literal(value)}")
+        elif kind == "any":
+            parts.append(f"{key} in [{', '.join(_literal(v) for v in value)}]")
+        else:
+            for op, bound in ((">=", value.gte), (">", value.gt), ("<=", value.lte), ("<", value.lt)):
+                if bound is not None:
+                    parts.append(f"{key} {op} {bound!r}")
+    return " and ".join(parts)
