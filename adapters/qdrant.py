@@ -12,7 +12,9 @@ query at 10k points): good for client-API tests, not a speed reference.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import grpc
@@ -71,6 +73,11 @@ class QdrantStore:
         )
         self.sparse_idf = sparse_idf
         self.rrf_k = rrf_k
+        # Local mode persists through one sqlite connection that concurrent writers corrupt; serialise them.
+        local = client is None and url is None
+        self._writes: AbstractContextManager[Any] = threading.Lock() if local else nullcontext()
+        # Dims never change for a collection; caching them saves a round trip per upsert and search.
+        self._infos: dict[str, CollectionInfo] = {}
 
     def __enter__(self) -> QdrantStore:
         return self
@@ -117,12 +124,15 @@ class QdrantStore:
 
     def drop_collection(self, name: str) -> None:
         self.collection_info(name)
+        self._infos.pop(name, None)
         self.client.delete_collection(name)
 
     def list_collections(self) -> list[str]:
         return sorted(c.name for c in self.client.get_collections().collections)
 
     def collection_info(self, name: str) -> CollectionInfo:
+        if name in self._infos:
+            return self._infos[name]
         if not self.client.collection_exists(name):
             raise CollectionNotFoundError(
                 f"collection {name!r} does not exist; existing: {self.list_collections()}. "
@@ -132,7 +142,9 @@ class QdrantStore:
         vectors = config.params.vectors
         dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
         sparse_dim = (config.metadata or {}).get(_DIM_KEY)
-        return CollectionInfo(name, int(sparse_dim) if sparse_dim else None, dense.size if dense else None)
+        info = CollectionInfo(name, int(sparse_dim) if sparse_dim else None, dense.size if dense else None)
+        self._infos[name] = info
+        return info
 
     # ------------------------------------------------------------------ data
     def upsert(
@@ -154,11 +166,13 @@ class QdrantStore:
             if dense is not None:
                 vector[DENSE] = dense[i].tolist()
             points.append(models.PointStruct(id=point_id(doc_id), vector=vector, payload=rows[i]))
-        self.client.upsert(name, points=points, wait=True)
+        with self._writes:
+            self.client.upsert(name, points=points, wait=True)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         self.collection_info(name)
-        self.client.delete(name, points_selector=models.PointIdsList(points=[point_id(i) for i in ids]), wait=True)
+        with self._writes:
+            self.client.delete(name, points_selector=models.PointIdsList(points=[point_id(i) for i in ids]), wait=True)
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         self.collection_info(name)

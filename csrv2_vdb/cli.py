@@ -25,7 +25,6 @@ KOpt = Annotated[int | None, typer.Option("--k", help="Active dims per vector; d
 BackboneOpt = Annotated[
     str | None, typer.Option("--backbone", help="Backbone model directory; default: the offline all-MiniLM-L6-v2.")
 ]
-StoreOpt = Annotated[Path, typer.Option("--store", help="Embedded qdrant-edge store directory.")]
 CollectionOpt = Annotated[str, typer.Option("--collection", help="Collection name.")]
 
 
@@ -66,46 +65,73 @@ def encode(
     console.print(f"wrote {len(records)} vectors (k={enc.k}, dim={enc.dim}) to {output}")
 
 
+EngineOpt = Annotated[str, typer.Option("--engine", help="qdrant-edge (embedded), qdrant (server URL) or milvus.")]
+
+
 @app.command()
 def index(
-    input: Annotated[Path, typer.Option("--input", help=".jsonl (id, text, other fields become payload) or .txt.")],
-    head: HeadOpt,
-    store: StoreOpt,
+    input: Annotated[
+        Path, typer.Option("--input", help=".jsonl / .parquet (id, text, other fields -> payload) or .txt.")
+    ],
+    store: Annotated[
+        str, typer.Option("--store", help="qdrant-edge: a directory; qdrant: URL or path; milvus: URI or .db file.")
+    ],
     collection: CollectionOpt,
+    head: Annotated[Path | None, typer.Option("--head", help="Head directory: index sparse codes.")] = None,
+    mrl_dims: Annotated[
+        int | None, typer.Option("--mrl-dims", help="Instead of a head: index MRL-truncated dense vectors.")
+    ] = None,
+    engine: EngineOpt = "qdrant-edge",
     k: KOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Documents per encode-and-upsert batch.")] = 256,
+    writers: Annotated[int, typer.Option("--writers", help="Threads writing batches to the engine.")] = 2,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="Resume file; default: <input>.<collection>.checkpoint.")
+    ] = None,
     backbone: BackboneOpt = None,
 ) -> None:
-    """Encode documents and upsert them into a sparse collection (re-running overwrites, never duplicates)."""
-    from tqdm.auto import tqdm
+    """Encode documents and upsert them; re-running overwrites, and a killed run resumes from its checkpoint."""
+    from csrv2_vdb.adapters import open_store
+    from csrv2_vdb.backbone import Backbone
+    from csrv2_vdb.bulk import bulk_index
+    from csrv2_vdb.data import iter_records
+    from csrv2_vdb.encoder import MRLEncoder
 
-    from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
-    from csrv2_vdb.data import read_records
-
+    if (head is None) == (mrl_dims is None):
+        raise _fail(ValueError("give exactly one of --head (sparse) or --mrl-dims (dense baseline)"))
+    checkpoint = checkpoint or input.with_name(f"{input.name}.{collection}.checkpoint")
     try:
-        records = read_records(input)
-        enc = _encoder(head, backbone, k)
-        with QdrantEdgeStore(store) as db:
-            db.create_collection(collection, sparse_dim=enc.dim, exist_ok=True)
-            with tqdm(total=len(records), desc=f"index {collection}", unit="doc") as bar:
-                for start in range(0, len(records), batch_size):
-                    part = records[start : start + batch_size]
-                    sparse = enc.encode_documents([r["text"] for r in part])
-                    payloads = [{key: v for key, v in r.items() if key != "id"} for r in part]
-                    db.upsert(collection, [r["id"] for r in part], sparse=sparse, payloads=payloads)
-                    bar.update(len(part))
-            total = db.count(collection)
+        if head is not None:
+            sparse_enc = _encoder(head, backbone, k)
+            encode, dims = sparse_enc.encode_documents, {"sparse_dim": sparse_enc.dim}
+        else:
+            dense_enc = MRLEncoder(Backbone(backbone), mrl_dims or 0)
+            encode, dims = dense_enc.encode_documents, {"dense_dim": dense_enc.dims}
+        total = sum(1 for _ in iter_records(input))
+        stat = input.stat()
+        source = f"{input.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        with open_store(engine, store) as db:
+            db.create_collection(collection, exist_ok=True, **dims)
+            report = bulk_index(
+                db, collection, iter_records(input), encode,
+                batch_size=batch_size, checkpoint=checkpoint, source=source, writers=writers, total=total,
+            )  # fmt: skip
+            count = db.count(collection)
     except (CSRv2Error, ValueError, FileNotFoundError) as exc:
         raise _fail(exc) from exc
-    console.print(f"{collection}: {total} documents in {store}")
+    console.print(
+        f"{collection}: {count} documents in {store} ({report.rows_written} written at "
+        f"{report.rows_per_second:.0f} rows/s, {report.batches_skipped} batches resumed, {report.retries} retries)"
+    )
 
 
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="Query text.")],
     head: HeadOpt,
-    store: StoreOpt,
+    store: Annotated[str, typer.Option("--store", help="Where the collection lives (see `index --help`).")],
     collection: CollectionOpt,
+    engine: EngineOpt = "qdrant-edge",
     k: KOpt = None,
     limit: Annotated[int, typer.Option("--limit", help="Hits to return.")] = 5,
     filter: Annotated[
@@ -114,7 +140,7 @@ def search(
     backbone: BackboneOpt = None,
 ) -> None:
     """Search a sparse collection with a text query; prints JSON hits (id, score, payload)."""
-    from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
+    from csrv2_vdb.adapters import open_store
 
     conditions = {}
     for item in filter or []:
@@ -124,7 +150,7 @@ def search(
         conditions[key] = value
     try:
         enc = _encoder(head, backbone, k)
-        with QdrantEdgeStore(store) as db:
+        with open_store(engine, store) as db:
             hits = db.search(collection, enc.encode_queries([query]), limit=limit, filter=conditions or None)[0]
     except (CSRv2Error, ValueError, FileNotFoundError) as exc:
         raise _fail(exc) from exc

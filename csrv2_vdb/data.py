@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,22 +109,40 @@ def answer_token_recall(answer: str, passages: Sequence[str]) -> float:
     return len(wanted & found) / len(wanted)
 
 
-def read_records(path: Path, text_field: str = "text", id_field: str = "id") -> list[dict]:
-    """Documents from a .jsonl file (one object per line with a text and, ideally, an id) or a .txt file
-    (one text per line; the id is the line number). Every record gets "id" and "text" keys."""
+def iter_records(path: Path, text_field: str = "text", id_field: str = "id") -> Iterator[dict]:
+    """Stream documents as dicts with "id" and "text" keys (other fields kept as payload).
+
+    .jsonl: one object per line; .parquet: one row per document (needs pyarrow); .txt: one text per
+    line. A record without an id gets its 1-based line (row) number, which is stable across runs.
+    """
     if not path.is_file():
         raise DataNotFoundError(f"input file {path} does not exist")
-    records: list[dict] = []
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        n = 0
+        for batch in pq.ParquetFile(path).iter_batches():
+            for row in batch.to_pylist():
+                n += 1
+                yield _record(row, n, path, text_field, id_field)
+        return
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             if path.suffix == ".jsonl":
-                obj = json.loads(line)
-                if text_field not in obj:
-                    raise ValueError(f"{path}:{n} has no {text_field!r} field")
-                payload = {k: v for k, v in obj.items() if k not in (text_field, id_field)}
-                records.append({**payload, "id": str(obj.get(id_field, n)), "text": obj[text_field]})
+                yield _record(json.loads(line), n, path, text_field, id_field)
             else:
-                records.append({"id": str(n), "text": line.rstrip("\n")})
-    return records
+                yield {"id": str(n), "text": line.rstrip("\n")}
+
+
+def _record(obj: dict, n: int, path: Path, text_field: str, id_field: str) -> dict:
+    if text_field not in obj:
+        raise ValueError(f"{path}: record {n} has no {text_field!r} field")
+    payload = {k: v for k, v in obj.items() if k not in (text_field, id_field)}
+    return {**payload, "id": str(obj.get(id_field, n)), "text": obj[text_field]}
+
+
+def read_records(path: Path, text_field: str = "text", id_field: str = "id") -> list[dict]:
+    """All of `iter_records` as a list."""
+    return list(iter_records(path, text_field, id_field))

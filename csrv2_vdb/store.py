@@ -139,6 +139,10 @@ class SparseStore(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> SparseStore: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
 
 # --------------------------------------------------------------------- checks shared by adapters
 def check_dense(info: CollectionInfo, dense: np.ndarray, n: int | None = None) -> np.ndarray:

@@ -6,17 +6,24 @@ is what Qdrant ships as its local mode). Elasticsearch joins when its adapter la
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from csrv2_vdb.adapters import open_store
-
 from csrv2_vdb.store import SparseStore
 
-Opener = Callable[[Path], SparseStore]
-
-ENGINES: dict[str, Opener] = {
-    "qdrant-edge": lambda root: open_store("qdrant-edge", str(root / "edge")),
-    "qdrant-local": lambda root: open_store("qdrant", str(root / "qdrant-local")),
-    "milvus-lite": lambda root: open_store("milvus", str(root / "milvus.db")),
+# test name -> (open_store engine, location under the test's tmp_path)
+ENGINES: dict[str, tuple[str, str]] = {
+    "qdrant-edge": ("qdrant-edge", "edge"),
+    "qdrant-local": ("qdrant", "qdrant-local"),
+    "milvus-lite": ("milvus", "milvus.db"),
 }
+
+
+def location(name: str, root: Path) -> tuple[str, str]:
+    """(engine kind, location string) for `open_store` or a subprocess."""
+    kind, rel = ENGINES[name]
+    return kind, str(root / rel)
+
+
+def open_engine(name: str, root: Path) -> SparseStore:
+    return open_store(*location(name, root))

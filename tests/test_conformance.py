@@ -13,7 +13,7 @@ from csrv2_vdb.errors import (
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import Range, SparseStore
 from tests.conftest import random_sparse
-from tests.engines import ENGINES
+from tests.engines import ENGINES, open_engine
 
 N, DIM, K = 10_000, 4096, 8
 
@@ -21,12 +21,11 @@ N, DIM, K = 10_000, 4096, 8
 @pytest.fixture(params=sorted(ENGINES))
 def engine(request, tmp_path):
     """(store, reopen): reopen() closes the store and opens the same location again."""
-    opener = ENGINES[request.param]
-    state = {"store": opener(tmp_path)}
+    state = {"store": open_engine(request.param, tmp_path)}
 
     def reopen() -> SparseStore:
         state["store"].close()
-        state["store"] = opener(tmp_path)
+        state["store"] = open_engine(request.param, tmp_path)
         return state["store"]
 
     yield state["store"], reopen

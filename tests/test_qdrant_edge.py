@@ -5,8 +5,8 @@ import sys
 import textwrap
 
 import pytest
-from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
 
+from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
 from csrv2_vdb.errors import StoreLockedError
 from tests.conftest import random_sparse
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import torch
-from csrv2_vdb.training.losses import nmse, reconstruction_losses
-from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
 
 from csrv2_vdb.errors import InvalidEmbeddingError
+from csrv2_vdb.training.losses import nmse, reconstruction_losses
+from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
 
 
 def _low_rank(n: int = 2000, d: int = 64, rank: int = 12, seed: int = 0) -> np.ndarray:

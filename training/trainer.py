@@ -6,11 +6,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from csrv2_vdb.training.losses import reconstruction_losses
 from tqdm.auto import tqdm
 
 from csrv2_vdb.errors import InvalidEmbeddingError
 from csrv2_vdb.head import SparseHead
+from csrv2_vdb.training.losses import reconstruction_losses
 
 
 @dataclass

@@ -1,0 +1,138 @@
+"""Bulk indexing: killed and resumed, faults injected, bad checkpoints refused."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from csrv2_vdb.adapters import open_store
+from csrv2_vdb.bulk import bulk_index
+from csrv2_vdb.sparse import SparseBatch
+from tests.bulk_worker import BATCH, DIM, records, vectors_for
+from tests.engines import ENGINES, location
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 2000
+
+
+def _worker(kind: str, location: str, checkpoint: Path, delay: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.bulk_worker", kind, location, str(N), str(checkpoint), str(delay)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _assert_exactly_indexed(kind: str, location: str) -> None:
+    expected = vectors_for([str(i) for i in range(N)])
+    with open_store(kind, location) as store:
+        assert store.count("bulk") == N  # stable ids: replayed batches overwrote, none duplicated
+        hits = store.search("bulk", expected, limit=1)
+    for i, row in enumerate(hits):
+        own = float(expected[i : i + 1].dot(expected[i : i + 1])[0, 0])
+        assert row[0].id == f"doc-{i}" and row[0].score == pytest.approx(own, rel=1e-6)
+        assert row[0].payload == {"text": str(i), "n": i}
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+def test_sigkill_mid_run_then_resume(engine, tmp_path):
+    kind, where = location(engine, tmp_path)
+    checkpoint = tmp_path / "run.checkpoint"
+    proc = _worker(kind, where, checkpoint, delay=0.15)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if checkpoint.exists() and json.loads(checkpoint.read_text())["done_below"] >= 3:
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # kill whatever the worker started (Milvus Lite runs its engine in a child process)
+    subprocess.run(["pkill", "-9", "-s", str(proc.pid)], check=False)
+    done = json.loads(checkpoint.read_text())
+    assert 3 <= done["done_below"] < N // BATCH, done
+
+    again = _worker(kind, where, checkpoint, delay=0.0)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    skipped = int(out.split("skipped_batches=")[1])
+    assert skipped >= 3
+    assert not checkpoint.exists()  # a finished run removes its checkpoint
+    _assert_exactly_indexed(kind, where)
+
+
+class FlakyStore:
+    """Wraps a store; upsert raises ConnectionError on the listed call numbers (an engine that drops out)."""
+
+    transient_errors = (ConnectionError,)
+
+    def __init__(self, store, fail_on: set[int], error: type[Exception] = ConnectionError) -> None:
+        self.store, self.fail_on, self.error, self.calls = store, fail_on, error, 0
+
+    def upsert(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls in self.fail_on:
+            raise self.error(f"injected failure on call {self.calls}")
+        return self.store.upsert(*args, **kwargs)
+
+
+def test_transient_failures_are_retried_until_every_row_is_written(tmp_path):
+    with open_store("qdrant-edge", str(tmp_path / "db")) as store:
+        store.create_collection("bulk", sparse_dim=DIM)
+        flaky = FlakyStore(store, fail_on={2, 3, 4, 9})
+        report = bulk_index(flaky, "bulk", records(N), vectors_for, batch_size=BATCH, backoff=0.01, progress=False)
+        assert report.retries == 4 and report.rows_written == N
+        assert store.count("bulk") == N
+
+
+def test_a_hard_error_stops_the_run_and_the_checkpoint_keeps_progress(tmp_path):
+    checkpoint = tmp_path / "ck"
+    with open_store("qdrant-edge", str(tmp_path / "db")) as store:
+        store.create_collection("bulk", sparse_dim=DIM)
+        broken = FlakyStore(store, fail_on={6}, error=ValueError)
+        with pytest.raises(ValueError, match="call 6"):
+            bulk_index(broken, "bulk", records(N), vectors_for, batch_size=BATCH, checkpoint=checkpoint,
+                       writers=1, progress=False)  # fmt: skip
+        assert json.loads(checkpoint.read_text())["done_below"] == 5
+        report = bulk_index(store, "bulk", records(N), vectors_for, batch_size=BATCH, checkpoint=checkpoint,
+                            progress=False)  # fmt: skip
+        assert report.batches_skipped == 5 and report.rows_written == N - 5 * BATCH
+        assert store.count("bulk") == N
+        with pytest.raises(ConnectionError):  # retries are bounded
+            bulk_index(FlakyStore(store, fail_on=set(range(1, 10))), "bulk", records(200), vectors_for,
+                       batch_size=BATCH, max_retries=2, backoff=0.0, progress=False)  # fmt: skip
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    checkpoint = tmp_path / "ck"
+    checkpoint.write_text(json.dumps({"source": "a.jsonl", "collection": "bulk", "batch_size": 100,
+                                      "done_below": 3, "done_extra": []}))  # fmt: skip
+    with open_store("qdrant-edge", str(tmp_path / "db")) as store:
+        store.create_collection("bulk", sparse_dim=DIM)
+        with pytest.raises(ValueError, match="another run"):
+            bulk_index(store, "bulk", records(10), vectors_for, checkpoint=checkpoint, source="b.jsonl", progress=False)
+
+
+def test_repeated_ids_in_a_batch_keep_the_last_record_and_dense_works(tmp_path):
+    rows = [{"id": "x", "text": "1", "v": 1}, {"id": "y", "text": "2", "v": 2}, {"id": "x", "text": "3", "v": 3}]
+
+    def encode(texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), 4), dtype=np.float32)
+        out[np.arange(len(texts)), [int(t) for t in texts]] = 1.0
+        return out
+
+    with open_store("qdrant-edge", str(tmp_path / "db")) as store:
+        store.create_collection("d", dense_dim=4)
+        bulk_index(store, "d", rows, encode, progress=False)
+        assert store.count("d") == 2
+        hit = store.search("d", encode(["3"]), limit=1)[0][0]
+        assert (hit.id, hit.payload["v"]) == ("x", 3)
+    assert isinstance(vectors_for(["1"]), SparseBatch)
