@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -57,6 +58,8 @@ class MilvusStore:
         weights: tuple[float, float] = (0.5, 0.5),
         client: MilvusClient | None = None,
     ) -> None:
+        if client is None and "://" not in uri:
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)  # Milvus Lite needs the folder of its .db file
         self.client = client or MilvusClient(uri=uri, token=token)
         self.sparse_index = sparse_index
         self.rrf_k = rrf_k

@@ -64,6 +64,7 @@ class QdrantStore:
         location: str | None = None,
         path: str | None = None,
         prefer_grpc: bool = True,
+        parallel: int = 1,
         sparse_idf: bool = False,
         rrf_k: int | None = None,
         client: QdrantClient | None = None,
@@ -73,6 +74,7 @@ class QdrantStore:
         )
         self.sparse_idf = sparse_idf
         self.rrf_k = rrf_k
+        self.parallel = parallel
         # Local mode persists through one sqlite connection that concurrent writers corrupt; serialise them.
         local = client is None and url is None
         self._writes: AbstractContextManager[Any] = threading.Lock() if local else nullcontext()
@@ -167,7 +169,9 @@ class QdrantStore:
                 vector[DENSE] = dense[i].tolist()
             points.append(models.PointStruct(id=point_id(doc_id), vector=vector, payload=rows[i]))
         with self._writes:
-            self.client.upsert(name, points=points, wait=True)
+            # upload_points splits large batches and, with parallel > 1, writes from worker processes;
+            # retries are bulk_index's job (with backoff), so the client's own are off.
+            self.client.upload_points(name, points, batch_size=256, parallel=self.parallel, max_retries=0, wait=True)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         self.collection_info(name)

@@ -117,11 +117,13 @@ class SparseBatch:
     # ------------------------------------------------------------ conversions
     def rows(self) -> Iterator[tuple[list[int], list[float]]]:
         """Each row as (sorted indices, values) without padding: the form every engine takes."""
-        for idx, val in zip(self.indices, self.values, strict=True):
-            keep = val != 0
-            i, v = idx[keep], val[keep]
-            order = np.argsort(i)
-            yield i[order].tolist(), v[order].tolist()
+        # One vectorised sort for the whole batch: padding (value 0) goes last, then ascending index.
+        keyed = np.where(self.values != 0, self.indices.astype(np.int64), np.iinfo(np.int64).max)
+        order = np.argsort(keyed, axis=1, kind="stable")
+        indices = np.take_along_axis(self.indices, order, 1).tolist()
+        values = np.take_along_axis(self.values, order, 1).tolist()
+        for idx, val, n in zip(indices, values, self.nnz.tolist(), strict=True):
+            yield idx[:n], val[:n]
 
     def to_dicts(self) -> list[dict[int, float]]:
         """Rows as {index: value} (Milvus rows, LlamaIndex sparse embeddings)."""

@@ -16,7 +16,10 @@ ENGINES: dict[str, tuple[str, str]] = {
     "qdrant-edge": ("qdrant-edge", "edge"),
     "qdrant-local": ("qdrant", "qdrant-local"),
     "milvus-lite": ("milvus", "milvus.db"),
+    "milvus-lite-wand": ("milvus", "milvus-wand.db"),
 }
+# open_store options per test name (the WAND entry checks Milvus's other sparse index type)
+OPTIONS: dict[str, dict] = {"milvus-lite-wand": {"sparse_index": "SPARSE_WAND"}}
 
 
 def location(name: str, root: Path) -> tuple[str, str]:
@@ -26,4 +29,4 @@ def location(name: str, root: Path) -> tuple[str, str]:
 
 
 def open_engine(name: str, root: Path) -> SparseStore:
-    return open_store(*location(name, root))
+    return open_store(*location(name, root), **OPTIONS.get(name, {}))

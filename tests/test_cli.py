@@ -204,3 +204,24 @@ def test_demo_end_to_end_on_a_slice_of_the_medical_corpus(data_dir, tmp_path):
     assert float(rows[-1]["recall_at_5"]) > float(rows[2]["recall_at_5"])  # full dense beats 2-dim MRL
     assert (out / "results.png").stat().st_size > 1000
     assert "recall@5" in result.output
+
+
+def test_index_reads_parquet_into_milvus_and_dense_mrl(workspace, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids, texts, topics = zip(*DOCS, strict=True)
+    pq.write_table(pa.table({"id": ids, "text": texts, "topic": topics}), tmp_path / "docs.parquet")
+    for args in (["--head", str(workspace / "head")], ["--mrl-dims", "32"]):
+        collection = "sparse" if args[0] == "--head" else "mrl32"
+        result = runner.invoke(
+            app,
+            ["index", "--input", str(tmp_path / "docs.parquet"), *args, "--engine", "milvus",
+             "--store", str(tmp_path / "m.db"), "--collection", collection],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert f"{collection}: 6 documents" in result.output
+    both = runner.invoke(
+        app, ["index", "--input", str(tmp_path / "docs.parquet"), "--store", str(tmp_path / "x"), "--collection", "c"]
+    )
+    assert both.exit_code == 2 and "exactly one of --head" in both.output
