@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ class QdrantEdgeStore:
         self._lock.flush()
         self._shards: dict[str, qe.EdgeShard] = {}
         self._infos: dict[str, CollectionInfo] = {}
+        self._opening = threading.Lock()  # writer threads must not open the same shard twice
 
     def __enter__(self) -> QdrantEdgeStore:
         return self
@@ -131,8 +133,9 @@ class QdrantEdgeStore:
 
     def _shard(self, name: str) -> qe.EdgeShard:
         self.collection_info(name)
-        if name not in self._shards:
-            self._shards[name] = qe.EdgeShard.load(str(self.path / name / _SHARD))
+        with self._opening:
+            if name not in self._shards:
+                self._shards[name] = qe.EdgeShard.load(str(self.path / name / _SHARD))
         return self._shards[name]
 
     def flush(self, name: str) -> None:

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -41,10 +43,10 @@ def test_losses_have_the_three_terms_and_aux_needs_dead_latents():
     from csrv2_vdb.head import SparseHead
 
     head = SparseHead(64, 256, k=2, k_aux=32, dead_threshold=2).train()
-    first = reconstruction_losses(head, x, 2)
+    first, _ = reconstruction_losses(head, x, 2)
     assert set(first) == {"k", "4k"}  # nothing is dead yet
     for _ in range(3):
-        losses = reconstruction_losses(head, x, 2)
+        losses, _ = reconstruction_losses(head, x, 2)
     assert set(losses) == {"k", "4k", "aux"} and torch.isfinite(losses["aux"])
     assert float(nmse(x.mean(0, keepdim=True).expand_as(x), x)) == pytest.approx(1.0)
 
@@ -54,3 +56,79 @@ def test_nan_training_data_is_rejected():
     x[2, 3] = np.nan
     with pytest.raises(InvalidEmbeddingError):
         train_head(x, progress=False)
+
+
+def test_contrastive_losses_prefer_codes_that_agree_with_labels():
+    from csrv2_vdb.training.losses import inbatch_contrastive, label_contrastive
+
+    labels = torch.tensor([0, 0, 1, 1])
+    aligned = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0, 1.0, 0]])
+    crossed = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [1.0, 0, 0], [0, 1.0, 0]])
+    assert label_contrastive(aligned, aligned, labels) < label_contrastive(crossed, crossed, labels)
+    spread = torch.eye(4)
+    assert inbatch_contrastive(spread, spread) < inbatch_contrastive(aligned, aligned)
+    # hand-checked: 4 orthogonal codes, tau 0.2 -> each row's positive e^5 against 6 negatives of e^0
+    expected = -np.log(np.exp(5) / (np.exp(5) + 6))
+    assert float(inbatch_contrastive(spread, spread)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_k_annealing_is_linear_then_flat():
+    from csrv2_vdb.training.schedule import annealed_k
+
+    ks = [annealed_k(s, 100, 2, 64) for s in range(100)]
+    assert ks[0] == 64 and ks[35] == round(64 * 0.5 + 2 * 0.5) and ks[69] < 4 and set(ks[70:]) == {2}
+    assert all(a >= b for a, b in itertools.pairwise(ks))
+    assert annealed_k(0, 100, 8, 64, hidden=128) == 32  # k0 <= h/4
+    assert annealed_k(0, 100, 8, None) == 8
+
+
+def test_label_sources():
+    from csrv2_vdb.training.labels import classification_labels, retrieval_labels, sts_labels
+
+    assert classification_labels(["b", "a", "b"]).tolist() == [1, 0, 1]
+    y = retrieval_labels(2, 4, {0: [1, 2], 1: [2]})  # rows: q0 q1 d0 d1 d2 d3
+    assert y[0] == y[3] == y[4] == y[1]  # q1 shares d2 with q0: one group
+    assert len({y[0], y[2], y[5]}) == 3
+    z = sts_labels(4, [(0, 1, 4.2), (2, 3, 1.0)])
+    assert z[0] == z[1] and z[2] != z[3]
+
+
+def test_label_batches_always_hold_positives():
+    from csrv2_vdb.training.labels import LabelBatchSampler
+
+    labels = np.repeat(np.arange(50), 4)[:190]
+    batches = list(LabelBatchSampler(labels, batch_size=16, seed=3))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(190))
+    for batch in batches:
+        assert len(batch) <= 16
+        _, counts = np.unique(labels[batch], return_counts=True)
+        assert counts.max() >= 2
+
+
+def test_resumed_training_equals_uninterrupted(tmp_path):
+    x = _low_rank(n=600)
+    labels = np.repeat(np.arange(100), 6)
+    config = HeadTrainConfig(method="csrv2", k=4, hidden_dim=128, k_aux=32, lr=1e-3, epochs=3, batch_size=64)
+    straight = train_head(x, config, labels, progress=False).head
+    partial = train_head(x, config, labels, checkpoint_dir=tmp_path, max_steps=13, progress=False)
+    assert partial.steps == 13
+    resumed = train_head(x, config, labels, checkpoint_dir=tmp_path, resume=True, progress=False)
+    assert resumed.steps == straight_steps(x, config, labels)
+    assert torch.allclose(resumed.head.encoder.weight, straight.encoder.weight, atol=1e-6)
+    with pytest.raises(ValueError, match="another config"):
+        train_head(x, HeadTrainConfig(k=8), checkpoint_dir=tmp_path, resume=True, progress=False)
+
+
+def straight_steps(x, config, labels) -> int:
+    from csrv2_vdb.training.trainer import _epoch_batches
+
+    return config.epochs * len(_epoch_batches(len(x), config, labels, 0))
+
+
+def test_config_file_round_trip(tmp_path):
+    config = HeadTrainConfig(method="csr", k=8)
+    config.save(tmp_path / "c.json")
+    assert HeadTrainConfig.load(tmp_path / "c.json", k=16, lr=None) == HeadTrainConfig(method="csr", k=16)
+    (tmp_path / "bad.json").write_text('{"kk": 3}')
+    with pytest.raises(ValueError, match="unknown config keys"):
+        HeadTrainConfig.load(tmp_path / "bad.json")

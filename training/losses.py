@@ -1,8 +1,11 @@
-"""Reconstruction losses of the top-k head: L_k + L_4k / 8 + c_aux * NMSE(aux).
+"""Losses of the sparse head: reconstruction (k + 4k/8 + aux) and the two contrastive terms.
 
-The 4k term is a separate top-4k of fresh pre-activations; the aux term asks the latents that have
-not fired for `dead_threshold` calls to reconstruct the residual the top-k code left (this revives
-dead latents; it is left out while no latent is dead). Defaults follow the CSR/CSRv2 reference code.
+- Reconstruction: MSE at k, MSE of a separate top-4k of fresh pre-activations / 8, and c_aux * NMSE of
+  the residual reconstructed by latents that have not fired for `dead_threshold` calls (this revives
+  dead latents; the term is left out while no latent is dead).
+- CSR: in-batch contrastive loss on L2-normalised sparse codes, positives = the same sample.
+- CSRv2: supervised contrastive loss, positives = every other sample with the same label.
+Both contrastive terms use the reference code's "sum inside the log" form with tau = 0.2.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from csrv2_vdb.head import SparseHead
+from csrv2_vdb.head import HeadOutput, SparseHead
 
 
 def nmse(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -19,8 +22,10 @@ def nmse(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(recon, target) / baseline
 
 
-def reconstruction_losses(head: SparseHead, x: torch.Tensor, k: int, aux_coef: float = 0.1) -> dict[str, torch.Tensor]:
-    """The three weighted terms for one batch; their sum is the loss to minimise."""
+def reconstruction_losses(
+    head: SparseHead, x: torch.Tensor, k: int, aux_coef: float = 0.1
+) -> tuple[dict[str, torch.Tensor], HeadOutput]:
+    """The weighted reconstruction terms for one batch, and the top-k output they came from."""
     out_k = head(x, k)
     out_4k = head(x, min(4 * k, head.hidden_dim))
     losses = {"k": F.mse_loss(out_k.recon, x), "4k": F.mse_loss(out_4k.recon, x) / 8}
@@ -28,4 +33,26 @@ def reconstruction_losses(head: SparseHead, x: torch.Tensor, k: int, aux_coef: f
         z_aux = head.aux_latents(out_k.pre)
         residual = x - out_k.recon.detach() + head.pre_bias.detach()
         losses["aux"] = aux_coef * nmse(head.decode(z_aux), residual).nan_to_num(0.0)
-    return losses
+    return losses, out_k
+
+
+def _contrastive(z: torch.Tensor, positives: torch.Tensor, tau: float) -> torch.Tensor:
+    """-mean log(sum_pos / (sum_pos + sum_neg)) over the rows of z, with z the two views stacked."""
+    z = F.normalize(z, dim=-1)
+    sim = torch.exp(z @ z.T / tau)
+    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    pos = (sim * (positives & ~self_mask)).sum(dim=1).clamp(min=1e-8)
+    neg = (sim * ~positives).sum(dim=1).clamp(min=1e-8)
+    return -torch.log(pos / (pos + neg)).mean()
+
+
+def inbatch_contrastive(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.2) -> torch.Tensor:
+    """CSR: each sample's positive is its other view; every other sample is a negative."""
+    ids = torch.arange(len(z1), device=z1.device).repeat(2)
+    return _contrastive(torch.cat([z1, z2]), ids[:, None] == ids[None, :], tau)
+
+
+def label_contrastive(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, tau: float = 0.2) -> torch.Tensor:
+    """CSRv2: positives are all samples (and views) with the same label; the rest are negatives."""
+    y = labels.repeat(2)
+    return _contrastive(torch.cat([z1, z2]), y[:, None] == y[None, :], tau)

@@ -1,8 +1,22 @@
-"""Plain head training on cached, frozen-backbone embeddings (the CSR recipe without contrastive terms)."""
+"""Head training on cached, frozen-backbone embeddings: plain, CSR and CSRv2 in one loop.
+
+    plain   reconstruction only (k + 4k/8 + aux)
+    csr     + c_cl * in-batch contrastive loss on the sparse codes (tau 0.2)
+    csrv2   + c_cl * supervised contrastive loss (positives share a label), k annealed from k0 (64)
+            to k over the first 70 % of steps, batches that keep positives together
+
+Defaults follow the reference code: Adam (eps 6.25e-10), lr 1e-4, batch 128, 10 epochs, c_aux 0.1,
+c_cl 0.1, k_aux 1024 (at most h/2), dead_threshold 30, seed 1227. Checkpoints hold the head, the
+optimizer and the step, and batches are a function of (seed, epoch), so a resumed run continues
+exactly where the interrupted one stopped.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -10,69 +24,172 @@ from tqdm.auto import tqdm
 
 from csrv2_vdb.errors import InvalidEmbeddingError
 from csrv2_vdb.head import SparseHead
-from csrv2_vdb.training.losses import reconstruction_losses
+from csrv2_vdb.training.labels import LabelBatchSampler
+from csrv2_vdb.training.losses import inbatch_contrastive, label_contrastive, reconstruction_losses
+from csrv2_vdb.training.schedule import annealed_k
+
+Method = Literal["plain", "csr", "csrv2"]
+CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
 class HeadTrainConfig:
-    """Defaults from the CSR/CSRv2 reference code (Adam eps 6.25e-10, lr 1e-4, batch 128, 10 epochs)."""
+    """Everything that defines a head-training run; JSON round-trips through `save` / `load`."""
 
+    method: Method = "plain"
     k: int = 32
+    k0: int | None = None  # annealing start; csrv2 uses 64 when unset
+    anneal_ratio: float = 0.7
     hidden_dim: int | None = None
     k_aux: int = 1024
     dead_threshold: int = 30
     aux_coef: float = 0.1
+    cl_coef: float = 0.1
+    tau: float = 0.2
     lr: float = 1e-4
     batch_size: int = 128
     epochs: int = 10
     seed: int = 1227
 
+    def start_k(self) -> int | None:
+        if self.method != "csrv2":
+            return self.k0
+        return self.k0 if self.k0 is not None else 64
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: object) -> HeadTrainConfig:
+        """A config file (JSON), with keyword overrides (None values ignored)."""
+        values = json.loads(Path(path).read_text()) if path else {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)} in {path}; known: {sorted(known)}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
 
 @dataclass
 class TrainResult:
-    """The trained head and, per epoch, the mean of each loss term (k, 4k, aux)."""
+    """The trained head and, per epoch, the mean of each loss term."""
 
     head: SparseHead
     config: HeadTrainConfig
     epoch_losses: list[dict[str, float]] = field(default_factory=list)
+    steps: int = 0
 
     def summary(self) -> dict:
-        return {"config": asdict(self.config), "epoch_losses": self.epoch_losses}
+        return {"config": asdict(self.config), "epoch_losses": self.epoch_losses, "steps": self.steps}
 
 
-def train_head(embeddings: np.ndarray, config: HeadTrainConfig | None = None, progress: bool = True) -> TrainResult:
-    """Train a SparseHead to reconstruct (n, d) unit-norm embeddings at k active latents."""
+def _epoch_batches(n: int, config: HeadTrainConfig, labels: np.ndarray | None, epoch: int) -> list[np.ndarray]:
+    """The batches of one epoch, a pure function of (seed, epoch) so that resuming replays them."""
+    seed = config.seed * 1000 + epoch
+    if config.method == "csrv2" and labels is not None:
+        return list(LabelBatchSampler(labels, config.batch_size, seed=seed))
+    return np.array_split(np.random.default_rng(seed).permutation(n), -(-n // config.batch_size))
+
+
+def train_head(
+    embeddings: np.ndarray,
+    config: HeadTrainConfig | None = None,
+    labels: np.ndarray | None = None,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a SparseHead on (n, d) unit-norm embeddings; `labels` (n,) feed CSRv2's supervised loss."""
     config = config or HeadTrainConfig()
     x_all = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
     if x_all.ndim != 2 or len(x_all) == 0:
         raise InvalidEmbeddingError(f"training needs an (n, d) array with n > 0, got {tuple(x_all.shape)}")
     if not torch.isfinite(x_all).all():
         raise InvalidEmbeddingError("training embeddings hold NaN or inf")
+    if labels is not None and len(labels) != len(x_all):
+        raise ValueError(f"{len(x_all)} embeddings but {len(labels)} labels")
+    y_all = torch.as_tensor(labels) if labels is not None else None
+
     torch.manual_seed(config.seed)
     head = SparseHead(
         x_all.shape[1], config.hidden_dim, k=config.k, k_aux=config.k_aux, dead_threshold=config.dead_threshold
     ).train()
     optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, eps=6.25e-10)
-    generator = torch.Generator().manual_seed(config.seed)
     result = TrainResult(head, config)
-    steps_per_epoch = -(-len(x_all) // config.batch_size)
+    steps_per_epoch = len(_epoch_batches(len(x_all), config, labels, 0))
+    total = config.epochs * steps_per_epoch
+    step = 0
+    ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
+    if resume and ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        if state["config"] != asdict(config):
+            raise ValueError(f"{ckpt} was written by another config; resume with the same settings")
+        head.load_state_dict(state["head"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, result.epoch_losses = state["step"], state["epoch_losses"]
+
     bar = tqdm(
-        total=config.epochs * steps_per_epoch, desc=f"train head k={config.k}", disable=not progress, mininterval=0.5
+        total=total, initial=step, desc=f"train {config.method} k={config.k}", disable=not progress, mininterval=0.5
     )
-    for _ in range(config.epochs):
+    for epoch in range(step // steps_per_epoch, config.epochs):
+        batches = _epoch_batches(len(x_all), config, labels, epoch)
         totals: dict[str, float] = {}
-        for batch in torch.randperm(len(x_all), generator=generator).split(config.batch_size):
-            losses = reconstruction_losses(head, x_all[batch], config.k, config.aux_coef)
+        for batch in batches[step - epoch * steps_per_epoch :]:
+            if max_steps is not None and step >= max_steps:
+                break
+            k = annealed_k(step, total, config.k, config.start_k(), config.anneal_ratio, head.hidden_dim)
+            x = x_all[torch.as_tensor(batch)]
+            losses, out = reconstruction_losses(head, x, k, config.aux_coef)
+            if config.method == "csr" or (config.method == "csrv2" and y_all is None):
+                losses["cl"] = config.cl_coef * inbatch_contrastive(out.latents, out.latents, config.tau)
+            elif config.method == "csrv2" and y_all is not None:
+                y = y_all[torch.as_tensor(batch)]
+                losses["cl"] = config.cl_coef * label_contrastive(out.latents, out.latents, y, config.tau)
             loss = sum(losses.values(), torch.zeros(()))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            step += 1
             terms = {name: float(v.detach()) for name, v in losses.items()}
             for name, value in terms.items():
-                totals[name] = totals.get(name, 0.0) + value * len(batch)
-            bar.set_postfix({name: f"{v:.4f}" for name, v in terms.items()}, refresh=False)
+                totals[name] = totals.get(name, 0.0) + value / len(batches)
+            bar.set_postfix({"k": k, **{name: f"{v:.4f}" for name, v in terms.items()}}, refresh=False)
             bar.update()
-        result.epoch_losses.append({name: v / len(x_all) for name, v in totals.items()})
+            if ckpt is not None and checkpoint_every and step % checkpoint_every == 0:
+                _save_checkpoint(ckpt, head, optimizer, step, result, config)
+        else:
+            result.epoch_losses.append(totals)
+            continue
+        break  # max_steps reached inside the epoch
     bar.close()
+    result.steps = step
+    if ckpt is not None:
+        _save_checkpoint(ckpt, head, optimizer, step, result, config)
+    head.k = config.k
     head.eval()
     return result
+
+
+def _save_checkpoint(
+    path: Path,
+    head: SparseHead,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    result: TrainResult,
+    config: HeadTrainConfig,
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "head": head.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "epoch_losses": result.epoch_losses,
+        "config": asdict(config),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
