@@ -224,3 +224,82 @@ def demo(
         )
     except (CSRv2Error, ValueError, FileNotFoundError) as exc:
         raise _fail(exc) from exc
+
+
+DataOpt = Annotated[
+    Path | None, typer.Option("--data", help="Folder holding graphrag-bench/ and banking77/; default ../shared/data.")
+]
+CacheOpt = Annotated[Path, typer.Option("--cache", help="Embedding and head cache.")]
+
+
+@app.command()
+def train(
+    method: Annotated[str, typer.Option("--method", help="csr, csrv2, plain (reconstruction only) or mrl.")],
+    task: Annotated[str, typer.Option("--task", help="banking77 (intent labels) or medical (question-chunk labels).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the head (or Matryoshka projection).")],
+    k: Annotated[int | None, typer.Option("--k", help="Target active dims (CSR/CSRv2).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="JSON config; flags given here override it.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs")] = None,
+    lr: Annotated[float | None, typer.Option("--lr")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")] = 200,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/checkpoint.pt.")] = False,
+    data: DataOpt = None,
+    cache: CacheOpt = Path(".cache/csrv2-vdb"),
+) -> None:
+    """Train a CSR / CSRv2 head or a Matryoshka projection on cached frozen-backbone embeddings of a task."""
+    from csrv2_vdb.backbone import Backbone
+    from csrv2_vdb.data import find_data_dir
+    from csrv2_vdb.reproduction import banking_task, medical_task
+
+    builders = {"banking77": banking_task, "medical": medical_task}
+    if task not in builders or method not in ("csr", "csrv2", "plain", "mrl"):
+        raise _fail(ValueError(f"--task must be one of {sorted(builders)}; --method one of csr, csrv2, plain, mrl"))
+    try:
+        rows = builders[task](data or find_data_dir(), Backbone(), cache)
+        if method == "mrl":
+            from csrv2_vdb.training.mrl import train_matryoshka
+
+            projection, summary = train_matryoshka(rows.train_x, rows.train_y)
+            projection.save(out)
+        else:
+            from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
+
+            settings = HeadTrainConfig.load(config, method=method, k=k, epochs=epochs, lr=lr, seed=seed)
+            result = train_head(
+                rows.train_x, settings, rows.train_y if method == "csrv2" else None,
+                checkpoint_dir=out, checkpoint_every=checkpoint_every, resume=resume,
+            )  # fmt: skip
+            result.head.save(out)
+            settings.save(out / "training-config.json")
+            summary = result.summary()
+    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
+        raise _fail(exc) from exc
+    (out / "training.json").write_text(json.dumps(summary, indent=2))
+    console.print(f"{method} for {task} written to {out}")
+
+
+@app.command("eval")
+def evaluate(
+    out: Annotated[Path, typer.Option("--out", help="Where results.csv/.md/.png go.")] = Path("docs/reproduction"),
+    ks: Annotated[str, typer.Option("--ks", help="Comma-separated k for CSR and CSRv2.")] = "2,4,8,16,32,64",
+    dims: Annotated[str, typer.Option("--dims", help="Comma-separated MRL dims.")] = "2,4,8,16,32,64",
+    tasks: Annotated[str, typer.Option("--tasks", help="banking77 and/or medical.")] = "banking77,medical",
+    epochs: Annotated[int, typer.Option("--epochs", help="Head training epochs (same for CSR and CSRv2).")] = 10,
+    lr: Annotated[float, typer.Option("--lr", help="Head learning rate (same for CSR and CSRv2).")] = 1e-3,
+    data: DataOpt = None,
+    cache: CacheOpt = Path(".cache/csrv2-vdb"),
+) -> None:
+    """CSRv2 vs CSR vs MRL at each k: classification, clustering, retrieval, dead latents (trains what is missing)."""
+    from csrv2_vdb.data import find_data_dir
+    from csrv2_vdb.reproduction import run_reproduction
+    from csrv2_vdb.training.trainer import HeadTrainConfig
+
+    try:
+        run_reproduction(
+            data or find_data_dir(), out, cache,
+            ks=[int(v) for v in ks.split(",")], dims=[int(v) for v in dims.split(",")], tasks=tasks.split(","),
+            config=HeadTrainConfig(lr=lr, epochs=epochs), console=Console(),
+        )  # fmt: skip
+    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
+        raise _fail(exc) from exc

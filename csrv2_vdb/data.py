@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from csrv2_vdb.errors import DataNotFoundError
 
 GRAPHRAG_DIR = "graphrag-bench"
@@ -146,3 +148,52 @@ def _record(obj: dict, n: int, path: Path, text_field: str, id_field: str) -> di
 def read_records(path: Path, text_field: str = "text", id_field: str = "id") -> list[dict]:
     """All of `iter_records` as a list."""
     return list(iter_records(path, text_field, id_field))
+
+
+@dataclass(frozen=True)
+class Banking77:
+    train_texts: list[str]
+    train_labels: list[str]
+    test_texts: list[str]
+    test_labels: list[str]
+
+
+def load_banking77(data_dir: Path) -> Banking77:
+    """Banking77 train/test splits ("text,category" CSV files under banking77/)."""
+    import csv
+
+    def read(split: str) -> tuple[list[str], list[str]]:
+        path = data_dir / "banking77" / f"{split}.csv"
+        if not path.is_file():
+            raise DataNotFoundError(
+                f"missing Banking77: expected {path} (github.com/PolyAI-LDN/task-specific-datasets, banking_data/); "
+                "point --data at the folder that holds banking77/"
+            )
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        return [r["text"] for r in rows], [r["category"] for r in rows]
+
+    train, test = read("train"), read("test")
+    return Banking77(train[0], train[1], test[0], test[1])
+
+
+def answer_qrels(
+    questions: Sequence[Question], chunks: Sequence[Chunk], min_recall: float = 0.5
+) -> dict[int, set[int]]:
+    """Question-to-chunk relevance from the reference answers (this release has no evidence spans).
+
+    A chunk is relevant to a question when it holds the largest share of the answer's content words
+    and that share is at least `min_recall`; ties are all relevant. Questions without such a chunk
+    are left out.
+    """
+    chunk_tokens = [content_tokens(c.text) for c in chunks]
+    qrels: dict[int, set[int]] = {}
+    for qi, question in enumerate(questions):
+        wanted = content_tokens(question.answer)
+        if not wanted:
+            continue
+        shares = np.array([len(wanted & tokens) / len(wanted) for tokens in chunk_tokens])
+        best = float(shares.max())
+        if best >= min_recall:
+            qrels[qi] = {int(i) for i in np.flatnonzero(shares == best)}
+    return qrels

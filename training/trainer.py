@@ -60,7 +60,7 @@ class HeadTrainConfig:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
-    def load(cls, path: str | Path, **overrides: object) -> HeadTrainConfig:
+    def load(cls, path: str | Path | None, **overrides: object) -> HeadTrainConfig:
         """A config file (JSON), with keyword overrides (None values ignored)."""
         values = json.loads(Path(path).read_text()) if path else {}
         known = {f.name for f in fields(cls)}
