@@ -95,7 +95,8 @@ class Backbone:
         """Identifies what produced an embedding, for caches."""
         return f"{self.model_path}|{self.pooling}|{self.max_length}|{self.prompts[kind]}"
 
-    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Token states -> one vector per text (the configured pooling; not normalised)."""
         if self.pooling == "cls":
             return hidden[:, 0]
         if self.pooling == "last":
@@ -134,7 +135,7 @@ class Backbone:
                     return_tensors="pt",
                 ).to(self.device)
                 hidden = self.model(**batch).last_hidden_state
-                pooled = F.normalize(self._pool(hidden, batch["attention_mask"]).float(), dim=-1)
+                pooled = F.normalize(self.pool(hidden, batch["attention_mask"]).float(), dim=-1)
                 out[rows] = pooled.cpu().numpy()
         return out
 

@@ -287,19 +287,47 @@ def evaluate(
     tasks: Annotated[str, typer.Option("--tasks", help="banking77 and/or medical.")] = "banking77,medical",
     epochs: Annotated[int, typer.Option("--epochs", help="Head training epochs (same for CSR and CSRv2).")] = 10,
     lr: Annotated[float, typer.Option("--lr", help="Head learning rate (same for CSR and CSRv2).")] = 1e-3,
+    backbone: BackboneOpt = None,
     data: DataOpt = None,
     cache: CacheOpt = Path(".cache/csrv2-vdb"),
 ) -> None:
     """CSRv2 vs CSR vs MRL at each k: classification, clustering, retrieval, dead latents (trains what is missing)."""
+    from csrv2_vdb.backbone import Backbone
     from csrv2_vdb.data import find_data_dir
     from csrv2_vdb.reproduction import run_reproduction
     from csrv2_vdb.training.trainer import HeadTrainConfig
 
     try:
         run_reproduction(
-            data or find_data_dir(), out, cache,
+            data or find_data_dir(), out, cache, backbone=Backbone(backbone),
             ks=[int(v) for v in ks.split(",")], dims=[int(v) for v in dims.split(",")], tasks=tasks.split(","),
             config=HeadTrainConfig(lr=lr, epochs=epochs), console=Console(),
         )  # fmt: skip
     except (CSRv2Error, ValueError, FileNotFoundError) as exc:
         raise _fail(exc) from exc
+
+
+@app.command()
+def finetune(
+    task: Annotated[str, typer.Option("--task", help="banking77 (same-intent pairs) or medical (question, chunk).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the finetuned backbone (sentence-transformers).")],
+    pairs: Annotated[int, typer.Option("--pairs", help="Training pairs (at most).")] = 20_000,
+    epochs: Annotated[int, typer.Option("--epochs")] = 1,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-4,
+    backbone: BackboneOpt = None,
+    data: DataOpt = None,
+    cache: CacheOpt = Path(".cache/csrv2-vdb"),
+) -> None:
+    """LoRA-finetune the backbone (MultipleNegativesRanking loss) on a task's label pairs; then `eval --backbone`."""
+    from csrv2_vdb.backbone import Backbone
+    from csrv2_vdb.data import find_data_dir
+    from csrv2_vdb.reproduction import task_pairs
+    from csrv2_vdb.training.finetune import FinetuneConfig, finetune_backbone
+
+    try:
+        base = Backbone(backbone)
+        texts = task_pairs(task, data or find_data_dir(), pairs)
+        finetune_backbone(base, texts, out, FinetuneConfig(epochs=epochs, lr=lr, max_pairs=pairs))
+    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
+        raise _fail(exc) from exc
+    console.print(f"finetuned backbone ({len(texts)} pairs) written to {out}")

@@ -87,8 +87,7 @@ def medical_task(data_dir: Path, backbone: Backbone, cache: Path, seed: int = 0)
     questions = load_questions(data_dir)
     chunks = chunk_words(text, prefix="medical")
     qrels = answer_qrels(questions, chunks)
-    order = np.random.default_rng(seed).permutation(sorted(qrels))
-    train_q, test_q = sorted(order[: len(order) // 2].tolist()), sorted(order[len(order) // 2 :].tolist())
+    train_q, test_q = _split(qrels, seed)
     q_x = cached_embed(backbone, [q.question for q in questions], "query", cache)
     c_x = cached_embed(backbone, [c.text for c in chunks], "document", cache)
     s_x = cached_embed(backbone, corpus_sentences(text), "document", cache)
@@ -103,9 +102,16 @@ def medical_task(data_dir: Path, backbone: Backbone, cache: Path, seed: int = 0)
     return Task("medical", train_x, y, evaluate, c_x)
 
 
+def _key(task: Task, settings: object) -> str:
+    """Cache key of a trained artefact: the task, its exact training rows and the settings."""
+    digest = hashlib.sha256(f"{task.name}|{settings}".encode())
+    digest.update(np.ascontiguousarray(task.train_x).tobytes())
+    return digest.hexdigest()[:12]
+
+
 def _head(task: Task, method: str, k: int, config: HeadTrainConfig, cache: Path) -> SparseHead:
     config = HeadTrainConfig(**{**asdict(config), "method": method, "k": k})
-    key = hashlib.sha256(f"{task.name}|{len(task.train_x)}|{config}".encode()).hexdigest()[:12]
+    key = _key(task, config)
     directory = cache / "heads" / f"{task.name}-{method}-k{k}-{key}"
     if (directory / "model.safetensors").exists():
         return SparseHead.load(directory)
@@ -124,11 +130,15 @@ def run_reproduction(
     tasks: Sequence[str] = ("banking77", "medical"),
     config: HeadTrainConfig | None = None,
     console: Console | None = None,
+    backbone: Backbone | None = None,
 ) -> list[Result]:
-    """Train what is missing (cached by settings), evaluate everything, write CSV, Markdown and PNG."""
+    """Train what is missing (cached by settings), evaluate everything, write CSV, Markdown and PNG.
+
+    `backbone` defaults to the offline MiniLM; pass a finetuned one (`csrv2-vdb finetune`) for full CSRv2.
+    """
     console = console or Console()
     config = config or HeadTrainConfig(lr=1e-3, epochs=10)
-    backbone = Backbone()
+    backbone = backbone or Backbone()
     results: list[Result] = []
     builders = {"banking77": banking_task, "medical": medical_task}
     for name in tasks:
@@ -157,7 +167,7 @@ def run_reproduction(
 
 def _projection(task: Task, cache: Path) -> MatryoshkaProjection:
     config = MRLConfig()
-    key = hashlib.sha256(f"{task.name}|{len(task.train_x)}|{config}".encode()).hexdigest()[:12]
+    key = _key(task, config)
     directory = cache / "heads" / f"{task.name}-matryoshka-{key}"
     if (directory / "model.safetensors").exists():
         return MatryoshkaProjection.load(directory)
@@ -167,6 +177,29 @@ def _projection(task: Task, cache: Path) -> MatryoshkaProjection:
 
 
 METHODS = ("CSRv2", "CSR", "MRL", "MRL-trained", "dense")
+
+
+def task_pairs(task: str, data_dir: Path, max_pairs: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Finetuning pairs from a task's training labels: same-intent texts, or (question, answering chunk)."""
+    from csrv2_vdb.training.finetune import label_pairs
+
+    if task == "banking77":
+        data = load_banking77(data_dir)
+        rows = label_pairs(classification_labels(data.train_labels), max_pairs, seed)
+        return [(data.train_texts[i], data.train_texts[j]) for i, j in rows]
+    if task == "medical":
+        questions, chunks = load_questions(data_dir), chunk_words(load_corpus(data_dir), prefix="medical")
+        qrels = answer_qrels(questions, chunks)
+        train_q = _split(qrels, seed)[0]
+        return [(questions[q].question, chunks[min(qrels[q])].text) for q in train_q][:max_pairs]
+    raise ValueError(f"unknown task {task!r}; choose banking77 or medical")
+
+
+def _split(qrels: dict[int, set[int]], seed: int) -> tuple[list[int], list[int]]:
+    """Half of the questions (with relevant chunks) for training, half held out."""
+    order = np.random.default_rng(seed).permutation(sorted(qrels))
+    half = len(order) // 2
+    return sorted(order[:half].tolist()), sorted(order[half:].tolist())
 
 
 def write_reports(results: list[Result], out_dir: Path) -> None:

@@ -132,3 +132,22 @@ def test_config_file_round_trip(tmp_path):
     (tmp_path / "bad.json").write_text('{"kk": 3}')
     with pytest.raises(ValueError, match="unknown config keys"):
         HeadTrainConfig.load(tmp_path / "bad.json")
+
+
+def test_lora_finetune_changes_a_copy_and_saves_a_loadable_backbone(backbone, tmp_path):
+    from csrv2_vdb.backbone import Backbone
+    from csrv2_vdb.training.finetune import FinetuneConfig, finetune_backbone, label_pairs
+
+    texts = ["card not arrived", "where is my card", "exchange rate today", "what rate for euros"] * 4
+    labels = [0, 0, 1, 1] * 4
+    pairs = [(texts[i], texts[j]) for i, j in label_pairs(labels, 16)]
+    assert all(labels[texts.index(a)] == labels[texts.index(b)] for a, b in pairs)
+    before = backbone.embed(texts[:4])
+    tuned = finetune_backbone(
+        backbone, pairs, tmp_path / "tuned", FinetuneConfig(batch_size=8, lr=1e-3), progress=False
+    )
+    np.testing.assert_array_equal(backbone.embed(texts[:4]), before)  # the original is untouched
+    after = Backbone(tmp_path / "tuned").embed(texts[:4])
+    np.testing.assert_allclose(tuned.embed(texts[:4]), after, atol=1e-6)
+    assert np.abs(after - before).max() > 1e-4
+    assert (after[0] @ after[1]) - (after[0] @ after[2]) > (before[0] @ before[1]) - (before[0] @ before[2])
