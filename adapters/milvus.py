@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from pymilvus import AnnSearchRequest, DataType, MilvusClient, MilvusException, RRFRanker, WeightedRanker
 
-from csrv2_vdb.errors import CollectionExistsError, CollectionNotFoundError, UnsupportedError
+from csrv2_vdb.errors import UnsupportedError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import ID_FIELD as _ID_FIELD
 from csrv2_vdb.store import (
@@ -32,6 +32,9 @@ from csrv2_vdb.store import (
     check_sparse,
     check_upsert,
     conditions,
+    missing_collection,
+    requested,
+    reuse_existing,
 )
 
 PK = "pk"
@@ -78,17 +81,9 @@ class MilvusStore:
     def create_collection(
         self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
     ) -> CollectionInfo:
-        if sparse_dim is None and dense_dim is None:
-            raise ValueError("a collection needs sparse_dim and/or dense_dim")
-        info = CollectionInfo(name, sparse_dim, dense_dim)
+        info = requested(name, sparse_dim, dense_dim)
         if self.client.has_collection(name):
-            existing = self.collection_info(name)
-            if exist_ok and existing == info:
-                return existing
-            raise CollectionExistsError(
-                f"collection {name!r} already exists ({existing}); "
-                "drop it first or pass exist_ok=True with the same dims"
-            )
+            return reuse_existing(self.collection_info(name), info, exist_ok)
         schema = self.client.create_schema(
             auto_id=False, enable_dynamic_field=True, description=json.dumps({"sparse_dim": sparse_dim})
         )
@@ -114,10 +109,7 @@ class MilvusStore:
 
     def collection_info(self, name: str) -> CollectionInfo:
         if not self.client.has_collection(name):
-            raise CollectionNotFoundError(
-                f"collection {name!r} does not exist; existing: {self.list_collections()}. "
-                "Create it with create_collection (or `csrv2-vdb index`)."
-            )
+            raise missing_collection(name, self.list_collections())
         described = self.client.describe_collection(name)
         fields = {f["name"]: f for f in described["fields"]}
         dense = fields.get(DENSE)

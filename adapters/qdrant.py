@@ -22,7 +22,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException
 
-from csrv2_vdb.errors import CollectionExistsError, CollectionNotFoundError, UnsupportedError
+from csrv2_vdb.errors import UnsupportedError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import (
     ID_FIELD,
@@ -35,7 +35,10 @@ from csrv2_vdb.store import (
     check_upsert,
     conditions,
     drop_non_matches,
+    missing_collection,
     point_id,
+    requested,
+    reuse_existing,
 )
 
 SPARSE = "sparse"
@@ -94,17 +97,9 @@ class QdrantStore:
     def create_collection(
         self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
     ) -> CollectionInfo:
-        if sparse_dim is None and dense_dim is None:
-            raise ValueError("a collection needs sparse_dim and/or dense_dim")
-        info = CollectionInfo(name, sparse_dim, dense_dim)
+        info = requested(name, sparse_dim, dense_dim)
         if self.client.collection_exists(name):
-            existing = self.collection_info(name)
-            if exist_ok and existing == info:
-                return existing
-            raise CollectionExistsError(
-                f"collection {name!r} already exists ({existing}); "
-                "drop it first or pass exist_ok=True with the same dims"
-            )
+            return reuse_existing(self.collection_info(name), info, exist_ok)
         sparse_params = models.SparseVectorParams(
             index=models.SparseIndexParams(on_disk=False, datatype=models.Datatype.FLOAT32),
             modifier=models.Modifier.IDF if self.sparse_idf else None,
@@ -136,10 +131,7 @@ class QdrantStore:
         if name in self._infos:
             return self._infos[name]
         if not self.client.collection_exists(name):
-            raise CollectionNotFoundError(
-                f"collection {name!r} does not exist; existing: {self.list_collections()}. "
-                "Create it with create_collection (or `csrv2-vdb index`)."
-            )
+            raise missing_collection(name, self.list_collections())
         config = self.client.get_collection(name).config
         vectors = config.params.vectors
         dense = vectors.get(DENSE) if isinstance(vectors, dict) else None

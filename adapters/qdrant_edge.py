@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
-from csrv2_vdb.errors import CollectionExistsError, CollectionNotFoundError, StoreLockedError, UnsupportedError
+from csrv2_vdb.errors import StoreLockedError, UnsupportedError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import (
     ID_FIELD,
@@ -33,7 +33,10 @@ from csrv2_vdb.store import (
     check_upsert,
     conditions,
     drop_non_matches,
+    missing_collection,
     point_id,
+    requested,
+    reuse_existing,
 )
 
 SPARSE = "sparse"
@@ -86,18 +89,10 @@ class QdrantEdgeStore:
     def create_collection(
         self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
     ) -> CollectionInfo:
-        if sparse_dim is None and dense_dim is None:
-            raise ValueError("a collection needs sparse_dim and/or dense_dim")
-        info = CollectionInfo(name, sparse_dim, dense_dim)
+        info = requested(name, sparse_dim, dense_dim)
         directory = self.path / name
         if (directory / _META).exists():
-            existing = self.collection_info(name)
-            if exist_ok and existing == info:
-                return existing
-            raise CollectionExistsError(
-                f"collection {name!r} already exists ({existing}); "
-                "drop it first or pass exist_ok=True with the same dims"
-            )
+            return reuse_existing(self.collection_info(name), info, exist_ok)
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dense_dim, distance=qe.Distance.Dot)} if dense_dim else None,
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams()} if sparse_dim else None,
@@ -123,10 +118,7 @@ class QdrantEdgeStore:
         if name not in self._infos:
             meta = self.path / name / _META
             if not meta.exists():
-                raise CollectionNotFoundError(
-                    f"collection {name!r} does not exist in {self.path}; existing: {self.list_collections()}. "
-                    "Create it with create_collection (or `csrv2-vdb index`)."
-                )
+                raise missing_collection(name, self.list_collections())
             dims = json.loads(meta.read_text())
             self._infos[name] = CollectionInfo(name, dims["sparse_dim"], dims["dense_dim"])
         return self._infos[name]

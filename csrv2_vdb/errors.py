@@ -50,3 +50,11 @@ class DataNotFoundError(CSRv2Error, FileNotFoundError):
 
 class UnsupportedError(CSRv2Error, ValueError):
     """The engine cannot do what was asked (a fusion method, a value it rejects); the message names the alternative."""
+
+
+class BulkWriteError(CSRv2Error, RuntimeError):
+    """Some documents of a bulk write were rejected by the engine; `.items` holds the engine's per-item errors."""
+
+    def __init__(self, message: str, items: list) -> None:
+        super().__init__(message)
+        self.items = items

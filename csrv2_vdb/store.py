@@ -15,7 +15,13 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from csrv2_vdb.errors import DimensionMismatchError, InvalidEmbeddingError, InvalidSparseBatchError
+from csrv2_vdb.errors import (
+    CollectionExistsError,
+    CollectionNotFoundError,
+    DimensionMismatchError,
+    InvalidEmbeddingError,
+    InvalidSparseBatchError,
+)
 from csrv2_vdb.sparse import SparseBatch
 
 # The payload key under which adapters keep the caller's document id.
@@ -145,6 +151,30 @@ class SparseStore(Protocol):
 
 
 # --------------------------------------------------------------------- checks shared by adapters
+def requested(name: str, sparse_dim: int | None, dense_dim: int | None) -> CollectionInfo:
+    """The collection a create_collection call asks for (it must store something)."""
+    if sparse_dim is None and dense_dim is None:
+        raise ValueError("a collection needs sparse_dim and/or dense_dim")
+    return CollectionInfo(name, sparse_dim, dense_dim)
+
+
+def reuse_existing(existing: CollectionInfo, wanted: CollectionInfo, exist_ok: bool) -> CollectionInfo:
+    """create_collection on an existing name: fine with exist_ok and the same dims, an error otherwise."""
+    if exist_ok and existing == wanted:
+        return existing
+    raise CollectionExistsError(
+        f"collection {wanted.name!r} already exists ({existing}); "
+        "drop it first or pass exist_ok=True with the same dims"
+    )
+
+
+def missing_collection(name: str, existing: list[str]) -> CollectionNotFoundError:
+    return CollectionNotFoundError(
+        f"collection {name!r} does not exist; existing: {existing}. "
+        "Create it with create_collection (or `csrv2-vdb index`)."
+    )
+
+
 def check_dense(info: CollectionInfo, dense: np.ndarray, n: int | None = None) -> np.ndarray:
     """A finite (n, dense_dim) float32 array, or a clear error."""
     if info.dense_dim is None:

@@ -1,0 +1,329 @@
+"""Elasticsearch through the official client (`ElasticsearchStore`), 8.x and 9.x servers.
+
+Sparse codes go to a `sparse_vector` field searched with the `sparse_vector` query (`query_vector`,
+server 8.15+, `prune: false` where the server knows it), or on older clusters to a `rank_features`
+field searched with `rank_feature` clauses using the linear function. Both score a dot product, but
+Lucene keeps 9 significant bits of each stored value (about 0.4 % relative error), and values must
+be strictly positive. Feature names are the latent index as a decimal string.
+
+Dense vectors are `dense_vector` fields searched exactly (`script_score` with dotProduct, the default)
+or approximately (`knn`); both report the plain dot product. Payload strings map to `keyword`.
+Hybrid search uses the RRF retriever (8.14+), client-side RRF on older servers. Writes go through
+`helpers.streaming_bulk`, which retries 429 rejections with backoff; any item that still fails is
+reported (never dropped silently).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+from elastic_transport import ConnectionError as TransportConnectionError
+from elastic_transport import ConnectionTimeout
+from elasticsearch import Elasticsearch, NotFoundError, helpers
+
+from csrv2_vdb.errors import (
+    BulkWriteError,
+    UnsupportedError,
+)
+from csrv2_vdb.sparse import SparseBatch
+from csrv2_vdb.store import (
+    ID_FIELD,
+    CollectionInfo,
+    Filter,
+    Fusion,
+    Hit,
+    check_dense,
+    check_sparse,
+    check_upsert,
+    conditions,
+    missing_collection,
+    requested,
+    reuse_existing,
+)
+
+SPARSE = "sparse"
+DENSE = "dense"
+_RESERVED = {SPARSE, DENSE}
+# Lucene's FeatureField stores floats >= Float.MIN_NORMAL only.
+MIN_NORMAL = float(np.finfo(np.float32).tiny)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransportConnectionError, ConnectionTimeout, ConnectionError)
+Mode = Literal["auto", "sparse_vector", "rank_features"]
+
+
+def _version(number: str) -> tuple[int, int]:
+    major, minor = number.split(".")[:2]
+    return int(major), int(minor)
+
+
+class ElasticsearchStore:
+    """`SparseStore` on Elasticsearch: one index per collection."""
+
+    transient_errors = TRANSIENT_ERRORS
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        client: Elasticsearch | None = None,
+        mode: Mode = "auto",
+        dense_search: Literal["exact", "knn"] = "exact",
+        refresh: bool | str = "wait_for",
+        rrf_k: int = 60,
+        max_retries: int = 5,
+    ) -> None:
+        self.client = client or Elasticsearch(url, api_key=api_key)
+        self.server = _version(self.client.info()["version"]["number"])
+        if mode == "auto":
+            mode = "sparse_vector" if self.server >= (8, 15) else "rank_features"
+        if mode == "sparse_vector" and self.server < (8, 15):
+            raise UnsupportedError(f"the sparse_vector query needs Elasticsearch 8.15+, this server is {self.server}")
+        self.mode = mode
+        self.dense_search = dense_search
+        self.refresh = refresh
+        self.rrf_k = rrf_k
+        self.max_retries = max_retries
+
+    def __enter__(self) -> ElasticsearchStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ----------------------------------------------------------- collections
+    def create_collection(
+        self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
+    ) -> CollectionInfo:
+        info = requested(name, sparse_dim, dense_dim)
+        if self.client.indices.exists(index=name):
+            return reuse_existing(self.collection_info(name), info, exist_ok)
+        properties: dict[str, Any] = {}
+        if sparse_dim:
+            properties[SPARSE] = {"type": self.mode}
+            if self.mode == "sparse_vector" and self.server >= (8, 19):
+                properties[SPARSE]["index_options"] = {"prune": False}
+        if dense_dim:
+            properties[DENSE] = {"type": "dense_vector", "dims": dense_dim, "index": True, "similarity": "dot_product"}
+        mappings = {
+            "_meta": {"csrv2_sparse_dim": sparse_dim, "csrv2_dense_dim": dense_dim},
+            "dynamic_templates": [{"strings": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}}],
+            "properties": properties,
+        }
+        self.client.indices.create(index=name, mappings=mappings)
+        return info
+
+    def drop_collection(self, name: str) -> None:
+        self.collection_info(name)
+        self.client.indices.delete(index=name)
+
+    def list_collections(self) -> list[str]:
+        rows: Any = self.client.cat.indices(format="json").body
+        return sorted(str(r["index"]) for r in rows if not str(r["index"]).startswith("."))
+
+    def collection_info(self, name: str) -> CollectionInfo:
+        try:
+            mapping = self.client.indices.get_mapping(index=name)[name]["mappings"]
+        except NotFoundError:
+            raise missing_collection(name, self.list_collections()) from None
+        meta = mapping.get("_meta", {})
+        return CollectionInfo(name, meta.get("csrv2_sparse_dim"), meta.get("csrv2_dense_dim"))
+
+    # ------------------------------------------------------------------ data
+    def upsert(
+        self,
+        name: str,
+        ids: Sequence[str],
+        *,
+        sparse: SparseBatch | None = None,
+        dense: np.ndarray | None = None,
+        payloads: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        sparse, dense, rows = check_upsert(self.collection_info(name), ids, sparse, dense, payloads)
+        features = _positive_features(sparse) if sparse is not None else None
+        actions = []
+        for i, row in enumerate(rows):
+            clash = _RESERVED & row.keys()
+            if clash:
+                raise ValueError(f"payload keys {sorted(clash)} are reserved by the Elasticsearch adapter")
+            source = {k: v for k, v in row.items() if k != ID_FIELD}
+            if features is not None:
+                source[SPARSE] = features[i]
+            if dense is not None:
+                source[DENSE] = dense[i].tolist()
+            actions.append({"_op_type": "index", "_index": name, "_id": row[ID_FIELD], "_source": source})
+        self._bulk(actions)
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        self.collection_info(name)
+        self._bulk([{"_op_type": "delete", "_index": name, "_id": str(i)} for i in ids], missing_ok=True)
+
+    def _bulk(self, actions: list[dict[str, Any]], missing_ok: bool = False) -> None:
+        failed = []
+        for ok, item in helpers.streaming_bulk(
+            self.client,
+            actions,
+            raise_on_error=False,
+            raise_on_exception=True,
+            max_retries=self.max_retries,
+            initial_backoff=0.5,
+            refresh=self.refresh,
+        ):
+            result = next(iter(item.values()))
+            if not ok and not (missing_ok and result.get("status") == 404):
+                failed.append(result)
+        if failed:
+            first = failed[0]
+            raise BulkWriteError(
+                f"{len(failed)} of {len(actions)} documents were not written; first: id {first.get('_id')!r}, "
+                f"status {first.get('status')}, {first.get('error')}",
+                failed,
+            )
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        self.collection_info(name)
+        return int(self.client.count(index=name, query=_bool([], filter))["count"])
+
+    # ---------------------------------------------------------------- search
+    def _sparse_query(self, indices: list[int], values: list[float]) -> dict[str, Any]:
+        if self.mode == "sparse_vector":
+            query: dict[str, Any] = {
+                "field": SPARSE,
+                "query_vector": {str(i): v for i, v in zip(indices, values, strict=True)},
+            }
+            if self.server >= (8, 19):
+                query["prune"] = False
+            return {"sparse_vector": query}
+        clauses = [
+            {"rank_feature": {"field": f"{SPARSE}.{i}", "linear": {}, "boost": v}}
+            for i, v in zip(indices, values, strict=True)
+            if v > 0
+        ]
+        return {"bool": {"should": clauses, "minimum_should_match": 1}}
+
+    def _dense_query(self, vector: list[float], limit: int, filter: Filter | None) -> dict[str, Any]:
+        """Exact dot product (script_score, shifted by +1 since scores must be non-negative)."""
+        return {
+            "script_score": {
+                "query": _bool([], filter),
+                "script": {"source": f"dotProduct(params.q, '{DENSE}') + 1.0", "params": {"q": vector}},
+            }
+        }
+
+    def _queries(self, name: str, query: SparseBatch | np.ndarray) -> list[tuple[str, Any]]:
+        info = self.collection_info(name)
+        if isinstance(query, SparseBatch):
+            return [("sparse", (i, v)) for i, v in check_sparse(info, query).rows()]
+        return [("dense", row.tolist()) for row in check_dense(info, query)]
+
+    def search(
+        self, name: str, query: SparseBatch | np.ndarray, *, limit: int = 10, filter: Filter | None = None
+    ) -> list[list[Hit]]:
+        out: list[list[Hit]] = []
+        for kind, q in self._queries(name, query):
+            if kind == "sparse":
+                if not q[0]:
+                    out.append([])
+                    continue
+                body: dict[str, Any] = {"query": _bool([self._sparse_query(*q)], filter)}
+                shift = 0.0
+            elif self.dense_search == "knn":
+                body = {"knn": {"field": DENSE, "query_vector": q, "k": limit, "num_candidates": max(100, 10 * limit)}}
+                if filter:
+                    body["knn"]["filter"] = _bool([], filter)
+                shift = None  # knn with dot_product scores (1 + dot) / 2
+            else:
+                body = {"query": self._dense_query(q, limit, filter)}
+                shift = 1.0
+            response = self.client.search(index=name, size=limit, **body)
+            out.append([_hit(h, shift) for h in response["hits"]["hits"]])
+        return out
+
+    def hybrid_search(
+        self,
+        name: str,
+        sparse: SparseBatch,
+        dense: np.ndarray,
+        *,
+        limit: int = 10,
+        filter: Filter | None = None,
+        fusion: Fusion = "rrf",
+    ) -> list[list[Hit]]:
+        """RRF of the sparse and the exact dense lists (each 2*limit deep, both filtered)."""
+        if fusion != "rrf":
+            raise UnsupportedError(f"the Elasticsearch adapter fuses with 'rrf' only, not {fusion!r}")
+        depth = 2 * limit
+        out: list[list[Hit]] = []
+        for (_, s), (_, d) in zip(self._queries(name, sparse), self._queries(name, dense), strict=True):
+            standard = [{"query": self._dense_query(d, depth, filter)}]
+            if s[0]:
+                standard.insert(0, {"query": _bool([self._sparse_query(*s)], filter)})
+            if self.server >= (8, 14):
+                retriever = {
+                    "rrf": {
+                        "retrievers": [{"standard": q} for q in standard],
+                        "rank_constant": self.rrf_k,
+                        "rank_window_size": depth,
+                    }
+                }
+                response = self.client.search(index=name, size=limit, retriever=retriever)
+                out.append([_hit(h, 0.0) for h in response["hits"]["hits"]])
+            else:
+                out.append(self._client_rrf(name, standard, depth, limit))
+        return out
+
+    def _client_rrf(self, name: str, queries: list[dict[str, Any]], depth: int, limit: int) -> list[Hit]:
+        """Reciprocal rank fusion done here, for servers without the RRF retriever."""
+        scores: dict[str, float] = {}
+        payloads: dict[str, dict[str, Any]] = {}
+        for body in queries:
+            hits = self.client.search(index=name, size=depth, **body)["hits"]["hits"]
+            for rank, h in enumerate(hits, start=1):
+                scores[h["_id"]] = scores.get(h["_id"], 0.0) + 1.0 / (self.rrf_k + rank)
+                payloads[h["_id"]] = _payload(h)
+        ranked = sorted(scores, key=lambda i: (-scores[i], i))[:limit]
+        return [Hit(id=i, score=scores[i], payload=payloads[i]) for i in ranked]
+
+
+def _positive_features(sparse: SparseBatch) -> list[dict[str, float]]:
+    """Feature maps for indexing; Elasticsearch keeps only strictly positive normal floats."""
+    active = sparse.values != 0
+    bad = active & (sparse.values < MIN_NORMAL)
+    if bad.any():
+        row = int(np.argwhere(bad)[0, 0])
+        value = float(sparse.values[bad][0])
+        raise UnsupportedError(
+            f"row {row} holds the sparse value {value!r}; Elasticsearch stores only values >= {MIN_NORMAL:.3g} "
+            "(strictly positive). Heads from this package emit ReLU outputs; clamp or drop other values."
+        )
+    return sparse.to_feature_maps()
+
+
+def _payload(hit: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in hit.get("_source", {}).items() if k not in _RESERVED}
+
+
+def _hit(hit: Mapping[str, Any], shift: float | None) -> Hit:
+    score = float(hit["_score"])
+    score = 2.0 * score - 1.0 if shift is None else score - shift
+    return Hit(id=str(hit["_id"]), score=score, payload=_payload(hit))
+
+
+def _bool(must: list[dict[str, Any]], filter: Filter | None) -> dict[str, Any]:
+    """A bool query: the scoring clauses in `must`, the engine-neutral filter as non-scoring clauses."""
+    clauses: list[dict[str, Any]] = []
+    for kind, key, value in conditions(filter):
+        if kind == "eq":
+            clauses.append({"term": {key: value}})
+        elif kind == "any":
+            clauses.append({"terms": {key: value}})
+        else:
+            bounds = {op: v for op, v in (("gte", value.gte), ("gt", value.gt), ("lte", value.lte), ("lt", value.lt))}
+            clauses.append({"range": {key: {op: v for op, v in bounds.items() if v is not None}}})
+    if not must and not clauses:
+        return {"match_all": {}}
+    return {"bool": {"must": must, "filter": clauses}}
