@@ -6,7 +6,8 @@
   intent as label (CSRv2) or in-batch (CSR); metrics on the test split.
 - GraphRAG-Bench medical (retrieval nDCG@10, recall@10): questions are split in half; a head trains
   on the train questions, all 150-word chunks and the corpus sentences, a question sharing its label
-  with the chunks that answer it (`answer_qrels`); metrics on the held-out questions against all chunks.
+  with each chunk that answers it (`answer_qrels`; a chunk answering several questions is one row per
+  question); metrics on the held-out questions against all chunks.
 - MRL: the first m dims of the MiniLM embedding, re-normalised; and MRL-trained, the same after a
   Matryoshka projection trained on the same labels. Dense: the full 384 dims.
 The same optimiser settings (lr, epochs, batch) are used for CSR and CSRv2 at every k.
@@ -36,7 +37,7 @@ from csrv2_vdb.evaluation import (
     retrieval_metrics,
 )
 from csrv2_vdb.head import SparseHead
-from csrv2_vdb.training.labels import classification_labels, retrieval_labels
+from csrv2_vdb.training.labels import classification_labels, retrieval_rows
 from csrv2_vdb.training.mrl import MatryoshkaProjection, MRLConfig, train_matryoshka
 from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
 
@@ -91,9 +92,9 @@ def medical_task(data_dir: Path, backbone: Backbone, cache: Path, seed: int = 0)
     q_x = cached_embed(backbone, [q.question for q in questions], "query", cache)
     c_x = cached_embed(backbone, [c.text for c in chunks], "document", cache)
     s_x = cached_embed(backbone, corpus_sentences(text), "document", cache)
-    train_x = np.concatenate([q_x[train_q], c_x, s_x])
-    pairs = {i: qrels[q] for i, q in enumerate(train_q)}
-    y = retrieval_labels(len(train_q), len(chunks) + len(s_x), pairs)
+    items = np.concatenate([q_x[train_q], c_x, s_x])
+    rows, y = retrieval_rows(len(train_q), len(chunks) + len(s_x), {i: qrels[q] for i, q in enumerate(train_q)})
+    train_x = items[rows]
     test_rel = {i: qrels[q] for i, q in enumerate(test_q)}
 
     def evaluate(transform: Transform) -> dict[str, float]:

@@ -83,14 +83,19 @@ def test_k_annealing_is_linear_then_flat():
 
 
 def test_label_sources():
-    from csrv2_vdb.training.labels import classification_labels, retrieval_labels, sts_labels
+    from csrv2_vdb.training.labels import classification_labels, retrieval_rows, sts_rows
 
     assert classification_labels(["b", "a", "b"]).tolist() == [1, 0, 1]
-    y = retrieval_labels(2, 4, {0: [1, 2], 1: [2]})  # rows: q0 q1 d0 d1 d2 d3
-    assert y[0] == y[3] == y[4] == y[1]  # q1 shares d2 with q0: one group
-    assert len({y[0], y[2], y[5]}) == 3
-    z = sts_labels(4, [(0, 1, 4.2), (2, 3, 1.0)])
-    assert z[0] == z[1] and z[2] != z[3]
+    rows, y = retrieval_rows(2, 4, {0: [1, 2], 1: [2]})  # items: q0 q1 d0 d1 d2 d3
+    pairs = sorted(zip(rows.tolist(), y.tolist(), strict=True))
+    # q0 with d1, d2; q1 with d2 (d2 repeated, not merging the two queries); d0, d3 alone
+    assert [r for r, _ in pairs] == [0, 1, 2, 3, 4, 4, 5]
+    label = dict(pairs[:2])
+    assert {lab for r, lab in pairs if r in (3, 4) and lab == label[0]} == {label[0]}
+    assert label[0] != label[1] and len(set(y.tolist())) == 4
+    rows, z = sts_rows(4, [(0, 1, 4.2), (2, 3, 1.0)])
+    by_row = dict(zip(rows.tolist(), z.tolist(), strict=True))
+    assert by_row[0] == by_row[1] and by_row[2] != by_row[3]
 
 
 def test_label_batches_always_hold_positives():
