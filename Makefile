@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PACKAGE_DIRS := csrv2_vdb adapters training integrations
 
-.PHONY: demo test lint bench-head clean
+.PHONY: demo test test-es lint bench-head clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ lint: $(VENV)/.test-installed
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The Elasticsearch tests against a real cluster: CSRV2_ES_URL=http://host:9200 make test-es
+test-es: $(VENV)/.test-installed
+	@test -n "$$CSRV2_ES_URL" || (echo "set CSRV2_ES_URL=http://host:9200 to run against a real cluster" && exit 2)
+	$(BIN)/python -m pytest -q tests/test_conformance.py tests/test_bulk.py -k elasticsearch
 
 bench-head: $(VENV)/.demo-installed
 	$(BIN)/python benchmarks/head_overhead.py

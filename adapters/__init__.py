@@ -11,13 +11,14 @@ from typing import Any
 
 from csrv2_vdb.store import SparseStore
 
-ENGINES = ("qdrant-edge", "qdrant", "milvus")
+ENGINES = ("qdrant-edge", "qdrant", "milvus", "elasticsearch")
 
 
 def open_store(engine: str, location: str, **options: Any) -> SparseStore:
     """Open a store by engine name.
 
-    location: a directory (qdrant-edge); a URL, ":memory:" or a local path (qdrant); a URI or .db file (milvus).
+    location: a directory (qdrant-edge); a URL, ":memory:" or a local path (qdrant); a URI or .db file
+    (milvus); a URL (elasticsearch).
     """
     if engine == "qdrant-edge":
         from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
@@ -35,4 +36,8 @@ def open_store(engine: str, location: str, **options: Any) -> SparseStore:
         from csrv2_vdb.adapters.milvus import MilvusStore
 
         return MilvusStore(location, **options)
+    if engine == "elasticsearch":
+        from csrv2_vdb.adapters.elasticsearch import ElasticsearchStore
+
+        return ElasticsearchStore(location, **options)
     raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")

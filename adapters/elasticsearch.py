@@ -73,8 +73,10 @@ class ElasticsearchStore:
         refresh: bool | str = "wait_for",
         rrf_k: int = 60,
         max_retries: int = 5,
+        index_prefix: str = "",
     ) -> None:
         self.client = client or Elasticsearch(url, api_key=api_key)
+        self.prefix = index_prefix  # collection "docs" lives in the index f"{prefix}docs"
         self.server = _version(self.client.info()["version"]["number"])
         if mode == "auto":
             mode = "sparse_vector" if self.server >= (8, 15) else "rank_features"
@@ -100,7 +102,7 @@ class ElasticsearchStore:
         self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
     ) -> CollectionInfo:
         info = requested(name, sparse_dim, dense_dim)
-        if self.client.indices.exists(index=name):
+        if self.client.indices.exists(index=self._index(name)):
             return reuse_existing(self.collection_info(name), info, exist_ok)
         properties: dict[str, Any] = {}
         if sparse_dim:
@@ -114,20 +116,25 @@ class ElasticsearchStore:
             "dynamic_templates": [{"strings": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}}],
             "properties": properties,
         }
-        self.client.indices.create(index=name, mappings=mappings)
+        self.client.indices.create(index=self._index(name), mappings=mappings)
         return info
 
     def drop_collection(self, name: str) -> None:
         self.collection_info(name)
-        self.client.indices.delete(index=name)
+        self.client.indices.delete(index=self._index(name))
 
     def list_collections(self) -> list[str]:
         rows: Any = self.client.cat.indices(format="json").body
-        return sorted(str(r["index"]) for r in rows if not str(r["index"]).startswith("."))
+        names = (str(r["index"]) for r in rows)
+        return sorted(n[len(self.prefix) :] for n in names if n.startswith(self.prefix) and not n.startswith("."))
+
+    def _index(self, name: str) -> str:
+        return f"{self.prefix}{name}"
 
     def collection_info(self, name: str) -> CollectionInfo:
         try:
-            mapping = self.client.indices.get_mapping(index=name)[name]["mappings"]
+            index = self._index(name)
+            mapping = self.client.indices.get_mapping(index=index)[index]["mappings"]
         except NotFoundError:
             raise missing_collection(name, self.list_collections()) from None
         meta = mapping.get("_meta", {})
@@ -155,12 +162,12 @@ class ElasticsearchStore:
                 source[SPARSE] = features[i]
             if dense is not None:
                 source[DENSE] = dense[i].tolist()
-            actions.append({"_op_type": "index", "_index": name, "_id": row[ID_FIELD], "_source": source})
+            actions.append({"_op_type": "index", "_index": self._index(name), "_id": row[ID_FIELD], "_source": source})
         self._bulk(actions)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         self.collection_info(name)
-        self._bulk([{"_op_type": "delete", "_index": name, "_id": str(i)} for i in ids], missing_ok=True)
+        self._bulk([{"_op_type": "delete", "_index": self._index(name), "_id": str(i)} for i in ids], missing_ok=True)
 
     def _bulk(self, actions: list[dict[str, Any]], missing_ok: bool = False) -> None:
         failed = []
@@ -186,7 +193,7 @@ class ElasticsearchStore:
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         self.collection_info(name)
-        return int(self.client.count(index=name, query=_bool([], filter))["count"])
+        return int(self.client.count(index=self._index(name), query=_bool([], filter))["count"])
 
     # ---------------------------------------------------------------- search
     def _sparse_query(self, indices: list[int], values: list[float]) -> dict[str, Any]:
@@ -239,7 +246,7 @@ class ElasticsearchStore:
             else:
                 body = {"query": self._dense_query(q, limit, filter)}
                 shift = 1.0
-            response = self.client.search(index=name, size=limit, **body)
+            response = self.client.search(index=self._index(name), size=limit, **body)
             out.append([_hit(h, shift) for h in response["hits"]["hits"]])
         return out
 
@@ -270,7 +277,7 @@ class ElasticsearchStore:
                         "rank_window_size": depth,
                     }
                 }
-                response = self.client.search(index=name, size=limit, retriever=retriever)
+                response = self.client.search(index=self._index(name), size=limit, retriever=retriever)
                 out.append([_hit(h, 0.0) for h in response["hits"]["hits"]])
             else:
                 out.append(self._client_rrf(name, standard, depth, limit))
@@ -281,7 +288,7 @@ class ElasticsearchStore:
         scores: dict[str, float] = {}
         payloads: dict[str, dict[str, Any]] = {}
         for body in queries:
-            hits = self.client.search(index=name, size=depth, **body)["hits"]["hits"]
+            hits = self.client.search(index=self._index(name), size=depth, **body)["hits"]["hits"]
             for rank, h in enumerate(hits, start=1):
                 scores[h["_id"]] = scores.get(h["_id"], 0.0) + 1.0 / (self.rrf_k + rank)
                 payloads[h["_id"]] = _payload(h)

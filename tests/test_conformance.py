@@ -13,7 +13,7 @@ from csrv2_vdb.errors import (
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import Range, SparseStore
 from tests.conftest import random_sparse
-from tests.engines import ENGINES, open_engine
+from tests.engines import ENGINES, SCORE_RTOL, open_engine
 
 N, DIM, K = 10_000, 4096, 8
 
@@ -28,7 +28,7 @@ def engine(request, tmp_path):
         state["store"] = open_engine(request.param, tmp_path)
         return state["store"]
 
-    yield state["store"], reopen
+    yield state["store"], reopen, request.param
     state["store"].close()
 
 
@@ -51,7 +51,10 @@ def test_is_a_sparse_store(engine):
 
 
 def test_sparse_top10_is_exact_on_10k_random_vectors(engine, corpus):
-    store, _ = engine
+    """Exact engines: scores within 1e-6 of numpy. Elasticsearch: within its 9-bit precision, and the ranking
+    still exact wherever the exact scores are further apart than that precision."""
+    store, _, name = engine
+    rtol = SCORE_RTOL.get(name, 0.0)
     docs, queries = corpus
     store.create_collection("s", sparse_dim=DIM)
     for start in range(0, N, 2500):
@@ -61,12 +64,20 @@ def test_sparse_top10_is_exact_on_10k_random_vectors(engine, corpus):
     for q, row in enumerate(store.search("s", queries, limit=10)):
         scores = np.array([h.score for h in row])
         assert len(row) == min(10, int((exact[q] > 0).sum()))
-        np.testing.assert_allclose(scores, np.sort(exact[q])[::-1][: len(row)], atol=1e-6)
-        np.testing.assert_allclose([exact[q, int(h.id.split("-")[1])] for h in row], scores, atol=1e-6)
+        mine = np.array([exact[q, int(h.id.split("-")[1])] for h in row])
+        np.testing.assert_allclose(scores, mine, rtol=rtol, atol=1e-6)  # each score is that document's
+        top = np.sort(exact[q])[::-1]
+        np.testing.assert_allclose(mine, top[: len(row)], atol=1e-6 + 2 * rtol * top[0])
+        if rtol == 0:
+            continue
+        # a document left out may beat one returned only by less than the stored precision
+        returned = {int(h.id.split("-")[1]) for h in row}
+        outside = np.delete(exact[q], sorted(returned))
+        assert outside.max() <= mine.min() * (1 + 2 * rtol) + 1e-6
 
 
 def test_dense_top10_is_exact(engine):
-    store, _ = engine
+    store, *_ = engine
     docs, queries = _unit(2000, 32, 0), _unit(20, 32, 1)
     store.create_collection("d", dense_dim=32)
     store.upsert("d", _ids(2000), dense=docs)
@@ -76,7 +87,7 @@ def test_dense_top10_is_exact(engine):
 
 
 def test_filters(engine):
-    store, _ = engine
+    store, *_ = engine
     docs = random_sparse(300, 64, 4, seed=3)
     payloads = [{"group": ["a", "b", "c"][i % 3], "year": 2000 + i % 10, "parity": i % 2} for i in range(300)]
     store.create_collection("f", sparse_dim=64)
@@ -96,7 +107,7 @@ def test_filters(engine):
 
 
 def test_upsert_overwrites_and_delete(engine):
-    store, _ = engine
+    store, *_ = engine
     store.create_collection("u", sparse_dim=64)
     store.upsert("u", _ids(100), sparse=random_sparse(100, 64, 4), payloads=[{"v": 1}] * 100)
     new = SparseBatch(np.array([[5]]), np.array([[9.0]]), 64)
@@ -110,7 +121,7 @@ def test_upsert_overwrites_and_delete(engine):
 
 
 def test_reopen_keeps_everything(engine):
-    store, reopen = engine
+    store, reopen, _ = engine
     docs = random_sparse(500, 128, 4, seed=5)
     store.create_collection("p", sparse_dim=128, dense_dim=8)
     store.upsert("p", _ids(500), sparse=docs, dense=_unit(500, 8, 2), payloads=[{"n": i} for i in range(500)])
@@ -125,7 +136,7 @@ def test_reopen_keeps_everything(engine):
 
 
 def test_empty_query_returns_no_hits(engine):
-    store, _ = engine
+    store, *_ = engine
     store.create_collection("e", sparse_dim=16, dense_dim=4)
     store.upsert("e", _ids(3), sparse=random_sparse(3, 16, 2), dense=_unit(3, 4, 0))
     empty = SparseBatch(np.zeros((2, 2), dtype=np.int32), np.zeros((2, 2), dtype=np.float32), 16)
@@ -137,7 +148,7 @@ def test_empty_query_returns_no_hits(engine):
 
 
 def test_documents_sharing_no_latent_are_not_hits(engine):
-    store, _ = engine
+    store, *_ = engine
     store.create_collection("o", sparse_dim=16)
     store.upsert("o", _ids(2), sparse=SparseBatch(np.array([[1, 2], [3, 4]]), np.array([[1.0, 1.0], [1.0, 1.0]]), 16))
     hits = store.search("o", SparseBatch(np.array([[2, 9]]), np.array([[1.0, 1.0]]), 16), limit=5)
@@ -145,7 +156,7 @@ def test_documents_sharing_no_latent_are_not_hits(engine):
 
 
 def test_hybrid_ordering(engine):
-    store, _ = engine
+    store, *_ = engine
     sparse, dense = random_sparse(200, 64, 4, seed=9), _unit(200, 16, 1)
     store.create_collection("h", sparse_dim=64, dense_dim=16)
     store.upsert("h", _ids(200), sparse=sparse, dense=dense, payloads=[{"g": i % 2} for i in range(200)])
@@ -164,7 +175,7 @@ def test_hybrid_ordering(engine):
 
 
 def test_errors_name_the_problem(engine):
-    store, _ = engine
+    store, *_ = engine
     with pytest.raises(CollectionNotFoundError, match="'nope' does not exist"):
         store.search("nope", random_sparse(1, 8, 2), limit=3)
     with pytest.raises(CollectionNotFoundError):
