@@ -29,6 +29,8 @@ def engine(request, tmp_path):
         return state["store"]
 
     yield state["store"], reopen, request.param
+    for name in state["store"].list_collections():  # a real cluster keeps nothing from the tests
+        state["store"].drop_collection(name)
     state["store"].close()
 
 
