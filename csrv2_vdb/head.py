@@ -182,6 +182,20 @@ class SparseHead(nn.Module):
 
 
 _CONFIG_KEYS = ("input_dim", "hidden_dim", "k", "k_aux", "normalize", "dead_threshold")
+# Heads shipped with the package (trained on all-MiniLM-L6-v2 by `csrv2-vdb eval`; see heads/README.md).
+PRETRAINED_DIR = Path(__file__).parent / "heads"
+
+
+def pretrained_heads() -> list[str]:
+    """Names of the heads shipped in the package."""
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_NAME).exists())
+
+
+def pretrained_head(name: str) -> SparseHead:
+    """A shipped head by name, e.g. "minilm-medical-csrv2-k8"."""
+    if not (PRETRAINED_DIR / name / CONFIG_NAME).exists():
+        raise FileNotFoundError(f"no shipped head {name!r}; shipped: {pretrained_heads()}")
+    return SparseHead.load(PRETRAINED_DIR / name)
 
 
 def _module_dir(directory: Path) -> Path:

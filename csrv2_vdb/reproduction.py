@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -257,14 +258,33 @@ def _plot(results: list[Result], panels: list[tuple[str, str]], path: Path) -> N
                 ax.axhline(sel[0][1], color="gray", linestyle="--", label="dense")
             elif sel:
                 ax.plot(*zip(*sel, strict=True), marker=marker, label=method)
-        ax.set(xscale="log", title=f"{task}: {metric}", xlabel="active dims k / MRL dims")
+        _log_ticks(ax, sorted({r.dims for r in results if r.method != "dense"}))
+        ax.set(title=f"{task}: {metric}", xlabel="active dims k / MRL dims")
     ax = axes[-1]
     for task, method in sorted({(r.task, r.method) for r in results if r.dead_ratio is not None}):
         sel = sorted({(r.dims, float(r.dead_ratio or 0)) for r in results if (r.task, r.method) == (task, method)})
         ax.plot(*zip(*sel, strict=True), marker="o", label=f"{task} {method}")
-    ax.set(xscale="log", title="dead-latent ratio", xlabel="k")
+    _log_ticks(ax, sorted({r.dims for r in results if r.dead_ratio is not None}))
+    ax.set(title="dead-latent ratio", xlabel="k")
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _log_ticks(ax: Any, ticks: list[int]) -> None:
+    """Log-scaled x axis labelled with the k / dims values themselves."""
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+
+
+def read_results(path: Path) -> list[Result]:
+    """Results back from a results.csv (to redraw the reports without recomputing)."""
+    with open(path, newline="") as f:
+        return [
+            Result(r["task"], r["metric"], r["method"], int(r["dims"]), float(r["score"]),
+                   float(r["dead_ratio"]) if r["dead_ratio"] else None)
+            for r in csv.DictReader(f)
+        ]  # fmt: skip

@@ -88,3 +88,15 @@ def test_dead_latent_counters_follow_firing():
     counters = head.stats_last_nonzero.numpy()
     assert fired.any() and not fired.all()
     assert (counters[fired] == 1).all() and (counters[~fired] == 2).all()
+
+
+def test_shipped_heads_load_and_encode():
+    from csrv2_vdb.head import pretrained_head, pretrained_heads
+
+    assert pretrained_heads() == ["minilm-banking77-csrv2-k8", "minilm-medical-csrv2-k8"]
+    head = pretrained_head("minilm-medical-csrv2-k8")
+    assert head.config()["input_dim"] == 384 and head.k == 8
+    codes = head.encode(_x(d=384), k=2)
+    assert codes.dim == 1536 and (codes.nnz <= 2).all()
+    with pytest.raises(FileNotFoundError, match="shipped"):
+        pretrained_head("nope")

@@ -21,6 +21,7 @@ def test_wheel_has_one_import_root(tmp_path):
     for sub in ("adapters", "training", "integrations"):
         assert f"csrv2_vdb/{sub}/__init__.py" in names
     assert "csrv2_vdb/adapters/qdrant_edge.py" in names and "csrv2_vdb/training/trainer.py" in names
+    assert "csrv2_vdb/heads/minilm-medical-csrv2-k8/model.safetensors" in names
 
 
 def test_core_import_loads_no_engine_client():
