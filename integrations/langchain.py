@@ -13,7 +13,7 @@ Sparse engines return only documents sharing a latent with the query, so fewer t
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -23,9 +23,8 @@ from langchain_qdrant import SparseEmbeddings, SparseVector
 from pydantic import ConfigDict
 
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
+from csrv2_vdb.retrieval import SearchMode, index_texts, search_text
 from csrv2_vdb.store import Filter, Hit, SparseStore
-
-SearchMode = Literal["sparse", "dense", "hybrid"]
 
 
 class CSRv2Retriever(BaseRetriever):
@@ -44,24 +43,17 @@ class CSRv2Retriever(BaseRetriever):
     text_key: str = "text"
 
     def _search(self, query: str, k: int | None, filter: Filter | None, search_mode: SearchMode | None) -> list[Hit]:
-        limit = k if k is not None else self.k
-        mode = search_mode or self.search_mode
-        flt = filter if filter is not None else self.filter
-        if mode in ("sparse", "hybrid") and self.encoder is None:
-            raise ValueError(f"search_mode {mode!r} needs a CSRv2Encoder (encoder=...)")
-        if mode in ("dense", "hybrid") and self.dense_encoder is None:
-            raise ValueError(f"search_mode {mode!r} needs an MRLEncoder (dense_encoder=...)")
-        if mode == "sparse":
-            assert self.encoder is not None
-            sparse = self.encoder.encode_queries([query], k=self.active_dims)
-            return self.store.search(self.collection, sparse, limit=limit, filter=flt)[0]
-        assert self.dense_encoder is not None
-        dense = self.dense_encoder.encode_queries([query])
-        if mode == "dense":
-            return self.store.search(self.collection, dense, limit=limit, filter=flt)[0]
-        assert self.encoder is not None
-        sparse = self.encoder.encode_queries([query], k=self.active_dims)
-        return self.store.hybrid_search(self.collection, sparse, dense, limit=limit, filter=flt)[0]
+        return search_text(
+            self.store,
+            self.collection,
+            query,
+            encoder=self.encoder,
+            dense_encoder=self.dense_encoder,
+            mode=search_mode or self.search_mode,
+            limit=k if k is not None else self.k,
+            filter=filter if filter is not None else self.filter,
+            active_dims=self.active_dims,
+        )
 
     def _to_document(self, hit: Hit) -> Document:
         metadata = {key: value for key, value in hit.payload.items() if key != self.text_key}
@@ -105,30 +97,9 @@ class CSRv2Retriever(BaseRetriever):
         **kwargs: Any,
     ) -> CSRv2Retriever:
         """Encode and upsert the texts (creating the collection if needed), then return a retriever on it."""
-        from csrv2_vdb.bulk import bulk_index
-
-        ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
-        metadatas = list(metadatas) if metadatas is not None else [{} for _ in texts]
-        store.create_collection(
-            collection,
-            sparse_dim=encoder.dim,
-            dense_dim=dense_encoder.dims if dense_encoder else None,
-            exist_ok=True,
+        index_texts(
+            store, collection, texts, encoder=encoder, dense_encoder=dense_encoder, ids=ids, metadatas=metadatas
         )
-        records = [{**m, "id": i, "text": t} for t, m, i in zip(texts, metadatas, ids, strict=True)]
-        if dense_encoder is None:
-            bulk_index(store, collection, records, encoder.encode_documents, progress=False)
-        else:
-            for start in range(0, len(records), 256):
-                part = records[start : start + 256]
-                batch = [r["text"] for r in part]
-                store.upsert(
-                    collection,
-                    [r["id"] for r in part],
-                    sparse=encoder.encode_documents(batch),
-                    dense=dense_encoder.encode_documents(batch),
-                    payloads=[{k: v for k, v in r.items() if k != "id"} for r in part],
-                )
         return cls(store=store, collection=collection, encoder=encoder, dense_encoder=dense_encoder, **kwargs)
 
     @classmethod

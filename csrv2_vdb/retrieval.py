@@ -1,0 +1,72 @@
+"""Text in, hits out: the query path shared by the framework integrations.
+
+`search_text` encodes one query for the chosen mode (sparse CSRv2 code, MRL dense vector, or both for
+hybrid) and asks the store; `index_texts` encodes and upserts documents, creating the collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
+from csrv2_vdb.store import Filter, Hit, SparseStore
+
+SearchMode = Literal["sparse", "dense", "hybrid"]
+
+
+def search_text(
+    store: SparseStore,
+    collection: str,
+    query: str,
+    *,
+    encoder: CSRv2Encoder | None,
+    dense_encoder: MRLEncoder | None = None,
+    mode: SearchMode = "sparse",
+    limit: int = 4,
+    filter: Filter | None = None,
+    active_dims: int | None = None,
+) -> list[Hit]:
+    """Top `limit` hits for one text query."""
+    if mode in ("sparse", "hybrid") and encoder is None:
+        raise ValueError(f"search mode {mode!r} needs a CSRv2Encoder (encoder=...)")
+    if mode in ("dense", "hybrid") and dense_encoder is None:
+        raise ValueError(f"search mode {mode!r} needs an MRLEncoder (dense_encoder=...)")
+    sparse = encoder.encode_queries([query], k=active_dims) if encoder is not None and mode != "dense" else None
+    dense = dense_encoder.encode_queries([query]) if dense_encoder is not None and mode != "sparse" else None
+    if sparse is not None and dense is not None:
+        return store.hybrid_search(collection, sparse, dense, limit=limit, filter=filter)[0]
+    vectors = sparse if sparse is not None else dense
+    assert vectors is not None
+    return store.search(collection, vectors, limit=limit, filter=filter)[0]
+
+
+def index_texts(
+    store: SparseStore,
+    collection: str,
+    texts: Sequence[str],
+    *,
+    encoder: CSRv2Encoder,
+    dense_encoder: MRLEncoder | None = None,
+    ids: Sequence[str] | None = None,
+    metadatas: Sequence[Mapping[str, Any]] | None = None,
+    text_key: str = "text",
+    batch_size: int = 256,
+) -> list[str]:
+    """Encode and upsert texts (payload = metadata + the text under `text_key`); returns the ids used."""
+    ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(texts))]
+    metadatas = list(metadatas) if metadatas is not None else [{} for _ in texts]
+    store.create_collection(
+        collection, sparse_dim=encoder.dim, dense_dim=dense_encoder.dims if dense_encoder else None, exist_ok=True
+    )
+    for start in range(0, len(texts), batch_size):
+        part = slice(start, start + batch_size)
+        batch = list(texts[part])
+        store.upsert(
+            collection,
+            ids[part],
+            sparse=encoder.encode_documents(batch),
+            dense=dense_encoder.encode_documents(batch) if dense_encoder else None,
+            payloads=[{**m, text_key: t} for m, t in zip(metadatas[part], batch, strict=True)],
+        )
+    return ids

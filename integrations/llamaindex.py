@@ -1,0 +1,83 @@
+"""LlamaIndex: `CSRv2Retriever` over any `SparseStore`, and CSRv2 sparse functions for LlamaIndex's vector stores.
+
+    retriever = CSRv2Retriever(store, "docs", encoder=encoder, similarity_top_k=3)
+    retriever.retrieve("question")                           # -> list[NodeWithScore]
+
+    doc_fn, query_fn = sparse_fns(encoder)                   # llama-index-vector-stores-qdrant hybrid mode
+    QdrantVectorStore(..., enable_hybrid=True, sparse_doc_fn=doc_fn, sparse_query_fn=query_fn)
+
+For llama-index-vector-stores-milvus see `csrv2_vdb.integrations.llamaindex_milvus`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.retrievers import BaseRetriever
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
+from csrv2_vdb.retrieval import SearchMode, search_text
+from csrv2_vdb.store import Filter, Hit, SparseStore
+
+SparseFn = Callable[[list[str]], tuple[list[list[int]], list[list[float]]]]
+
+
+class CSRv2Retriever(BaseRetriever):
+    """Retrieve NodeWithScore from a SparseStore collection: sparse codes, MRL dense, or hybrid."""
+
+    def __init__(
+        self,
+        store: SparseStore,
+        collection: str,
+        *,
+        encoder: CSRv2Encoder | None = None,
+        dense_encoder: MRLEncoder | None = None,
+        similarity_top_k: int = 4,
+        active_dims: int | None = None,
+        search_mode: SearchMode = "sparse",
+        filters: Filter | None = None,
+        text_key: str = "text",
+        callback_manager: CallbackManager | None = None,
+    ) -> None:
+        super().__init__(callback_manager=callback_manager)
+        self.store = store
+        self.collection = collection
+        self.encoder = encoder
+        self.dense_encoder = dense_encoder
+        self.similarity_top_k = similarity_top_k
+        self.active_dims = active_dims
+        self.search_mode: SearchMode = search_mode
+        self.filters = filters
+        self.text_key = text_key
+
+    def _node(self, hit: Hit) -> NodeWithScore:
+        metadata = {key: value for key, value in hit.payload.items() if key != self.text_key}
+        node = TextNode(id_=hit.id, text=str(hit.payload.get(self.text_key, "")), metadata=metadata)
+        return NodeWithScore(node=node, score=hit.score)
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        hits = search_text(
+            self.store,
+            self.collection,
+            query_bundle.query_str,
+            encoder=self.encoder,
+            dense_encoder=self.dense_encoder,
+            mode=self.search_mode,
+            limit=self.similarity_top_k,
+            filter=self.filters,
+            active_dims=self.active_dims,
+        )
+        return [self._node(h) for h in hits]
+
+
+def sparse_fns(encoder: CSRv2Encoder, k: int | None = None) -> tuple[SparseFn, SparseFn]:
+    """(sparse_doc_fn, sparse_query_fn) in the form llama-index-vector-stores-qdrant calls them."""
+
+    def batch(texts: list[str], kind: str) -> tuple[list[list[int]], list[list[float]]]:
+        codes = encoder.encode_documents(texts, k=k) if kind == "document" else encoder.encode_queries(texts, k=k)
+        rows = list(codes.rows())
+        return [i for i, _ in rows], [v for _, v in rows]
+
+    return (lambda texts: batch(texts, "document")), (lambda texts: batch(texts, "query"))
