@@ -21,8 +21,8 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/csrv2-vdb demo $(DEMO_ARGS)
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check $(PACKAGE_DIRS) tests benchmarks
-	$(BIN)/ruff format --check $(PACKAGE_DIRS) tests benchmarks
+	$(BIN)/ruff check $(PACKAGE_DIRS) tests benchmarks examples
+	$(BIN)/ruff format --check $(PACKAGE_DIRS) tests benchmarks examples
 	$(BIN)/mypy $(PACKAGE_DIRS)
 
 test: lint
