@@ -331,3 +331,51 @@ def finetune(
     except (CSRv2Error, ValueError, FileNotFoundError) as exc:
         raise _fail(exc) from exc
     console.print(f"finetuned backbone ({len(texts)} pairs) written to {out}")
+
+
+bench_app = typer.Typer(help="Benchmarks and evaluation harnesses.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("graphrag")
+def bench_graphrag(
+    out: Annotated[Path, typer.Option("--out", help="Where scores.csv/.md/.png and the store go.")] = Path(
+        "docs/graphrag-bench"
+    ),
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated csrv2:K, csr:K, mrl:DIMS, dense.")] = (
+        "csrv2:8,csrv2:32,mrl:8,mrl:32,dense"
+    ),
+    engine: EngineOpt = "qdrant-edge",
+    store: Annotated[str | None, typer.Option("--store", help="Engine location; default <out>/store.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Chunks retrieved per question.")] = 5,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", help="Words per chunk.")] = 150,
+    overlap: Annotated[int, typer.Option("--overlap", help="Words shared by neighbouring chunks.")] = 30,
+    per_type: Annotated[int | None, typer.Option("--per-type", help="At most N questions per type.")] = None,
+    llm: Annotated[bool, typer.Option("--llm", help="Also run the LLM-judged metrics (CSRV2_LLM_* settings).")] = False,
+    llm_base_url: Annotated[str | None, typer.Option("--llm-base-url", help="OpenAI-compatible endpoint.")] = None,
+    llm_model: Annotated[str | None, typer.Option("--llm-model")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Parallel LLM calls.")] = 4,
+    data: DataOpt = None,
+    cache: CacheOpt = Path(".cache/csrv2-vdb"),
+) -> None:
+    """GraphRAG-Bench medical: sparse CSRv2/CSR vs MRL/dense collections, scored per question type."""
+    from csrv2_vdb.data import find_data_dir
+    from csrv2_vdb.graphrag import run_graphrag
+    from csrv2_vdb.llm import ChatClient, LLMSettings
+
+    client = None
+    if llm:
+        settings = LLMSettings(concurrency=concurrency)
+        settings.base_url = llm_base_url or settings.base_url
+        settings.model = llm_model or settings.model
+        client = ChatClient(settings, cache / "llm")
+    try:
+        run_graphrag(
+            data or find_data_dir(), out, cache, methods.split(","), engine=engine, location=store, top_k=top_k,
+            chunk_size=chunk_size, overlap=overlap, per_type=per_type, client=client, console=Console(),
+        )  # fmt: skip
+    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
+        raise _fail(exc) from exc
+    finally:
+        if client is not None:
+            client.close()

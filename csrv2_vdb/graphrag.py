@@ -1,0 +1,338 @@
+"""GraphRAG-Bench harness: the same chunks as sparse CSRv2 / CSR collections and MRL / dense collections,
+retrieval and generation scored per question type.
+
+Offline metrics (no LLM, always computed):
+- answer-token recall: share of the reference answer's content words found in the top-k chunks;
+- embedding attribution: share of reference-answer sentences whose closest retrieved chunk (cosine of
+  full MiniLM embeddings, independent of the method under test) is at least `attribution_threshold`.
+LLM metrics (with an OpenAI-compatible endpoint; our own prompts, answers parsed strictly):
+- context recall: share of reference statements the judge finds supported by the retrieved chunks;
+- context relevance: the judge's 0/1/2 rating of the chunks for the question, reported / 2;
+- generation: a reader answers from the chunks; accuracy (judge, 0/1), ROUGE-L F1 against the
+  reference (rouge-score), coverage (share of reference statements the answer covers) and
+  faithfulness (share of answer sentences the chunks support), both judged.
+Questions that trained a head (the seeded train half of `answer_qrels`) are left out of every method.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from csrv2_vdb.adapters import open_store
+from csrv2_vdb.backbone import Backbone, cached_embed
+from csrv2_vdb.data import Question, answer_qrels, answer_token_recall, chunk_words, load_corpus, load_questions
+from csrv2_vdb.encoder import mrl_truncate
+from csrv2_vdb.llm import ChatClient
+from csrv2_vdb.store import SparseStore
+
+QUESTION_TYPES = ("Fact Retrieval", "Complex Reasoning", "Contextual Summarize", "Creative Generation")
+
+
+@dataclass
+class Score:
+    method: str
+    dims: int
+    question_type: str
+    metric: str
+    value: float
+    questions: int
+
+
+def sentences(text: str) -> list[str]:
+    """Statements of a text: its sentences (at least 3 words each)."""
+    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if len(s.split()) >= 3] or [text.strip()]
+
+
+def embedding_attribution(answer_vectors: np.ndarray, chunk_vectors: np.ndarray, threshold: float) -> float:
+    """Share of answer sentences (rows, unit vectors) whose best retrieved chunk has cosine >= threshold."""
+    if len(chunk_vectors) == 0:
+        return 0.0
+    return float(((answer_vectors @ chunk_vectors.T).max(axis=1) >= threshold).mean())
+
+
+def _passages(texts: Sequence[str]) -> str:
+    return "\n\n".join(f"[{i + 1}] {t}" for i, t in enumerate(texts))
+
+
+def _flags(reply: str, n: int) -> list[int] | None:
+    """A JSON list of n zeros/ones in the reply, or None when the judge did not give one."""
+    match = re.search(r"\[[\s01,]*\]", reply)
+    if not match:
+        return None
+    values = json.loads(match.group(0))
+    return values if len(values) == n and set(values) <= {0, 1} else None
+
+
+def _digit(reply: str, allowed: str) -> int | None:
+    match = re.search(f"[{allowed}]", reply)
+    return int(match.group(0)) if match else None
+
+
+def judge_prompts() -> dict[str, str]:
+    """Our prompts (the paper's are not reused); each asks for a strictly parseable reply."""
+    return {
+        "support": "Passages:\n{passages}\n\nStatements:\n{statements}\n\nFor each statement, answer 1 if the "
+        "passages support it and 0 if not. Reply with only a JSON list of {n} numbers, e.g. [1, 0].",
+        "relevance": "Question: {question}\n\nPassages:\n{passages}\n\nHow relevant are the passages to the "
+        "question? Reply with one digit: 0 (irrelevant), 1 (partly relevant), 2 (relevant).",
+        "reader": "Answer the question using only the passages. Be concise.\n\nPassages:\n{passages}\n\n"
+        "Question: {question}",
+        "accuracy": "Question: {question}\nReference answer: {reference}\nCandidate answer: {answer}\n\n"
+        "Is the candidate answer correct and consistent with the reference? Reply with one digit: 1 or 0.",
+    }
+
+
+def _numbered(items: Sequence[str]) -> str:
+    return "\n".join(f"{i + 1}. {s}" for i, s in enumerate(items))
+
+
+def llm_scores(client: ChatClient, questions: Sequence[Question], contexts: Sequence[list[str]]) -> dict[str, list]:
+    """Per question: context recall, relevance / 2, accuracy, ROUGE-L, coverage, faithfulness (None if unparsed)."""
+    from rouge_score import rouge_scorer
+
+    p = judge_prompts()
+    user = [{"role": "user", "content": ""}]
+
+    def ask(template: str, **kw: object) -> list[dict[str, str]]:
+        return [{**user[0], "content": p[template].format(**kw)}]
+
+    refs = [sentences(q.answer) for q in questions]
+    recall = client.map(
+        [
+            ask("support", passages=_passages(c), statements=_numbered(r), n=len(r))
+            for c, r in zip(contexts, refs, strict=True)
+        ],
+        "judge context recall",
+    )
+    relevance = client.map(
+        [
+            ask("relevance", question=q.question, passages=_passages(c))
+            for q, c in zip(questions, contexts, strict=True)
+        ],
+        "judge context relevance",
+    )
+    answers = client.map(
+        [ask("reader", question=q.question, passages=_passages(c)) for q, c in zip(questions, contexts, strict=True)],
+        "reader answers",
+    )
+    accuracy = client.map(
+        [
+            ask("accuracy", question=q.question, reference=q.answer, answer=a)
+            for q, a in zip(questions, answers, strict=True)
+        ],
+        "judge accuracy",
+    )
+    coverage = client.map(
+        [ask("support", passages=a, statements=_numbered(r), n=len(r)) for a, r in zip(answers, refs, strict=True)],
+        "judge coverage",
+    )
+    answer_sents = [sentences(a) for a in answers]
+    faithful = client.map(
+        [
+            ask("support", passages=_passages(c), statements=_numbered(s), n=len(s))
+            for c, s in zip(contexts, answer_sents, strict=True)
+        ],
+        "judge faithfulness",
+    )
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+    def share(reply: str, n: int) -> float | None:
+        flags = _flags(reply, n)
+        return float(np.mean(flags)) if flags is not None else None
+
+    rel = [_digit(r, "012") for r in relevance]
+    acc = [_digit(r, "01") for r in accuracy]
+    return {
+        "context_recall": [share(r, len(s)) for r, s in zip(recall, refs, strict=True)],
+        "context_relevance": [v / 2 if v is not None else None for v in rel],
+        "accuracy": [float(v) if v is not None else None for v in acc],
+        "rouge_l": [scorer.score(q.answer, a)["rougeL"].fmeasure for q, a in zip(questions, answers, strict=True)],
+        "coverage": [share(r, len(s)) for r, s in zip(coverage, refs, strict=True)],
+        "faithfulness": [share(r, len(s)) for r, s in zip(faithful, answer_sents, strict=True)],
+    }
+
+
+@dataclass
+class Method:
+    """One collection under test: name, size (k or dims), and how to turn dense embeddings into its vectors."""
+
+    name: str
+    dims: int
+    transform: Callable[[np.ndarray], object]
+    sparse_dim: int | None = None
+    dense_dim: int | None = None
+
+
+def methods_for(specs: Sequence[str], backbone: Backbone, data_dir: Path, cache: Path) -> list[Method]:
+    """ "csrv2:8", "csr:32", "mrl:8", "dense": heads come from the reproduction pipeline (trained if missing)."""
+    from csrv2_vdb.reproduction import _head, medical_task
+    from csrv2_vdb.training.trainer import HeadTrainConfig
+
+    out = []
+    task = None
+    for spec in specs:
+        kind, _, size = spec.partition(":")
+        if kind in ("csrv2", "csr"):
+            task = task or medical_task(data_dir, backbone, cache)
+            head = _head(task, kind, int(size), HeadTrainConfig(lr=1e-3, epochs=10), cache)
+            label = "CSRv2" if kind == "csrv2" else "CSR"
+            out.append(Method(label, int(size), partial(head.encode, k=int(size)), sparse_dim=head.hidden_dim))
+        elif kind == "mrl":
+            out.append(Method("MRL", int(size), partial(mrl_truncate, dims=int(size)), dense_dim=int(size)))
+        elif kind == "dense":
+            out.append(Method("dense", backbone.dim, np.asarray, dense_dim=backbone.dim))
+        else:
+            raise ValueError(f"unknown method {spec!r}; use csrv2:K, csr:K, mrl:DIMS or dense")
+    return out
+
+
+def run_graphrag(
+    data_dir: Path,
+    out_dir: Path,
+    cache: Path,
+    methods: Sequence[str] = ("csrv2:8", "csrv2:32", "mrl:8", "mrl:32", "dense"),
+    *,
+    engine: str = "qdrant-edge",
+    location: str | None = None,
+    top_k: int = 5,
+    chunk_size: int = 150,
+    overlap: int = 30,
+    per_type: int | None = None,
+    client: ChatClient | None = None,
+    attribution_threshold: float = 0.6,
+    console: Console | None = None,
+) -> list[Score]:
+    """Index, retrieve, score; writes scores.csv, scores.md and scores.png under out_dir."""
+    console = console or Console()
+    backbone = Backbone()
+    text = load_corpus(data_dir)
+    questions = load_questions(data_dir)
+    chunks = chunk_words(text, chunk_size, overlap, prefix="medical")
+    from csrv2_vdb.reproduction import _split
+
+    trained_on = set(_split(answer_qrels(questions, chunk_words(text, prefix="medical")), 0)[0])
+    picked: list[int] = []
+    for qtype in QUESTION_TYPES:
+        rows = [i for i, q in enumerate(questions) if q.question_type == qtype and i not in trained_on]
+        picked += rows[:per_type]
+    eval_q = [questions[i] for i in picked]
+    console.print(f"{len(chunks)} chunks, {len(eval_q)} held-out questions, top-{top_k}, engine {engine}")
+    chunk_x = cached_embed(backbone, [c.text for c in chunks], "document", cache)
+    query_x = cached_embed(backbone, [q.question for q in eval_q], "query", cache)
+    answer_sents = [sentences(q.answer) for q in eval_q]
+    flat = [s for ss in answer_sents for s in ss]
+    sent_x = cached_embed(backbone, flat, "document", cache)
+    offsets = np.cumsum([0] + [len(s) for s in answer_sents])
+    ids = [c.id for c in chunks]
+    position = {c.id: i for i, c in enumerate(chunks)}
+    scores: list[Score] = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store: SparseStore = open_store(engine, location or str(out_dir / "store"))
+    with store:
+        for method in methods_for(methods, backbone, data_dir, cache):
+            name = f"{method.name.lower()}-{method.dims}"
+            if name in store.list_collections():
+                store.drop_collection(name)
+            store.create_collection(name, sparse_dim=method.sparse_dim, dense_dim=method.dense_dim)
+            vectors = method.transform(chunk_x)
+            key = "sparse" if method.sparse_dim else "dense"
+            for start in range(0, len(ids), 512):
+                part = slice(start, start + 512)
+                store.upsert(name, ids[part], **{key: vectors[part]})  # type: ignore[index]
+            hits = store.search(name, method.transform(query_x), limit=top_k)  # type: ignore[arg-type]
+            retrieved = [[position[h.id] for h in row] for row in hits]
+            per_q: dict[str, list] = {
+                "answer_token_recall": [
+                    answer_token_recall(q.answer, [chunks[i].text for i in r])
+                    for q, r in zip(eval_q, retrieved, strict=True)
+                ],
+                "embedding_attribution": [
+                    embedding_attribution(sent_x[offsets[j] : offsets[j + 1]], chunk_x[r], attribution_threshold)
+                    for j, r in enumerate(retrieved)
+                ],
+            }
+            if client is not None:
+                per_q.update(llm_scores(client, eval_q, [[chunks[i].text for i in r] for r in retrieved]))
+            for metric, values in per_q.items():
+                for qtype in QUESTION_TYPES:
+                    vals = [
+                        v for q, v in zip(eval_q, values, strict=True) if q.question_type == qtype and v is not None
+                    ]
+                    if vals:
+                        scores.append(Score(method.name, method.dims, qtype, metric, float(np.mean(vals)), len(vals)))
+            console.print(
+                f"  {name}: "
+                + ", ".join(f"{m}={np.mean([v for v in vals if v is not None]):.3f}" for m, vals in per_q.items())
+            )
+    if client is not None:
+        usage = client.usage
+        console.print(
+            f"LLM: {usage.calls} calls, {usage.cached} cached, "
+            f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens"
+        )
+    write_scores(scores, out_dir)
+    return scores
+
+
+def write_scores(scores: list[Score], out_dir: Path) -> None:
+    """scores.csv, scores.md (per metric: rows method and dims, columns question types) and scores.png."""
+    with open(out_dir / "scores.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(scores[0])))
+        writer.writeheader()
+        writer.writerows(asdict(s) for s in scores)
+    metrics = list(dict.fromkeys(s.metric for s in scores))
+    rows = list(dict.fromkeys((s.method, s.dims) for s in scores))
+    lines = []
+    for metric in metrics:
+        lines += [
+            f"### {metric}",
+            "",
+            "| method | dims | " + " | ".join(QUESTION_TYPES) + " |",
+            "|---|---|" + "---|" * 4,
+        ]
+        for method, dims in rows:
+            cells = {s.question_type: s.value for s in scores if (s.method, s.dims, s.metric) == (method, dims, metric)}
+            lines.append(
+                f"| {method} | {dims} | "
+                + " | ".join(f"{cells[t]:.3f}" if t in cells else "" for t in QUESTION_TYPES)
+                + " |"
+            )
+        lines.append("")
+    (out_dir / "scores.md").write_text("\n".join(lines))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        width = 0.8 / len(rows)
+        for r, (method, dims) in enumerate(rows):
+            vals = [
+                next(
+                    (
+                        s.value
+                        for s in scores
+                        if (s.method, s.dims, s.metric, s.question_type) == (method, dims, metric, t)
+                    ),
+                    0.0,
+                )
+                for t in QUESTION_TYPES
+            ]
+            ax.bar(np.arange(4) + r * width, vals, width, label=f"{method} {dims}")
+        ax.set_xticks(np.arange(4) + 0.4 - width / 2, [t.replace(" ", "\n") for t in QUESTION_TYPES], fontsize=7)
+        ax.set_title(metric)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "scores.png", dpi=110)
+    plt.close(fig)

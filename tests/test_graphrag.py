@@ -1,0 +1,59 @@
+"""GraphRAG-Bench harness: offline metrics by hand, and the LLM-judged path end to end against a fake endpoint."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from csrv2_vdb.graphrag import QUESTION_TYPES, _flags, embedding_attribution, run_graphrag, sentences
+from csrv2_vdb.llm import ChatClient, LLMSettings
+from tests.openai_fake import FakeOpenAI
+from tests.test_evaluation import data_slice  # noqa: F401  (the fixture)
+
+
+def test_offline_metrics_by_hand():
+    assert sentences("Surgery is common. It works well! Ok.") == ["Surgery is common.", "It works well!"]
+    answers = np.array([[1.0, 0.0], [0.0, 1.0]])
+    chunks = np.array([[0.8, 0.6]])  # cosines 0.8 and 0.6 with the two answer sentences
+    assert embedding_attribution(answers, chunks, 0.7) == 0.5
+    assert embedding_attribution(answers, chunks, 0.5) == 1.0
+    assert embedding_attribution(answers, np.zeros((0, 2)), 0.5) == 0.0
+    assert _flags("Sure: [1, 0, 1]", 3) == [1, 0, 1]
+    assert _flags("[1, 0]", 3) is None and _flags("no list", 1) is None
+
+
+def test_llm_client_caches_and_limits_concurrency(tmp_path):
+    with FakeOpenAI(delay=0.05) as server:
+        client = ChatClient(LLMSettings(base_url=server.url, model="fake", api_key="k", concurrency=3), tmp_path)
+        prompts = [[{"role": "user", "content": f"Answer the question using only the passages.\n\n[1] Fact {i}. More."}]
+                   for i in range(12)]  # fmt: skip
+        replies = client.map(prompts)
+        assert replies == [f"Fact {i}." for i in range(12)]
+        assert server.requests == 12 and server.peak <= 3
+        assert client.usage.calls == 12 and client.usage.prompt_tokens > 0
+        assert client.map(prompts) == replies and server.requests == 12 and client.usage.cached == 12
+
+
+def test_harness_end_to_end_with_a_fake_llm(data_slice, tmp_path):  # noqa: F811
+    with FakeOpenAI() as server:
+        client = ChatClient(LLMSettings(base_url=server.url, model="fake", concurrency=4), tmp_path / "llm")
+        out = tmp_path / "run"
+        scores = run_graphrag(data_slice, out, tmp_path / "cache", ["csrv2:2", "mrl:8", "dense"], per_type=4,
+                              client=client)  # fmt: skip
+        first_calls = server.requests
+        assert first_calls > 0
+        rows = list(csv.DictReader((out / "scores.csv").read_text().splitlines()))
+        metrics = {r["metric"] for r in rows}
+        assert metrics == {"answer_token_recall", "embedding_attribution", "context_recall", "context_relevance",
+                           "accuracy", "rouge_l", "coverage", "faithfulness"}  # fmt: skip
+        assert {r["question_type"] for r in rows} <= set(QUESTION_TYPES)
+        assert {(r["method"], r["dims"]) for r in rows} == {("CSRv2", "2"), ("MRL", "8"), ("dense", "384")}
+        assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
+        assert "| dense | 384 |" in (out / "scores.md").read_text() and (out / "scores.png").exists()
+        # a second run is answered from the cache: no new request, same numbers
+        again = run_graphrag(data_slice, out, tmp_path / "cache", ["csrv2:2", "mrl:8", "dense"], per_type=4,
+                             client=client)  # fmt: skip
+        assert server.requests == first_calls
+        assert [s.value for s in again] == pytest.approx([s.value for s in scores])
