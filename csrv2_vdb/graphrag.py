@@ -32,7 +32,9 @@ from csrv2_vdb.backbone import Backbone, cached_embed
 from csrv2_vdb.data import Question, answer_qrels, answer_token_recall, chunk_words, load_corpus, load_questions
 from csrv2_vdb.encoder import mrl_truncate
 from csrv2_vdb.llm import ChatClient
+from csrv2_vdb.reproduction import medical_task, split_questions, trained_head
 from csrv2_vdb.store import SparseStore
+from csrv2_vdb.training.trainer import HeadTrainConfig
 
 QUESTION_TYPES = ("Fact Retrieval", "Complex Reasoning", "Contextual Summarize", "Creative Generation")
 
@@ -174,16 +176,13 @@ class Method:
 
 def methods_for(specs: Sequence[str], backbone: Backbone, data_dir: Path, cache: Path) -> list[Method]:
     """ "csrv2:8", "csr:32", "mrl:8", "dense": heads come from the reproduction pipeline (trained if missing)."""
-    from csrv2_vdb.reproduction import _head, medical_task
-    from csrv2_vdb.training.trainer import HeadTrainConfig
-
     out = []
     task = None
     for spec in specs:
         kind, _, size = spec.partition(":")
         if kind in ("csrv2", "csr"):
             task = task or medical_task(data_dir, backbone, cache)
-            head = _head(task, kind, int(size), HeadTrainConfig(lr=1e-3, epochs=10), cache)
+            head = trained_head(task, kind, int(size), HeadTrainConfig(lr=1e-3, epochs=10), cache)
             label = "CSRv2" if kind == "csrv2" else "CSR"
             out.append(Method(label, int(size), partial(head.encode, k=int(size)), sparse_dim=head.hidden_dim))
         elif kind == "mrl":
@@ -217,9 +216,7 @@ def run_graphrag(
     text = load_corpus(data_dir)
     questions = load_questions(data_dir)
     chunks = chunk_words(text, chunk_size, overlap, prefix="medical")
-    from csrv2_vdb.reproduction import _split
-
-    trained_on = set(_split(answer_qrels(questions, chunk_words(text, prefix="medical")), 0)[0])
+    trained_on = set(split_questions(answer_qrels(questions, chunk_words(text, prefix="medical")), 0)[0])
     picked: list[int] = []
     for qtype in QUESTION_TYPES:
         rows = [i for i, q in enumerate(questions) if q.question_type == qtype and i not in trained_on]

@@ -89,7 +89,7 @@ def medical_task(data_dir: Path, backbone: Backbone, cache: Path, seed: int = 0)
     questions = load_questions(data_dir)
     chunks = chunk_words(text, prefix="medical")
     qrels = answer_qrels(questions, chunks)
-    train_q, test_q = _split(qrels, seed)
+    train_q, test_q = split_questions(qrels, seed)
     q_x = cached_embed(backbone, [q.question for q in questions], "query", cache)
     c_x = cached_embed(backbone, [c.text for c in chunks], "document", cache)
     s_x = cached_embed(backbone, corpus_sentences(text), "document", cache)
@@ -111,7 +111,8 @@ def _key(task: Task, settings: object) -> str:
     return digest.hexdigest()[:12]
 
 
-def _head(task: Task, method: str, k: int, config: HeadTrainConfig, cache: Path) -> SparseHead:
+def trained_head(task: Task, method: str, k: int, config: HeadTrainConfig, cache: Path) -> SparseHead:
+    """The task's CSR / CSRv2 head at k from the cache, trained and cached when missing."""
     config = HeadTrainConfig(**{**asdict(config), "method": method, "k": k})
     key = _key(task, config)
     directory = cache / "heads" / f"{task.name}-{method}-k{k}-{key}"
@@ -154,7 +155,7 @@ def run_reproduction(
 
         for method, label in (("csr", "CSR"), ("csrv2", "CSRv2")):
             for k in ks:
-                head = _head(task, method, k, config, cache)
+                head = trained_head(task, method, k, config, cache)
                 dead = dead_latent_ratio(head.encode(task.dead_on, k))
                 record(label, k, partial(head.encode, k=k), dead)
         projection = _projection(task, cache)
@@ -192,12 +193,12 @@ def task_pairs(task: str, data_dir: Path, max_pairs: int, seed: int = 0) -> list
     if task == "medical":
         questions, chunks = load_questions(data_dir), chunk_words(load_corpus(data_dir), prefix="medical")
         qrels = answer_qrels(questions, chunks)
-        train_q = _split(qrels, seed)[0]
+        train_q = split_questions(qrels, seed)[0]
         return [(questions[q].question, chunks[min(qrels[q])].text) for q in train_q][:max_pairs]
     raise ValueError(f"unknown task {task!r}; choose banking77 or medical")
 
 
-def _split(qrels: dict[int, set[int]], seed: int) -> tuple[list[int], list[int]]:
+def split_questions(qrels: dict[int, set[int]], seed: int) -> tuple[list[int], list[int]]:
     """Half of the questions (with relevant chunks) for training, half held out."""
     order = np.random.default_rng(seed).permutation(sorted(qrels))
     half = len(order) // 2
