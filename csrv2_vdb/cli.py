@@ -1,8 +1,13 @@
-"""`csrv2-vdb`: encode, index, search, train-head and the demo, from the shell."""
+"""`csrv2-vdb`: encode, index, search, train heads, evaluate and benchmark, from the shell.
+
+Errors a user can fix (bad input, missing data or collection, a locked store) print one line and exit 2.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +45,15 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the errors a user can act on into a one-line message and exit code 2 (no traceback)."""
+    try:
+        yield
+    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
+        raise _fail(exc) from exc
+
+
 @app.command()
 def encode(
     input: Annotated[Path, typer.Option("--input", help=".txt (one text per line) or .jsonl with id/text fields.")],
@@ -52,13 +66,11 @@ def encode(
     """Encode texts into k-sparse vectors and write them as JSON lines."""
     from csrv2_vdb.data import read_records
 
-    try:
+    with _user_errors():
         records = read_records(input)
         enc = _encoder(head, backbone, k)
         texts = [r["text"] for r in records]
         batch = enc.encode_queries(texts) if kind == "query" else enc.encode_documents(texts)
-    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from exc
     with open(output, "w") as f:
         for rec, (idx, val) in zip(records, batch.rows(), strict=True):
             f.write(json.dumps({"id": rec["id"], "indices": idx, "values": val}) + "\n")
@@ -100,7 +112,7 @@ def index(
     if (head is None) == (mrl_dims is None):
         raise _fail(ValueError("give exactly one of --head (sparse) or --mrl-dims (dense baseline)"))
     checkpoint = checkpoint or input.with_name(f"{input.name}.{collection}.checkpoint")
-    try:
+    with _user_errors():
         if head is not None:
             sparse_enc = _encoder(head, backbone, k)
             encode, dims = sparse_enc.encode_documents, {"sparse_dim": sparse_enc.dim}
@@ -117,8 +129,6 @@ def index(
                 batch_size=batch_size, checkpoint=checkpoint, source=source, writers=writers, total=total,
             )  # fmt: skip
             count = db.count(collection)
-    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from exc
     console.print(
         f"{collection}: {count} documents in {store} ({report.rows_written} written at "
         f"{report.rows_per_second:.0f} rows/s, {report.batches_skipped} batches resumed, {report.retries} retries)"
@@ -148,12 +158,10 @@ def search(
         if not sep:
             raise _fail(ValueError(f"--filter {item!r} must look like field=value"))
         conditions[key] = value
-    try:
+    with _user_errors():
         enc = _encoder(head, backbone, k)
         with open_store(engine, store) as db:
             hits = db.search(collection, enc.encode_queries([query]), limit=limit, filter=conditions or None)[0]
-    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from exc
     for hit in hits:
         typer.echo(json.dumps({"id": hit.id, "score": round(hit.score, 6), "payload": hit.payload}))
 
@@ -177,7 +185,7 @@ def train_head_cmd(
 
     from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
 
-    try:
+    with _user_errors():
         if input.suffix == ".npy":
             x = np.load(input)
         else:
@@ -187,8 +195,6 @@ def train_head_cmd(
             x = Backbone(backbone).embed([r["text"] for r in read_records(input)], "document")
         config = HeadTrainConfig(k=k, hidden_dim=hidden_dim, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
         result = train_head(x, config)
-    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from exc
     result.head.save(out)
     (out / "training.json").write_text(json.dumps(result.summary(), indent=2))
     console.print(f"head (d={result.head.input_dim}, h={result.head.hidden_dim}, k={k}) written to {out}")
@@ -212,7 +218,7 @@ def demo(
     from csrv2_vdb.data import find_data_dir
     from csrv2_vdb.demo import run_demo
 
-    try:
+    with _user_errors():
         run_demo(
             data or find_data_dir(),
             out,
@@ -222,8 +228,6 @@ def demo(
             max_questions=max_questions,
             console=Console(),
         )
-    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from exc
 
 
 DataOpt = Annotated[
@@ -255,7 +259,7 @@ def train(
     builders = {"banking77": banking_task, "medical": medical_task}
     if task not in builders or method not in ("csr", "csrv2", "plain", "mrl"):
         raise _fail(ValueError(f"--task must be one of {sorted(builders)}; --method one of csr, csrv2, plain, mrl"))
-    try:
+    with _user_errors():
         rows = builders[task](data or find_data_dir(), Backbone(), cache)
         if method == "mrl":
             from csrv2_vdb.training.mrl import train_matryoshka
@@ -273,8 +277,6 @@ def train(
             result.head.save(out)
             settings.save(out / "training-config.json")
             summary = result.summary()
-    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from exc
     (out / "training.json").write_text(json.dumps(summary, indent=2))
     console.print(f"{method} for {task} written to {out}")
 
@@ -297,14 +299,12 @@ def evaluate(
     from csrv2_vdb.reproduction import run_reproduction
     from csrv2_vdb.training.trainer import HeadTrainConfig
 
-    try:
+    with _user_errors():
         run_reproduction(
             data or find_data_dir(), out, cache, backbone=Backbone(backbone),
             ks=[int(v) for v in ks.split(",")], dims=[int(v) for v in dims.split(",")], tasks=tasks.split(","),
             config=HeadTrainConfig(lr=lr, epochs=epochs), console=Console(),
         )  # fmt: skip
-    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from exc
 
 
 @app.command()
@@ -324,12 +324,10 @@ def finetune(
     from csrv2_vdb.reproduction import task_pairs
     from csrv2_vdb.training.finetune import FinetuneConfig, finetune_backbone
 
-    try:
+    with _user_errors():
         base = Backbone(backbone)
         texts = task_pairs(task, data or find_data_dir(), pairs)
         finetune_backbone(base, texts, out, FinetuneConfig(epochs=epochs, lr=lr, max_pairs=pairs))
-    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from exc
     console.print(f"finetuned backbone ({len(texts)} pairs) written to {out}")
 
 
@@ -370,12 +368,11 @@ def bench_graphrag(
         settings.model = llm_model or settings.model
         client = ChatClient(settings, cache / "llm")
     try:
-        run_graphrag(
-            data or find_data_dir(), out, cache, methods.split(","), engine=engine, location=store, top_k=top_k,
-            chunk_size=chunk_size, overlap=overlap, per_type=per_type, client=client, console=Console(),
-        )  # fmt: skip
-    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from exc
+        with _user_errors():
+            run_graphrag(
+                data or find_data_dir(), out, cache, methods.split(","), engine=engine, location=store, top_k=top_k,
+                chunk_size=chunk_size, overlap=overlap, per_type=per_type, client=client, console=Console(),
+            )  # fmt: skip
     finally:
         if client is not None:
             client.close()
