@@ -25,7 +25,6 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 from csrv2_vdb.errors import UnsupportedError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import (
-    ID_FIELD,
     CollectionInfo,
     Filter,
     Fusion,
@@ -35,6 +34,7 @@ from csrv2_vdb.store import (
     check_upsert,
     conditions,
     drop_non_matches,
+    hit_from_point,
     missing_collection,
     point_id,
     requested,
@@ -234,17 +234,12 @@ class QdrantStore:
         if live:
             responses = self.client.query_batch_points(name, [requests[i] for i in live])
             for i, response in zip(live, responses, strict=True):
-                results[i] = [_hit(p) for p in response.points]
+                results[i] = [hit_from_point(p) for p in response.points]
         return results
 
 
 def _is_empty(request: models.QueryRequest) -> bool:
     return isinstance(request.query, models.SparseVector) and not request.query.indices
-
-
-def _hit(point: models.ScoredPoint) -> Hit:
-    payload = dict(point.payload or {})
-    return Hit(id=str(payload.pop(ID_FIELD, point.id)), score=float(point.score), payload=payload)
 
 
 def _filter(filter: Filter | None) -> models.Filter | None:

@@ -23,7 +23,6 @@ import qdrant_edge as qe
 from csrv2_vdb.errors import StoreLockedError, UnsupportedError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import (
-    ID_FIELD,
     CollectionInfo,
     Filter,
     Fusion,
@@ -33,6 +32,7 @@ from csrv2_vdb.store import (
     check_upsert,
     conditions,
     drop_non_matches,
+    hit_from_point,
     missing_collection,
     point_id,
     requested,
@@ -217,12 +217,7 @@ class QdrantEdgeStore:
         if not requests:
             return []
         results = self._shard(name).query_batch(qe.QueryBatchRequest(requests))
-        return [[_hit(p) for p in points] for points in results]
-
-
-def _hit(point: qe.ScoredPoint) -> Hit:
-    payload = dict(point.payload or {})
-    return Hit(id=str(payload.pop(ID_FIELD, point.id)), score=float(point.score), payload=payload)
+        return [[hit_from_point(p) for p in points] for points in results]
 
 
 def _filter(filter: Filter | None) -> qe.Filter | None:

@@ -10,7 +10,6 @@ and chunks, never on the questions), one per k; the CSRv2 recipe proper lives in
 from __future__ import annotations
 
 import csv
-import hashlib
 import re
 import statistics
 import time
@@ -25,8 +24,7 @@ from rich.table import Table
 from csrv2_vdb.backbone import Backbone, cached_embed
 from csrv2_vdb.data import answer_token_recall, chunk_words, load_corpus, load_questions
 from csrv2_vdb.encoder import mrl_truncate
-from csrv2_vdb.head import SparseHead
-from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
+from csrv2_vdb.training.trainer import HeadTrainConfig, cached_head
 
 TOP = 5
 
@@ -44,19 +42,6 @@ def corpus_sentences(text: str, min_words: int = 5) -> list[str]:
     """Sentences of the corpus (training data for the head: unlabeled, no questions)."""
     parts = re.split(r"(?<=[.!?])\s+", text)
     return [p for p in parts if len(p.split()) >= min_words]
-
-
-def load_or_train_head(train_x: np.ndarray, k: int, cache_dir: Path, fingerprint: str, console: Console) -> SparseHead:
-    """A head for this backbone and k from the cache, trained (and cached) if absent."""
-    config = HeadTrainConfig(k=k, lr=1e-3, epochs=15)
-    key = hashlib.sha256(f"{fingerprint}|{len(train_x)}|{config}".encode()).hexdigest()[:12]
-    directory = cache_dir / "heads" / f"k{k}-{key}"
-    if (directory / "model.safetensors").exists():
-        return SparseHead.load(directory)
-    console.print(f"training a head at k={k} on {len(train_x)} embeddings (cached in {directory})")
-    head = train_head(train_x, config).head
-    head.save(directory)
-    return head
 
 
 def _timed_search(store, name: str, queries: Sequence, limit: int) -> tuple[list, float]:
@@ -112,7 +97,7 @@ def run_demo(
         for name in store.list_collections():
             store.drop_collection(name)
         for k in ks:
-            head = load_or_train_head(train_x, k, cache_dir, backbone.fingerprint("document"), console)
+            head = cached_head(cache_dir / "heads", f"demo-k{k}", train_x, HeadTrainConfig(k=k, lr=1e-3, epochs=15))
             docs = head.encode(doc_x, k)
             name = f"sparse-k{k}"
             store.create_collection(name, sparse_dim=head.hidden_dim)

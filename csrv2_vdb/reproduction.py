@@ -16,7 +16,6 @@ The same optimiser settings (lr, epochs, batch) are used for CSR and CSRv2 at ev
 from __future__ import annotations
 
 import csv
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -40,7 +39,7 @@ from csrv2_vdb.evaluation import (
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.training.labels import classification_labels, retrieval_rows
 from csrv2_vdb.training.mrl import MatryoshkaProjection, MRLConfig, train_matryoshka
-from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
+from csrv2_vdb.training.trainer import HeadTrainConfig, cached_head, fingerprint
 
 Transform = Callable[[np.ndarray], Features]
 
@@ -104,24 +103,11 @@ def medical_task(data_dir: Path, backbone: Backbone, cache: Path, seed: int = 0)
     return Task("medical", train_x, y, evaluate, c_x)
 
 
-def _key(task: Task, settings: object) -> str:
-    """Cache key of a trained artefact: the task, its exact training rows and the settings."""
-    digest = hashlib.sha256(f"{task.name}|{settings}".encode())
-    digest.update(np.ascontiguousarray(task.train_x).tobytes())
-    return digest.hexdigest()[:12]
-
-
 def trained_head(task: Task, method: str, k: int, config: HeadTrainConfig, cache: Path) -> SparseHead:
     """The task's CSR / CSRv2 head at k from the cache, trained and cached when missing."""
     config = HeadTrainConfig(**{**asdict(config), "method": method, "k": k})
-    key = _key(task, config)
-    directory = cache / "heads" / f"{task.name}-{method}-k{k}-{key}"
-    if (directory / "model.safetensors").exists():
-        return SparseHead.load(directory)
-    head = train_head(task.train_x, config, task.train_y if method == "csrv2" else None).head
-    head.save(directory)
-    config.save(directory / "training.json")
-    return head
+    labels = task.train_y if method == "csrv2" else None
+    return cached_head(cache / "heads", f"{task.name}-{method}-k{k}", task.train_x, config, labels)
 
 
 def run_reproduction(
@@ -170,8 +156,7 @@ def run_reproduction(
 
 def _projection(task: Task, cache: Path) -> MatryoshkaProjection:
     config = MRLConfig()
-    key = _key(task, config)
-    directory = cache / "heads" / f"{task.name}-matryoshka-{key}"
+    directory = cache / "heads" / f"{task.name}-matryoshka-{fingerprint(config, task.train_x, task.train_y)}"
     if (directory / "model.safetensors").exists():
         return MatryoshkaProjection.load(directory)
     projection, _ = train_matryoshka(task.train_x, task.train_y, config)

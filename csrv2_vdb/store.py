@@ -86,6 +86,12 @@ class CollectionInfo:
     dense_dim: int | None
 
 
+def hit_from_point(point: Any) -> Hit:
+    """A Hit from a Qdrant scored point (server or Edge): the document id comes back out of the payload."""
+    payload = dict(point.payload or {})
+    return Hit(id=str(payload.pop(ID_FIELD, point.id)), score=float(point.score), payload=payload)
+
+
 def drop_non_matches(results: list[list[Hit]]) -> list[list[Hit]]:
     """Remove sparse hits with score 0: documents that share no latent with the query.
 
