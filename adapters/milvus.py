@@ -2,7 +2,8 @@
 
 Schema: `pk` VARCHAR primary key (the document id itself, so upserts overwrite), `sparse`
 SPARSE_FLOAT_VECTOR with SPARSE_INVERTED_INDEX (or SPARSE_WAND) on IP with drop ratios 0, so scores
-are exact dot products, and/or `dense` FLOAT_VECTOR (FLAT, IP). Payload fields are dynamic fields.
+are exact dot products, and/or `dense` FLOAT_VECTOR on IP (FLAT, exact, by default; `dense_index` picks
+another Milvus index type with its build and search params). Payload fields are dynamic fields.
 Hybrid search is `hybrid_search` with RRFRanker or WeightedRanker.
 
 Milvus Lite 2.5.x (tested here) is Milvus's C++ engine in a child process; it imports pkg_resources,
@@ -59,6 +60,9 @@ class MilvusStore:
         sparse_index: Literal["SPARSE_INVERTED_INDEX", "SPARSE_WAND"] = "SPARSE_INVERTED_INDEX",
         rrf_k: int = 60,
         weights: tuple[float, float] = (0.5, 0.5),
+        dense_index: str = "FLAT",
+        dense_index_params: Mapping[str, Any] | None = None,
+        dense_search_params: Mapping[str, Any] | None = None,
         client: MilvusClient | None = None,
     ) -> None:
         if client is None and "://" not in uri:
@@ -67,6 +71,11 @@ class MilvusStore:
         self.sparse_index = sparse_index
         self.rrf_k = rrf_k
         self.weights = weights
+        # e.g. dense_index="IVF_FLAT", dense_index_params={"nlist": 1024}, dense_search_params={"nprobe": 16};
+        # Milvus Lite builds FLAT, IVF_FLAT and AUTOINDEX only.
+        self.dense_index = dense_index
+        self.dense_index_params = dict(dense_index_params or {})
+        self.dense_search_params = dict(dense_search_params or {})
 
     def __enter__(self) -> MilvusStore:
         return self
@@ -96,7 +105,9 @@ class MilvusStore:
             )
         if dense_dim:
             schema.add_field(DENSE, DataType.FLOAT_VECTOR, dim=dense_dim)
-            index.add_index(field_name=DENSE, index_type="FLAT", metric_type="IP")
+            index.add_index(
+                field_name=DENSE, index_type=self.dense_index, metric_type="IP", params=self.dense_index_params
+            )
         self.client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
         return info
 
@@ -148,6 +159,11 @@ class MilvusStore:
             records.append(record)
         self.client.upsert(name, records)
 
+    def flush(self, name: str) -> None:
+        """Seal growing segments so the index covers them (searches on growing segments scan them)."""
+        self.collection_info(name)
+        self.client.flush(name)
+
     def delete(self, name: str, ids: Sequence[str]) -> None:
         self.collection_info(name)
         self.client.delete(name, ids=[str(i) for i in ids])
@@ -177,7 +193,7 @@ class MilvusStore:
                 limit=limit,
                 filter=_expr(filter),
                 output_fields=["*"],
-                search_params={"metric_type": "IP", "params": _EXACT},
+                search_params={"metric_type": "IP", "params": _EXACT if field == SPARSE else self.dense_search_params},
             ),
         )
 
@@ -201,7 +217,8 @@ class MilvusStore:
         out: list[list[Hit]] = []
         # hybrid_search takes one query per request; an empty sparse row falls back to the dense list alone.
         for s, d in zip(sparse_vectors, dense_vectors, strict=True):
-            requests = [AnnSearchRequest([d], DENSE, {"metric_type": "IP"}, 2 * limit, expr=expr)]
+            dense_params = {"metric_type": "IP", "params": self.dense_search_params}
+            requests = [AnnSearchRequest([d], DENSE, dense_params, 2 * limit, expr=expr)]
             if s:
                 requests.insert(
                     0, AnnSearchRequest([s], SPARSE, {"metric_type": "IP", "params": _EXACT}, 2 * limit, expr=expr)

@@ -2,8 +2,10 @@
 
 One store is a directory; each collection is an Edge shard in a sub-directory, with a named
 sparse vector "sparse" (float32, no IDF: scores are exact dot products) and/or a named dense
-vector "dense" (Dot distance on unit vectors, i.e. cosine). A lock file keeps a second process
-from opening the same directory.
+vector "dense" (Dot distance on unit vectors, i.e. cosine). Dense vectors are searched exactly
+(`dense_index="flat"`, the default) or through an HNSW graph (`dense_index="hnsw"`); either way
+`optimize(name)` after a bulk load merges segments and builds the indexes (the HNSW graph, the
+immutable sparse inverted index). A lock file keeps a second process from opening the same directory.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import qdrant_edge as qe
@@ -48,8 +50,22 @@ _SHARD = "shard"
 class QdrantEdgeStore:
     """`SparseStore` on an embedded Qdrant Edge directory."""
 
-    def __init__(self, path: str | Path, *, rrf_k: int = 60) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        rrf_k: int = 60,
+        dense_index: Literal["flat", "hnsw"] = "flat",
+        hnsw_m: int = 16,
+        hnsw_ef_construct: int = 100,
+    ) -> None:
+        if dense_index not in ("flat", "hnsw"):
+            raise ValueError(f"dense_index must be 'flat' or 'hnsw', got {dense_index!r}")
         self.path = Path(path)
+        # m=0 tells Qdrant to build no graph: dense search stays an exact scan after optimize().
+        self._hnsw = qe.HnswIndexConfig(
+            m=hnsw_m if dense_index == "hnsw" else 0, ef_construct=hnsw_ef_construct, full_scan_threshold=10_000
+        )
         self.path.mkdir(parents=True, exist_ok=True)
         self.rrf_k = rrf_k
         self._lock = open(self.path / ".lock", "a+")  # noqa: SIM115 - held for the store's lifetime
@@ -94,7 +110,9 @@ class QdrantEdgeStore:
         if (directory / _META).exists():
             return reuse_existing(self.collection_info(name), info, exist_ok)
         config = qe.EdgeConfig(
-            vectors={DENSE: qe.EdgeVectorParams(size=dense_dim, distance=qe.Distance.Dot)} if dense_dim else None,
+            vectors={DENSE: qe.EdgeVectorParams(size=dense_dim, distance=qe.Distance.Dot, hnsw_config=self._hnsw)}
+            if dense_dim
+            else None,
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams()} if sparse_dim else None,
         )
         directory.mkdir(parents=True, exist_ok=True)
@@ -132,6 +150,13 @@ class QdrantEdgeStore:
 
     def flush(self, name: str) -> None:
         self._shard(name).flush()
+
+    def optimize(self, name: str) -> bool:
+        """Merge segments and build indexes now (blocking); worth calling once after a bulk load.
+
+        Until then points sit in appendable segments: exact, but slower to search at scale.
+        """
+        return bool(self._shard(name).optimize())
 
     # ------------------------------------------------------------------ data
     def upsert(

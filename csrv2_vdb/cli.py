@@ -376,3 +376,98 @@ def bench_graphrag(
     finally:
         if client is not None:
             client.close()
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise _fail(ValueError(f"{what}: expected comma-separated integers, got {text!r}")) from None
+    if not values or min(values) < 1:
+        raise _fail(ValueError(f"{what}: expected positive integers, got {text!r}"))
+    return values
+
+
+def _size_label(n: int) -> str:
+    return f"{n // 1_000_000}m" if n % 1_000_000 == 0 else f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+def _command_line() -> str:
+    import sys
+
+    return " ".join(["csrv2-vdb", *sys.argv[1:]])
+
+
+@bench_app.command("retrieval")
+def bench_retrieval(
+    n: Annotated[int, typer.Option("--n", help="Documents per collection (synthetic, drawn like MiniLM's).")] = (
+        1_000_000
+    ),
+    ks: Annotated[str, typer.Option("--ks", help="Sparse k values.")] = "2,4,8,16,32,64",
+    dims: Annotated[str, typer.Option("--dims", help="MRL dims (the full 384 is always included).")] = "8,16,32,64",
+    targets: Annotated[
+        str, typer.Option("--targets", help="Any of qdrant-edge, milvus-lite, qdrant-local, numpy.")
+    ] = "qdrant-edge,milvus-lite,numpy",
+    queries: Annotated[int, typer.Option("--queries", help="Timed single queries per config and round.")] = 200,
+    batch: Annotated[int, typer.Option("--batch", help="Queries in the timed batch call.")] = 256,
+    repeats: Annotated[int, typer.Option("--repeats", help="Rounds; every ratio is reported over them.")] = 3,
+    components: Annotated[
+        int, typer.Option("--components", help="Gaussian mixture components (1: one Gaussian).")
+    ] = 256,
+    out: Annotated[Path, typer.Option("--out", help="Folder for retrieval-<n>.json/.md/.png.")] = Path(
+        "docs/benchmarks"
+    ),
+    name: Annotated[str | None, typer.Option("--name", help="File stem; default retrieval-<n>.")] = None,
+    work: Annotated[Path, typer.Option("--work", help="Where the engines write (removed after).")] = Path(
+        ".cache/csrv2-vdb/bench-work"
+    ),
+    data: DataOpt = None,
+    cache: CacheOpt = Path(".cache/csrv2-vdb"),
+) -> None:
+    """Latency, throughput, bytes and recall of sparse k vs MRL dims vs dense, per engine, side by side."""
+    from csrv2_vdb.bench import report as rep
+    from csrv2_vdb.bench.retrieval import RetrievalSettings, run_retrieval_bench
+    from csrv2_vdb.bench.targets import TARGETS
+    from csrv2_vdb.data import find_data_dir
+
+    chosen = tuple(t.strip() for t in targets.split(",") if t.strip())
+    unknown = sorted(set(chosen) - set(TARGETS))
+    if unknown or not chosen:
+        raise _fail(ValueError(f"--targets: unknown {unknown or targets!r}; choose from {', '.join(TARGETS)}"))
+    if min(n, queries, batch, repeats, components) < 1:
+        raise _fail(ValueError("--n, --queries, --batch, --repeats and --components must be at least 1"))
+    settings = RetrievalSettings(
+        n=n, ks=_ints(ks, "--ks"), dims=_ints(dims, "--dims"), targets=chosen, queries=queries, batch=batch,
+        repeats=repeats, components=components, floor_rows=min(1_000, n),
+    )  # fmt: skip
+    stem = out / (name or f"retrieval-{_size_label(n)}")
+    with _user_errors():
+        result = run_retrieval_bench(
+            settings, data or find_data_dir(), cache, work, stem.with_suffix(".json"), Console()
+        )
+    stem.with_suffix(".md").write_text(rep.markdown(result, _command_line()))
+    rep.plot(result, stem.with_suffix(".png"), Path("docs/reproduction/results.csv"))
+    Console().print(rep.markdown(result, _command_line()))
+    console.print(f"results in {stem}.json, .md and .png")
+
+
+@bench_app.command("encoder")
+def bench_encoder(
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Batch sizes to time.")] = "1,8,32,64,128,256",
+    texts: Annotated[int, typer.Option("--texts", help="Texts timed per batch size.")] = 256,
+    k: Annotated[int, typer.Option("--k", help="Active dims the head keeps.")] = 32,
+    out: Annotated[Path, typer.Option("--out", help="Folder for encoder.json/.md.")] = Path("docs/benchmarks"),
+    data: DataOpt = None,
+) -> None:
+    """Texts/s of the backbone alone and with the sparse head, per batch size."""
+    from csrv2_vdb.bench.encoder import EncoderSettings, markdown, run_encoder_bench
+    from csrv2_vdb.data import find_data_dir
+
+    settings = EncoderSettings(batch_sizes=_ints(batch_sizes, "--batch-sizes"), texts_per_size=texts, k=k)
+    with _user_errors():
+        rows = run_encoder_bench(settings, data or find_data_dir())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "encoder.json").write_text(json.dumps(rows, indent=1))
+    text = markdown(rows, settings, _command_line())
+    (out / "encoder.md").write_text(text)
+    Console().print(text)

@@ -1,0 +1,187 @@
+"""A retrieval benchmark result (the JSON `bench retrieval` writes) as markdown tables and plots."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+# Published speed-ups the run is compared with (CSRv2 paper, 1M database; CSR paper at matched quality).
+PAPER = {"dense-16 / sparse-k2": 7.8, "dense-384 / sparse-k2": 306.0}
+
+
+def _spread(stat: dict[str, float], fmt: str = "{:.3g}") -> str:
+    return f"{fmt.format(stat['median'])} ({fmt.format(stat['min'])}–{fmt.format(stat['max'])})"
+
+
+def _num(value: float | None, fmt: str = "{:,.0f}") -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def config_table(target: dict[str, Any]) -> list[str]:
+    lines = [
+        "| config | index | rows | build s | disk B/vec | memory B/vec | p50 ms (min–max) | p99 ms"
+        " | batch q/s (min–max) | recall@10 vs exact |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, c in target["configs"].items():
+        lines.append(
+            f"| {name} | {c['index']} | {c['rows']:,} | {c['build_s']:.1f} | {_num(c.get('disk_bytes_per_vector'))}"
+            f" | {_num(c.get('memory_bytes_per_vector'))} | {_spread(c['p50_ms'])} | {c['p99_ms']['median']:.3g}"
+            f" | {_spread(c['qps'], '{:,.0f}')} | {_num(c.get('recall_at_10'), '{:.3f}')} |"
+        )
+    return lines
+
+
+def ratio_table(target: dict[str, Any], sparse_ks: list[int]) -> list[str]:
+    """Rows: comparators; columns: sparse k; cells: p50 latency ratio, median (min–max) over rounds."""
+    ratios = target["ratios"]
+    comparators = sorted({key.split(" / ")[0] for key in ratios}, key=lambda n: (len(n), n))
+    head = "| p50 latency of … / sparse | " + " | ".join(f"k={k}" for k in sparse_ks) + " |"
+    lines = [head, "|---|" + "---|" * len(sparse_ks)]
+    for comp in comparators:
+        cells = [_spread(ratios[f"{comp} / sparse-k{k}"]["p50_latency"]) for k in sparse_ks]
+        lines.append(f"| {comp} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def headline_table(report: dict[str, Any]) -> list[str]:
+    lines = [
+        "| target | ratio | paper | p50 latency ratio (min–max) | batch throughput ratio (min–max) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, target in report["targets"].items():
+        for key in [*PAPER, "dense-384-hnsw / sparse-k2", "dense-384-ivf_flat / sparse-k2"]:
+            if key in target["ratios"]:
+                r = target["ratios"][key]
+                paper = f"{PAPER[key]:g}x" if key in PAPER else "–"
+                lines.append(f"| {name} | {key} | {paper} | {_spread(r['p50_latency'])} | {_spread(r['throughput'])} |")
+    return lines
+
+
+def floor_table(report: dict[str, Any]) -> list[str]:
+    """Per-query engine overhead: p50 on the tiny floor collections next to the full-size ones."""
+    settings = report["settings"]
+    small = f"-n{settings['floor_rows']}"
+    lines = [
+        f"| target | collection | p50 ms, full size | p50 ms, {settings['floor_rows']:,} rows | share that is floor |",
+        "|---|---|---|---|---|",
+    ]
+    for name, target in report["targets"].items():
+        for floor, c in target["configs"].items():
+            if not floor.endswith(small):
+                continue
+            full = target["configs"][floor.removesuffix(small)]
+            share = c["p50_ms"]["median"] / full["p50_ms"]["median"]
+            lines.append(
+                f"| {name} | {floor.removesuffix(small)} | {full['p50_ms']['median']:.3g} | "
+                f"{c['p50_ms']['median']:.3g} | {share:.0%} |"
+            )
+    return lines
+
+
+def usage_table(report: dict[str, Any]) -> list[str]:
+    usage = report["workload"]["latent_usage"]
+    lines = [
+        "| k | corpus | dead latents | postings in top 1% latents | postings touched per query | skew vs even use |",
+        "|---|---|---|---|---|---|",
+    ]
+    for k, sides in usage.items():
+        for side, u in sides.items():
+            lines.append(
+                f"| {k[1:]} | {side} | {u['dead_latents']:.1%} | {u['top1pct_postings_share']:.1%} "
+                f"| {u['postings_per_query']:,.0f} | {u['skew']:.2f} |"
+            )
+    return lines
+
+
+def markdown(report: dict[str, Any], command: str) -> str:
+    settings, work = report["settings"], report["workload"]
+    ks = list(settings["ks"])
+    out = [
+        f"## Retrieval at N = {settings['n']:,}",
+        "",
+        f"Reproduce: `{command}` ({report['elapsed_s'] / 60:.0f} min for this run). "
+        f"{work['components']}-component Gaussian mixture fitted to {work['fit_rows']:,} real MiniLM chunk "
+        f"embeddings, codes from the `{work['head']}` head (h = {work['hidden_dim']}); {settings['queries']} "
+        f"single queries and one batch of {settings['batch']} per config and round, {settings['repeats']} rounds.",
+        "",
+        "### Headline ratios (higher: sparse faster)",
+        "",
+        *headline_table(report),
+        "",
+        "### Per-query floor",
+        "",
+        *floor_table(report),
+        "",
+        "### Latent usage of the codes (synthetic documents/queries vs real medical chunks/questions)",
+        "",
+        *usage_table(report),
+        "",
+        "### Overlap@10 with exact search over the full 384 dims (synthetic queries)",
+        "",
+        "| " + " | ".join(work["overlap_with_full_dense"]) + " |",
+        "|" + "---|" * len(work["overlap_with_full_dense"]),
+        "| " + " | ".join(f"{v:.3f}" for v in work["overlap_with_full_dense"].values()) + " |",
+    ]
+    for name, target in report["targets"].items():
+        out += ["", f"### {name}", "", *config_table(target), "", *ratio_table(target, ks)]
+    return "\n".join(out) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path, quality_csv: Path | None = None) -> None:
+    """Left: p50 latency vs k (sparse) and dims (MRL) per target. Right: quality (from the reproduction
+    results, medical nDCG@10) against p50 latency on the first target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = 2 if quality_csv and quality_csv.exists() else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.2), squeeze=False)
+    ax = axes[0][0]
+    for name, target in report["targets"].items():
+        configs = target["configs"]
+        for prefix, style in (("sparse-k", "-o"), ("dense-", "--s")):
+            points = [
+                (int(n[len(prefix) :]), c["p50_ms"]["median"])
+                for n, c in configs.items()
+                if n.startswith(prefix) and n[len(prefix) :].isdigit()
+            ]
+            if points:
+                xs, ys = zip(*sorted(points), strict=True)
+                label = f"{name} {'sparse (k)' if prefix == 'sparse-k' else 'dense (dims)'}"
+                ax.plot(xs, ys, style, label=label)
+    ax.set(xscale="log", yscale="log", xlabel="active dims k / dense dims", ylabel="p50 single-query latency (ms)")
+    ax.set_title(f"N = {report['settings']['n']:,}")
+    ax.legend(fontsize=7)
+    if panels == 2 and quality_csv is not None:
+        _quality_panel(axes[0][1], report, quality_csv)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _quality_panel(ax: Any, report: dict[str, Any], quality_csv: Path) -> None:
+    first = next(iter(report["targets"]))
+    configs = report["targets"][first]["configs"]
+    with open(quality_csv, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["task"] == "medical" and r["metric"] == "ndcg@10"]
+    for method, prefix, style in (("CSRv2", "sparse-k", "-o"), ("MRL", "dense-", "--s")):
+        points = [
+            (configs[f"{prefix}{r['dims']}"]["p50_ms"]["median"], float(r["score"]), r["dims"])
+            for r in rows
+            if r["method"] == method and f"{prefix}{r['dims']}" in configs
+        ]
+        if points:
+            xs, ys, _ = zip(*points, strict=True)
+            ax.plot(xs, ys, style, label=method)
+            for x, y, label in points:
+                ax.annotate(label, (x, y), fontsize=7)
+    dense = [float(r["score"]) for r in rows if r["method"].startswith("dense")]
+    full = f"dense-{report['workload']['full_dim']}"
+    if dense and full in configs:
+        ax.plot([configs[full]["p50_ms"]["median"]], [dense[0]], "k*", label="dense 384 (exact)")
+    ax.set(xscale="log", xlabel=f"p50 latency on {first} (ms)", ylabel="medical nDCG@10 (reproduction)")
+    ax.set_title("quality vs latency")
+    ax.legend(fontsize=7)

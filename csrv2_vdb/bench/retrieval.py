@@ -1,0 +1,225 @@
+"""`csrv2-vdb bench retrieval`: sparse k vs MRL dims vs full dense, per engine, measured side by side.
+
+For every target (engine or the numpy baseline) all configs are built first; then `repeats` rounds
+time every config in turn (the order rotates each round), so a noisy neighbour on a shared machine
+slows all of them alike and every ratio is taken within one round. Reported per config: build time,
+bytes per vector on disk and in memory, p50/p99 single-query latency, batch throughput, recall@10
+against exact search of the same vectors, and overlap@10 with exact search over the full dense
+vectors (how much of the full embedding's neighbourhood the smaller representation keeps).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from tqdm.auto import tqdm
+
+from csrv2_vdb.backbone import Backbone, cached_embed
+from csrv2_vdb.bench.corpus import EmbeddingModel, encode_chunked, latent_usage, real_embeddings
+from csrv2_vdb.bench.exact import ExactIndex, recall_at
+from csrv2_vdb.bench.targets import Config, NumpyTarget, Target, Vectors, make_target, rss
+from csrv2_vdb.data import load_questions
+from csrv2_vdb.encoder import mrl_truncate
+from csrv2_vdb.head import pretrained_head
+
+
+@dataclass
+class RetrievalSettings:
+    """What one `bench retrieval` run measures."""
+
+    n: int = 1_000_000
+    ks: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
+    dims: tuple[int, ...] = (8, 16, 32, 64)
+    targets: tuple[str, ...] = ("qdrant-edge", "milvus-lite", "numpy")
+    queries: int = 200  # single-query calls per config and round
+    batch: int = 256  # queries in the one batch call per config and round
+    repeats: int = 3
+    floor_rows: int = 1_000  # size of the tiny collections that measure per-query engine overhead
+    limit: int = 10
+    head: str = "minilm-medical-csrv2-k8"
+    fit_chunks: int | None = None  # real chunks the mixture is fitted on (None: all)
+    components: int = 256  # mixture components (1: a single Gaussian with the data's mean and covariance)
+    seed: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Workload:
+    """Documents and queries of every representation, plus exact answers for each."""
+
+    docs: dict[str, Vectors]
+    queries: dict[str, Vectors]
+    exact: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _key(config: Config) -> str:
+    return f"sparse-k{config.size}" if config.kind == "sparse" else f"dense-{config.size}"
+
+
+def configs_for(settings: RetrievalSettings, full_dim: int) -> list[Config]:
+    """Sparse k, MRL dims and full dense (exact, and each target's ANN), plus the two floor collections."""
+    out = [Config("sparse", k, "inverted") for k in settings.ks]
+    out += [Config("dense", d, "flat") for d in settings.dims if d < full_dim]
+    out += [Config("dense", full_dim, "flat"), Config("dense", full_dim, "hnsw"), Config("dense", full_dim, "ivf_flat")]
+    out += [
+        Config("sparse", min(settings.ks), "inverted", rows=settings.floor_rows),
+        Config("dense", min(settings.dims), "flat", rows=settings.floor_rows),
+    ]
+    return out
+
+
+def build_workload(
+    settings: RetrievalSettings, data_dir: Path, cache_dir: Path, console: Console
+) -> tuple[Workload, dict[str, Any]]:
+    """Synthetic documents and held-out queries in every representation, and what they look like."""
+    backbone = Backbone()
+    real = real_embeddings(backbone, data_dir, cache_dir, settings.fit_chunks)
+    model = EmbeddingModel.fit(real, min(settings.components, len(real) - 1), settings.seed)
+    n_queries = max(settings.queries, settings.batch)
+    console.print(
+        f"fitted a {len(model.weights)}-component Gaussian mixture to {len(real)} real MiniLM chunk embeddings; "
+        f"sampling {settings.n:,} documents"
+    )
+    dense_docs = model.sample(settings.n, settings.seed)
+    dense_queries = model.sample(n_queries, settings.seed + 1)  # held out: never indexed
+    head = pretrained_head(settings.head)
+    real_questions = cached_embed(backbone, [q.question for q in load_questions(data_dir)], "query", cache_dir)
+    docs: dict[str, Vectors] = {}
+    queries: dict[str, Vectors] = {}
+    usage: dict[str, Any] = {}
+    for k in tqdm(settings.ks, desc="encoding codes"):
+        codes, query_codes = encode_chunked(head, dense_docs, k), head.encode(dense_queries, k)
+        docs[f"sparse-k{k}"], queries[f"sparse-k{k}"] = codes, query_codes
+        usage[f"k{k}"] = {
+            "synthetic": latent_usage(codes, query_codes),
+            "real": latent_usage(head.encode(real, k), head.encode(real_questions, k)),
+        }
+    for d in settings.dims:
+        if d < backbone.dim:
+            docs[f"dense-{d}"], queries[f"dense-{d}"] = mrl_truncate(dense_docs, d), mrl_truncate(dense_queries, d)
+    docs[f"dense-{backbone.dim}"], queries[f"dense-{backbone.dim}"] = dense_docs, dense_queries
+    exact = {}
+    for key in tqdm(list(docs), desc="exact top-k"):
+        exact[key] = ExactIndex(docs[key]).search(queries[key], settings.limit)
+    info = {
+        "fit_rows": len(real),
+        "components": len(model.weights),
+        "head": settings.head,
+        "hidden_dim": head.hidden_dim,
+        "full_dim": backbone.dim,
+        "latent_usage": usage,
+        "overlap_with_full_dense": {key: _overlap(exact[key][0], exact[f"dense-{backbone.dim}"][0]) for key in exact},
+    }
+    return Workload(docs, queries, exact), info
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean share of b's top list that a's top list also holds."""
+    shares = [len(set(x[x >= 0]) & set(y[y >= 0])) / max(1, (y >= 0).sum()) for x, y in zip(a, b, strict=True)]
+    return float(np.mean(shares))
+
+
+def measure_target(
+    target: Target, configs: list[Config], work: Workload, settings: RetrievalSettings, console: Console
+) -> dict[str, Any]:
+    """Build every config the target supports, then time them all in rotating rounds."""
+    configs = [c for c in configs if target.supports(c)]
+    results: dict[str, Any] = {c.name: {"index": c.index, "rows": c.rows or settings.n} for c in configs}
+    for config in configs:
+        docs = work.docs[_key(config)]
+        docs = docs[: config.rows] if config.rows else docs
+        before = target.disk_bytes()
+        start = time.perf_counter()
+        with console.status(f"{target.name}: building {config.name} ({len(docs):,} rows)"):
+            target.build(config, docs)
+        entry = results[config.name]
+        entry["build_s"] = time.perf_counter() - start
+        after = target.disk_bytes()
+        if before is not None and after is not None:
+            entry["disk_bytes_per_vector"] = (after - before) / len(docs)
+        console.print(f"{target.name}: built {config.name} in {entry['build_s']:.1f} s")
+
+    target.reopen()
+    for config in configs:
+        queries = work.queries[_key(config)]
+        pid = target.memory_pid()
+        before = rss(pid) if pid else 0
+        target.search(config, queries[:20], settings.limit)  # loads the collection
+        rows = results[config.name]["rows"]
+        if isinstance(target, NumpyTarget):
+            results[config.name]["memory_bytes_per_vector"] = target.nbytes(config) / rows
+        elif pid:
+            results[config.name]["memory_bytes_per_vector"] = (rss(pid) - before) / rows
+
+    n_single = min(settings.queries, target.max_queries or settings.queries)
+    n_batch = min(settings.batch, target.max_queries or settings.batch)
+    rounds: dict[str, list[dict[str, float]]] = {c.name: [] for c in configs}
+    for r in range(settings.repeats):
+        order = configs[r % len(configs) :] + configs[: r % len(configs)]
+        for config in tqdm(order, desc=f"{target.name} round {r + 1}/{settings.repeats}", leave=False):
+            queries = work.queries[_key(config)]
+            times, found_ids, found_scores = [], [], []
+            for i in range(n_single):
+                start = time.perf_counter()
+                ids, scores = target.search(config, queries[i : i + 1], settings.limit)
+                times.append(time.perf_counter() - start)
+                found_ids += ids
+                found_scores += scores
+            start = time.perf_counter()
+            target.search(config, queries[:n_batch], settings.limit)
+            batch_s = time.perf_counter() - start
+            ms = 1000 * np.array(times)
+            p50, p99 = float(np.median(ms)), float(np.percentile(ms, 99))
+            rounds[config.name].append({"p50_ms": p50, "p99_ms": p99, "qps": n_batch / batch_s})
+            if r == 0 and not config.rows:
+                want_ids, want_scores = (a[:n_single] for a in work.exact[_key(config)])
+                results[config.name]["recall_at_10"] = recall_at(found_ids, found_scores, want_ids, want_scores)
+    for name, measured in rounds.items():
+        results[name]["rounds"] = measured
+        for metric in ("p50_ms", "p99_ms", "qps"):
+            values = [m[metric] for m in measured]
+            results[name][metric] = {"median": float(np.median(values)), "min": min(values), "max": max(values)}
+    return {"configs": results, "ratios": ratios(results, settings)}
+
+
+def ratios(results: dict[str, Any], settings: RetrievalSettings) -> dict[str, Any]:
+    """p50 latency and throughput of each comparator over each sparse k, per round: median, min, max."""
+    out: dict[str, Any] = {}
+    sparse = [name for name in results if name.startswith("sparse-") and "-n" not in name]
+    others = [name for name in results if name.startswith("dense-") and "-n" not in name]
+    for s in sparse:
+        for o in others:
+            slow = [a["p50_ms"] / b["p50_ms"] for a, b in zip(results[o]["rounds"], results[s]["rounds"], strict=True)]
+            fast = [b["qps"] / a["qps"] for a, b in zip(results[o]["rounds"], results[s]["rounds"], strict=True)]
+            out[f"{o} / {s}"] = {
+                "p50_latency": {"median": float(np.median(slow)), "min": min(slow), "max": max(slow)},
+                "throughput": {"median": float(np.median(fast)), "min": min(fast), "max": max(fast)},
+            }
+    return out
+
+
+def run_retrieval_bench(
+    settings: RetrievalSettings, data_dir: Path, cache_dir: Path, work_dir: Path, out: Path, console: Console
+) -> dict[str, Any]:
+    """The whole run; writes the JSON result to `out` after each target, and returns it."""
+    started = time.perf_counter()
+    work, info = build_workload(settings, data_dir, cache_dir, console)
+    configs = configs_for(settings, info["full_dim"])
+    report: dict[str, Any] = {"settings": asdict(settings), "workload": info, "targets": {}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for name in settings.targets:
+        target = make_target(name, work_dir)
+        try:
+            report["targets"][name] = measure_target(target, configs, work, settings, console)
+        finally:
+            target.close()
+        report["elapsed_s"] = time.perf_counter() - started
+        out.write_text(json.dumps(report, indent=1))
+        console.print(f"{name}: done, results so far in {out}")
+    return report

@@ -1,0 +1,274 @@
+"""One interface over what the retrieval benchmark times: engine adapters and the numpy/scipy baseline.
+
+A `Config` is one representation plus one index (sparse k=8 in an inverted index, MRL-16 scanned
+exactly, the full 384 dims through HNSW ...). A `Target` builds a collection per config through the
+package's own `SparseStore` adapters (the code path users run), searches it, and says what it costs on
+disk and in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import psutil
+
+from csrv2_vdb.bench.exact import ExactIndex
+from csrv2_vdb.sparse import SparseBatch
+from csrv2_vdb.store import SparseStore
+
+Index = Literal["inverted", "flat", "hnsw", "ivf_flat"]
+TARGETS = ("qdrant-edge", "milvus-lite", "qdrant-local", "numpy")
+WRITE_BATCH = 2_000
+
+
+@dataclass(frozen=True)
+class Config:
+    """A representation (sparse k, or the first `size` dense dims) and the index that serves it."""
+
+    kind: Literal["sparse", "dense"]
+    size: int
+    index: Index
+    rows: int | None = None  # only the first `rows` documents (the small "floor" collections)
+
+    @property
+    def name(self) -> str:
+        base = f"sparse-k{self.size}" if self.kind == "sparse" else f"dense-{self.size}"
+        if self.kind == "dense" and self.index != "flat":
+            base += f"-{self.index}"
+        return base + (f"-n{self.rows}" if self.rows else "")
+
+    @property
+    def exact(self) -> bool:
+        return self.index in ("inverted", "flat")
+
+
+Vectors = SparseBatch | np.ndarray
+
+
+def directory_bytes(path: Path) -> int:
+    """Bytes allocated on disk to the files under path (0 when absent); preallocated holes do not count."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_blocks * 512 for p in files)
+
+
+def rss(pid: int) -> int:
+    """Resident memory of a process, bytes."""
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+class Target:
+    """Something that indexes configs and answers top-k queries."""
+
+    name = ""
+    ann: Index | None = None  # the approximate dense index this target offers, if any
+    max_queries: int | None = None  # cap on timed queries per config and round, for very slow targets
+
+    def supports(self, config: Config) -> bool:
+        return config.exact or config.index == self.ann
+
+    def build(self, config: Config, docs: Vectors) -> None:
+        raise NotImplementedError
+
+    def search(self, config: Config, queries: Vectors, limit: int) -> tuple[list[list[int]], list[list[float]]]:
+        raise NotImplementedError
+
+    def disk_bytes(self) -> int | None:
+        """Bytes the target keeps on disk so far (None: nothing on disk)."""
+        return None
+
+    def reopen(self) -> None:
+        """Drop what is loaded, so the next searches load each collection afresh (memory is measured then)."""
+
+    def memory_pid(self) -> int | None:
+        """The process whose memory grows with loaded collections (None: measured another way)."""
+        return os.getpid()
+
+    def close(self) -> None:
+        """Release everything, removing files the target wrote."""
+
+
+class NumpyTarget(Target):
+    """The exact baseline with no engine: scipy inverted index for codes, numpy scan for dense rows."""
+
+    name = "numpy"
+
+    def __init__(self) -> None:
+        self._indexes: dict[Config, ExactIndex] = {}
+
+    def build(self, config: Config, docs: Vectors) -> None:
+        self._indexes[config] = ExactIndex(docs)
+
+    def search(self, config: Config, queries: Vectors, limit: int) -> tuple[list[list[int]], list[list[float]]]:
+        ids, scores = self._indexes[config].search(queries, limit)
+        keep = ids >= 0
+        return [r[k].tolist() for r, k in zip(ids, keep, strict=True)], [
+            s[k].tolist() for s, k in zip(scores, keep, strict=True)
+        ]
+
+    def nbytes(self, config: Config) -> int:
+        return self._indexes[config].nbytes
+
+    def memory_pid(self) -> int | None:
+        return None  # nbytes is exact
+
+
+class StoreTarget(Target):
+    """Collections in a `SparseStore`; `stores[index]` serves configs with that dense index."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        self.stores: dict[str, SparseStore] = {}
+        self.open()
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def store(self, config: Config) -> SparseStore:
+        return self.stores[config.index if config.index == self.ann else "exact"]
+
+    @staticmethod
+    def collection(config: Config) -> str:
+        return config.name.replace("-", "_")
+
+    def build(self, config: Config, docs: Vectors) -> None:
+        store, name = self.store(config), self.collection(config)
+        if isinstance(docs, SparseBatch):
+            store.create_collection(name, sparse_dim=docs.dim)
+        else:
+            store.create_collection(name, dense_dim=docs.shape[1])
+        for start, stop in _batches(len(docs), WRITE_BATCH):
+            ids = [str(i) for i in range(start, stop)]
+            if isinstance(docs, SparseBatch):
+                store.upsert(name, ids, sparse=docs[start:stop])
+            else:
+                store.upsert(name, ids, dense=docs[start:stop])
+        self.finish(store, name)
+
+    def finish(self, store: Any, name: str) -> None:
+        """Engine-specific work after the last write (flush, optimize)."""
+
+    def search(self, config: Config, queries: Vectors, limit: int) -> tuple[list[list[int]], list[list[float]]]:
+        hits = self.store(config).search(self.collection(config), queries, limit=limit)
+        return [[int(h.id) for h in row] for row in hits], [[h.score for h in row] for row in hits]
+
+    def disk_bytes(self) -> int | None:
+        return directory_bytes(self.root)
+
+    def reopen(self) -> None:
+        for store in self.stores.values():
+            store.close()
+        self.open()
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class QdrantEdgeTarget(StoreTarget):
+    name = "qdrant-edge"
+    ann = "hnsw"
+
+    def open(self) -> None:
+        from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
+
+        self.stores = {
+            "exact": QdrantEdgeStore(self.root / "flat", dense_index="flat"),
+            "hnsw": QdrantEdgeStore(self.root / "hnsw", dense_index="hnsw"),
+        }
+
+    def finish(self, store: Any, name: str) -> None:
+        store.optimize(name)  # merged segments, immutable sparse index, HNSW graph where configured
+
+
+class MilvusLiteTarget(StoreTarget):
+    """Milvus Lite 2.5 (its C++ engine in a child process); dense ANN is IVF_FLAT, the best it builds."""
+
+    name = "milvus-lite"
+    ann = "ivf_flat"
+
+    def __init__(self, root: Path, nlist: int = 1024, nprobe: int = 16) -> None:
+        self.nlist, self.nprobe = nlist, nprobe
+        super().__init__(root)
+
+    def open(self) -> None:
+        from csrv2_vdb.adapters.milvus import MilvusStore
+
+        exact = MilvusStore(str(self.root / "milvus.db"))
+        self.stores = {
+            "exact": exact,
+            "ivf_flat": MilvusStore(
+                "",
+                client=exact.client,
+                dense_index="IVF_FLAT",
+                dense_index_params={"nlist": self.nlist},
+                dense_search_params={"nprobe": self.nprobe},
+            ),
+        }
+        self._loaded: set[str] = set(exact.client.list_collections())
+        for name in self._loaded:
+            exact.client.release_collection(name)
+        self._loaded.clear()
+
+    def finish(self, store: Any, name: str) -> None:
+        store.flush(name)
+        self._loaded.add(name)
+
+    def search(self, config: Config, queries: Vectors, limit: int) -> tuple[list[list[int]], list[list[float]]]:
+        name = self.collection(config)
+        if name not in self._loaded:
+            self.stores["exact"].client.load_collection(name)  # type: ignore[attr-defined]
+            self._loaded.add(name)
+        return super().search(config, queries, limit)
+
+    def reopen(self) -> None:
+        self.open()  # one client for both stores: release every collection instead of reconnecting
+
+    def close(self) -> None:
+        self.stores["exact"].close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def memory_pid(self) -> int | None:
+        children = psutil.Process().children(recursive=True)
+        servers = [c for c in children if "milvus" in " ".join(c.cmdline()).lower()]
+        return servers[0].pid if servers else None
+
+
+class QdrantLocalTarget(StoreTarget):
+    """qdrant-client's local mode: pure Python and numpy, meant for tests; here as a reference at 100k."""
+
+    name = "qdrant-local"
+    max_queries = 20  # its sparse search is a Python loop: about 0.3 s per query at 100k points
+
+    def open(self) -> None:
+        from csrv2_vdb.adapters.qdrant import QdrantStore
+
+        self.stores = {"exact": QdrantStore(path=str(self.root / "local"))}
+
+    def memory_pid(self) -> int | None:
+        return None  # local mode loads every collection at open: no per-collection figure
+
+
+def make_target(name: str, root: Path) -> Target:
+    if name == "qdrant-edge":
+        return QdrantEdgeTarget(root / name)
+    if name == "milvus-lite":
+        return MilvusLiteTarget(root / name)
+    if name == "qdrant-local":
+        return QdrantLocalTarget(root / name)
+    if name == "numpy":
+        return NumpyTarget()
+    raise ValueError(f"unknown benchmark target {name!r}; choose from {', '.join(TARGETS)}")
+
+
+def _batches(n: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, size):
+        yield start, min(n, start + size)
