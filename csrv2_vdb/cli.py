@@ -406,7 +406,7 @@ def bench_retrieval(
     ks: Annotated[str, typer.Option("--ks", help="Sparse k values.")] = "2,4,8,16,32,64",
     dims: Annotated[str, typer.Option("--dims", help="MRL dims (the full 384 is always included).")] = "8,16,32,64",
     targets: Annotated[
-        str, typer.Option("--targets", help="Any of qdrant-edge, milvus-lite, qdrant-local, numpy.")
+        str, typer.Option("--targets", help="Any of qdrant-edge, milvus-lite, qdrant-local, numpy, numpy-accumulator.")
     ] = "qdrant-edge,milvus-lite,numpy",
     queries: Annotated[int, typer.Option("--queries", help="Timed single queries per config and round.")] = 200,
     batch: Annotated[int, typer.Option("--batch", help="Queries in the timed batch call.")] = 256,
@@ -414,6 +414,13 @@ def bench_retrieval(
     components: Annotated[
         int, typer.Option("--components", help="Gaussian mixture components (1: one Gaussian).")
     ] = 256,
+    full: Annotated[bool, typer.Option("--full/--no-full", help="Include the full 384-dim dense vectors.")] = True,
+    even_control: Annotated[
+        bool, typer.Option("--even-control", help="Also time the smallest k's codes on uniformly drawn latents.")
+    ] = False,
+    real_rows: Annotated[
+        int | None, typer.Option("--real-rows", help="Real chunks/questions to embed for the fit; default all.")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for retrieval-<n>.json/.md/.png.")] = Path(
         "docs/benchmarks"
     ),
@@ -438,7 +445,8 @@ def bench_retrieval(
         raise _fail(ValueError("--n, --queries, --batch, --repeats and --components must be at least 1"))
     settings = RetrievalSettings(
         n=n, ks=_ints(ks, "--ks"), dims=_ints(dims, "--dims"), targets=chosen, queries=queries, batch=batch,
-        repeats=repeats, components=components, floor_rows=min(1_000, n),
+        repeats=repeats, components=components, floor_rows=min(1_000, n), real_rows=real_rows,
+        even_control=even_control, full=full,
     )  # fmt: skip
     stem = out / (name or f"retrieval-{_size_label(n)}")
     with _user_errors():

@@ -95,3 +95,16 @@ def latent_usage(docs: SparseBatch, queries: SparseBatch) -> dict[str, float]:
         "postings_per_query": float(touched.mean()),
         "skew": float(touched.mean() / uniform.mean()),
     }
+
+
+def even_codes(codes: SparseBatch, seed: int) -> SparseBatch:
+    """The same values on latents drawn uniformly at random (distinct within a row): a control with the
+    codes' sizes and score distribution but evenly filled posting lists."""
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, codes.dim, codes.indices.shape)
+    while True:
+        ordered = np.sort(indices, axis=1)
+        clash = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+        if not clash.any():
+            return SparseBatch(indices.astype(np.int32), codes.values.copy(), codes.dim)
+        indices[clash] = rng.integers(0, codes.dim, (int(clash.sum()), codes.k))

@@ -21,7 +21,7 @@ from rich.console import Console
 from tqdm.auto import tqdm
 
 from csrv2_vdb.backbone import Backbone, cached_embed
-from csrv2_vdb.bench.corpus import EmbeddingModel, encode_chunked, latent_usage, real_embeddings
+from csrv2_vdb.bench.corpus import EmbeddingModel, encode_chunked, even_codes, latent_usage, real_embeddings
 from csrv2_vdb.bench.exact import ExactIndex, recall_at
 from csrv2_vdb.bench.targets import Config, NumpyTarget, Target, Vectors, make_target, rss
 from csrv2_vdb.data import load_questions
@@ -43,8 +43,10 @@ class RetrievalSettings:
     floor_rows: int = 1_000  # size of the tiny collections that measure per-query engine overhead
     limit: int = 10
     head: str = "minilm-medical-csrv2-k8"
-    fit_chunks: int | None = None  # real chunks the mixture is fitted on (None: all)
+    real_rows: int | None = None  # real chunks (mixture fit) and questions (usage check) to embed; None: all
     components: int = 256  # mixture components (1: a single Gaussian with the data's mean and covariance)
+    even_control: bool = False  # also index the smallest k's codes with uniformly drawn latents
+    full: bool = True  # include the full dense vectors (exact, and each target's ANN index)
     seed: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -58,15 +60,14 @@ class Workload:
     exact: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def _key(config: Config) -> str:
-    return f"sparse-k{config.size}" if config.kind == "sparse" else f"dense-{config.size}"
-
-
 def configs_for(settings: RetrievalSettings, full_dim: int) -> list[Config]:
     """Sparse k, MRL dims and full dense (exact, and each target's ANN), plus the two floor collections."""
     out = [Config("sparse", k, "inverted") for k in settings.ks]
     out += [Config("dense", d, "flat") for d in settings.dims if d < full_dim]
-    out += [Config("dense", full_dim, "flat"), Config("dense", full_dim, "hnsw"), Config("dense", full_dim, "ivf_flat")]
+    if settings.full:
+        out += [Config("dense", full_dim, index) for index in ("flat", "hnsw", "ivf_flat")]
+    if settings.even_control:
+        out.append(Config("sparse", min(settings.ks), "inverted", even=True))
     out += [
         Config("sparse", min(settings.ks), "inverted", rows=settings.floor_rows),
         Config("dense", min(settings.dims), "flat", rows=settings.floor_rows),
@@ -79,7 +80,7 @@ def build_workload(
 ) -> tuple[Workload, dict[str, Any]]:
     """Synthetic documents and held-out queries in every representation, and what they look like."""
     backbone = Backbone()
-    real = real_embeddings(backbone, data_dir, cache_dir, settings.fit_chunks)
+    real = real_embeddings(backbone, data_dir, cache_dir, settings.real_rows)
     model = EmbeddingModel.fit(real, min(settings.components, len(real) - 1), settings.seed)
     n_queries = max(settings.queries, settings.batch)
     console.print(
@@ -89,7 +90,8 @@ def build_workload(
     dense_docs = model.sample(settings.n, settings.seed)
     dense_queries = model.sample(n_queries, settings.seed + 1)  # held out: never indexed
     head = pretrained_head(settings.head)
-    real_questions = cached_embed(backbone, [q.question for q in load_questions(data_dir)], "query", cache_dir)
+    questions = [q.question for q in load_questions(data_dir)][: settings.real_rows]
+    real_questions = cached_embed(backbone, questions, "query", cache_dir)
     docs: dict[str, Vectors] = {}
     queries: dict[str, Vectors] = {}
     usage: dict[str, Any] = {}
@@ -100,6 +102,10 @@ def build_workload(
             "synthetic": latent_usage(codes, query_codes),
             "real": latent_usage(head.encode(real, k), head.encode(real_questions, k)),
         }
+        if settings.even_control and k == min(settings.ks):
+            codes, query_codes = even_codes(codes, settings.seed), even_codes(query_codes, settings.seed + 1)
+            docs[f"sparse-k{k}-even"], queries[f"sparse-k{k}-even"] = codes, query_codes
+            usage[f"k{k}"]["even control"] = latent_usage(codes, query_codes)
     for d in settings.dims:
         if d < backbone.dim:
             docs[f"dense-{d}"], queries[f"dense-{d}"] = mrl_truncate(dense_docs, d), mrl_truncate(dense_queries, d)
@@ -132,7 +138,7 @@ def measure_target(
     configs = [c for c in configs if target.supports(c)]
     results: dict[str, Any] = {c.name: {"index": c.index, "rows": c.rows or settings.n} for c in configs}
     for config in configs:
-        docs = work.docs[_key(config)]
+        docs = work.docs[config.key]
         docs = docs[: config.rows] if config.rows else docs
         before = target.disk_bytes()
         start = time.perf_counter()
@@ -147,7 +153,7 @@ def measure_target(
 
     target.reopen()
     for config in configs:
-        queries = work.queries[_key(config)]
+        queries = work.queries[config.key]
         pid = target.memory_pid()
         before = rss(pid) if pid else 0
         target.search(config, queries[:20], settings.limit)  # loads the collection
@@ -163,7 +169,7 @@ def measure_target(
     for r in range(settings.repeats):
         order = configs[r % len(configs) :] + configs[: r % len(configs)]
         for config in tqdm(order, desc=f"{target.name} round {r + 1}/{settings.repeats}", leave=False):
-            queries = work.queries[_key(config)]
+            queries = work.queries[config.key]
             times, found_ids, found_scores = [], [], []
             for i in range(n_single):
                 start = time.perf_counter()
@@ -178,7 +184,7 @@ def measure_target(
             p50, p99 = float(np.median(ms)), float(np.percentile(ms, 99))
             rounds[config.name].append({"p50_ms": p50, "p99_ms": p99, "qps": n_batch / batch_s})
             if r == 0 and not config.rows:
-                want_ids, want_scores = (a[:n_single] for a in work.exact[_key(config)])
+                want_ids, want_scores = (a[:n_single] for a in work.exact[config.key])
                 results[config.name]["recall_at_10"] = recall_at(found_ids, found_scores, want_ids, want_scores)
     for name, measured in rounds.items():
         results[name]["rounds"] = measured

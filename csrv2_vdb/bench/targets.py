@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import SparseStore
 
 Index = Literal["inverted", "flat", "hnsw", "ivf_flat"]
-TARGETS = ("qdrant-edge", "milvus-lite", "qdrant-local", "numpy")
+TARGETS = ("qdrant-edge", "milvus-lite", "qdrant-local", "numpy", "numpy-accumulator")
 WRITE_BATCH = 2_000
 
 
@@ -35,12 +36,18 @@ class Config:
     size: int
     index: Index
     rows: int | None = None  # only the first `rows` documents (the small "floor" collections)
+    even: bool = False  # control: the same codes with latents drawn uniformly (no posting-list skew)
+
+    @property
+    def key(self) -> str:
+        """The representation: which documents and queries the config indexes and asks."""
+        if self.kind == "dense":
+            return f"dense-{self.size}"
+        return f"sparse-k{self.size}" + ("-even" if self.even else "")
 
     @property
     def name(self) -> str:
-        base = f"sparse-k{self.size}" if self.kind == "sparse" else f"dense-{self.size}"
-        if self.kind == "dense" and self.index != "flat":
-            base += f"-{self.index}"
+        base = self.key + (f"-{self.index}" if self.kind == "dense" and self.index != "flat" else "")
         return base + (f"-n{self.rows}" if self.rows else "")
 
     @property
@@ -57,9 +64,21 @@ def directory_bytes(path: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in files)
 
 
-def rss(pid: int) -> int:
-    """Resident memory of a process, bytes."""
-    return int(psutil.Process(pid).memory_info().rss)
+def rss(pid: int, settle_s: float = 10.0) -> int:
+    """Resident memory of a process, bytes, once it stops moving (a released collection is freed lazily).
+
+    Waits until two reads 0.5 s apart differ by under 4 MiB, or `settle_s` has passed.
+    """
+    process = psutil.Process(pid)
+    last = process.memory_info().rss
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = process.memory_info().rss
+        if abs(now - last) < 4 * 2**20:
+            return int(now)
+        last = now
+    return int(last)
 
 
 class Target:
@@ -94,18 +113,26 @@ class Target:
 
 
 class NumpyTarget(Target):
-    """The exact baseline with no engine: scipy inverted index for codes, numpy scan for dense rows."""
+    """The exact baseline with no engine: scipy inverted index for codes, numpy scan for dense rows.
 
-    name = "numpy"
+    accumulate=True searches codes by adding posting lists into a reused score array ("numpy-accumulator"),
+    a per-query cost proportional to the postings touched instead of scipy's O(n_docs) sweep.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, accumulate: bool = False) -> None:
+        self.accumulate = accumulate
+        self.name = "numpy-accumulator" if accumulate else "numpy"
         self._indexes: dict[Config, ExactIndex] = {}
 
     def build(self, config: Config, docs: Vectors) -> None:
         self._indexes[config] = ExactIndex(docs)
 
     def search(self, config: Config, queries: Vectors, limit: int) -> tuple[list[list[int]], list[list[float]]]:
-        ids, scores = self._indexes[config].search(queries, limit)
+        index = self._indexes[config]
+        if self.accumulate and isinstance(queries, SparseBatch):
+            ids, scores = index.search_accumulate(queries, limit)
+        else:
+            ids, scores = index.search(queries, limit)
         keep = ids >= 0
         return [r[k].tolist() for r, k in zip(ids, keep, strict=True)], [
             s[k].tolist() for s, k in zip(scores, keep, strict=True)
@@ -264,8 +291,8 @@ def make_target(name: str, root: Path) -> Target:
         return MilvusLiteTarget(root / name)
     if name == "qdrant-local":
         return QdrantLocalTarget(root / name)
-    if name == "numpy":
-        return NumpyTarget()
+    if name in ("numpy", "numpy-accumulator"):
+        return NumpyTarget(accumulate=name == "numpy-accumulator")
     raise ValueError(f"unknown benchmark target {name!r}; choose from {', '.join(TARGETS)}")
 
 

@@ -1,0 +1,154 @@
+"""`bench retrieval` and `bench encoder`: exact baseline, recall, synthetic corpus, and a small real run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from csrv2_vdb.bench.corpus import EmbeddingModel, even_codes, latent_usage
+from csrv2_vdb.bench.exact import ExactIndex, recall_at
+from csrv2_vdb.cli import app
+from csrv2_vdb.sparse import SparseBatch
+from tests.conftest import random_sparse
+
+
+def _brute_top(scores: np.ndarray, limit: int) -> np.ndarray:
+    return np.argsort(-scores, axis=1, kind="stable")[:, :limit]
+
+
+def test_exact_index_sparse_matches_dense_products() -> None:
+    docs, queries = random_sparse(3000, 256, 8, seed=1), random_sparse(40, 256, 8, seed=2)
+    ids, scores = ExactIndex(docs).search(queries, limit=10, chunk=16)
+    full = queries.to_dense() @ docs.to_dense().T
+    np.testing.assert_allclose(scores, np.take_along_axis(full, ids, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(scores, -np.sort(-full, axis=1)[:, :10], rtol=1e-5)
+    # The posting-list accumulator finds the same documents, and leaves its score array clean.
+    index = ExactIndex(docs)
+    acc_ids, acc_scores = index.search_accumulate(queries, limit=10)
+    np.testing.assert_allclose(acc_scores, scores, rtol=1e-5)
+    np.testing.assert_allclose(np.take_along_axis(full, acc_ids, axis=1), scores, rtol=1e-5)
+    assert not index._scores.any()
+
+
+def test_exact_index_dense_and_short_rows() -> None:
+    rng = np.random.default_rng(0)
+    docs, queries = rng.normal(size=(500, 16)).astype(np.float32), rng.normal(size=(7, 16)).astype(np.float32)
+    ids, _ = ExactIndex(docs).search(queries, limit=5)
+    np.testing.assert_array_equal(ids, _brute_top(queries @ docs.T, 5))
+    # A sparse query that shares a latent with only two documents gets two hits, then padding.
+    codes = SparseBatch(np.array([[0, 1], [2, 3], [0, 4]]), np.ones((3, 2), np.float32), 8)
+    ids, scores = ExactIndex(codes).search(SparseBatch(np.array([[0]]), np.ones((1, 1), np.float32), 8), limit=4)
+    assert sorted(ids[0, :2].tolist()) == [0, 2] and ids[0, 2:].tolist() == [-1, -1]
+    assert np.isneginf(scores[0, 2:]).all()
+
+
+def test_recall_counts_ties_but_not_wrong_documents() -> None:
+    exact_ids, exact_scores = np.array([[1, 2, 3]]), np.array([[0.9, 0.5, 0.5]], np.float32)
+    assert recall_at([[1, 2, 3]], [[0.9, 0.5, 0.5]], exact_ids, exact_scores) == 1.0
+    assert recall_at([[1, 2, 7]], [[0.9, 0.5, 0.5]], exact_ids, exact_scores) == 1.0  # 7 ties with 3
+    assert recall_at([[1, 2, 7]], [[0.9, 0.5, 0.2]], exact_ids, exact_scores) == pytest.approx(2 / 3)
+
+
+def test_embedding_model_matches_moments_and_is_seeded() -> None:
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(2000, 8)) @ rng.normal(size=(8, 8)) + 3.0
+    real /= np.linalg.norm(real, axis=1, keepdims=True)
+    for components in (1, 16):
+        model = EmbeddingModel.fit(real, components)
+        sample = model.sample(20_000, seed=5)
+        np.testing.assert_allclose(np.linalg.norm(sample, axis=1), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(sample.mean(axis=0), real.mean(axis=0), atol=0.05)
+        # Re-normalising the Gaussian draws bends the moments a little; their shape must survive.
+        cov_s, cov_r = np.cov(sample, rowvar=False), np.cov(real, rowvar=False)
+        assert np.corrcoef(cov_s.ravel(), cov_r.ravel())[0, 1] > 0.98
+        np.testing.assert_array_equal(model.sample(300, seed=5), model.sample(300, seed=5))
+        assert not np.array_equal(model.sample(300, seed=5), model.sample(300, seed=6))
+    with pytest.raises(ValueError, match="need an"):
+        EmbeddingModel.fit(real[:3], components=4)
+
+
+def test_latent_usage_counts_postings() -> None:
+    # Latent 0 holds 3 of the 4 postings; a query on latent 0 touches 3 documents, on latent 1 one.
+    docs = SparseBatch(np.array([[0], [0], [0], [1]]), np.ones((4, 1), np.float32), 4)
+    queries = SparseBatch(np.array([[0], [1]]), np.ones((2, 1), np.float32), 4)
+    usage = latent_usage(docs, queries)
+    assert usage["dead_latents"] == 0.5
+    assert usage["postings_per_query"] == 2.0
+    assert usage["skew"] == pytest.approx(2.0 / (4 / 4))
+
+
+def test_even_codes_remove_the_skew_and_keep_the_values() -> None:
+    rng = np.random.default_rng(0)
+    # Skewed codes: every row uses latent 0 and one of the next three.
+    skewed = SparseBatch(
+        np.stack([np.zeros(5000, int), rng.integers(1, 4, 5000)], axis=1), rng.random((5000, 2), np.float32), 64
+    )
+    even = even_codes(skewed, seed=3)
+    assert (even.indices[:, 0] != even.indices[:, 1]).all()
+    np.testing.assert_array_equal(even.values, skewed.values)
+    assert latent_usage(skewed, skewed[:200])["skew"] > 10
+    assert latent_usage(even, even[:200])["skew"] == pytest.approx(1.0, abs=0.1)
+
+
+def test_bench_retrieval_small_run_on_every_target(tmp_path, data_dir) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        ["bench", "retrieval", "--n", "3000", "--ks", "2,8", "--dims", "8,32", "--queries", "12", "--batch", "16",
+         "--repeats", "2", "--components", "32", "--real-rows", "300", "--even-control",
+         "--targets", "qdrant-edge,milvus-lite,numpy,numpy-accumulator",
+         "--out", str(out), "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
+         "--data", str(data_dir)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "retrieval-3k.json").read_text())
+    assert (out / "retrieval-3k.md").read_text().startswith("## Retrieval at N = 3,000")
+    assert (out / "retrieval-3k.png").stat().st_size > 0
+    assert not (tmp_path / "work" / "qdrant-edge").exists()  # engines' files removed after the run
+    expected = {"sparse-k2", "sparse-k8", "sparse-k2-even", "dense-8", "dense-32", "dense-384"}
+    expected |= {"sparse-k2-n1000", "dense-8-n1000"}
+    ann = {"qdrant-edge": "dense-384-hnsw", "milvus-lite": "dense-384-ivf_flat", "numpy": None}
+    ann["numpy-accumulator"] = None
+    for name, target in report["targets"].items():
+        configs = target["configs"]
+        assert set(configs) == expected | ({ann[name]} if ann[name] else set())
+        for config_name, c in configs.items():
+            assert len(c["rounds"]) == 2
+            assert c["p50_ms"]["min"] <= c["p50_ms"]["median"] <= c["p50_ms"]["max"]
+            assert c["p99_ms"]["median"] >= c["p50_ms"]["median"] > 0 and c["qps"]["median"] > 0
+            if c["index"] in ("inverted", "flat") and "-n" not in config_name:
+                assert c["recall_at_10"] == pytest.approx(1.0), (name, config_name)  # exact search is exact
+        if ann[name]:
+            assert configs[ann[name]]["recall_at_10"] > 0.5
+        ratio = target["ratios"]["dense-384 / sparse-k2"]["p50_latency"]
+        assert ratio["min"] <= ratio["median"] <= ratio["max"]
+        assert len(target["ratios"]) == 3 * (3 + bool(ann[name]))  # 3 sparse x (dense 8, 32, 384, the ANN)
+    assert "numpy" in report["targets"] and report["targets"]["numpy"]["configs"]["dense-384"][
+        "memory_bytes_per_vector"
+    ] == pytest.approx(384 * 4)
+    overlap = report["workload"]["overlap_with_full_dense"]
+    assert overlap["dense-384"] == 1.0 and 0 < overlap["sparse-k8"] < 1
+
+
+def test_bench_retrieval_rejects_unknown_target(tmp_path) -> None:
+    result = CliRunner().invoke(app, ["bench", "retrieval", "--targets", "faiss", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown" in result.output and "faiss" in result.output
+    result = CliRunner().invoke(app, ["bench", "retrieval", "--ks", "2,x", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--ks" in result.output
+
+
+def test_bench_encoder_reports_both_throughputs(tmp_path, data_dir) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["bench", "encoder", "--batch-sizes", "1,4", "--texts", "8", "--out", str(tmp_path), "--data", str(data_dir)],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "encoder.json").read_text())
+    assert [r["batch"] for r in rows] == [1, 4] and [r["batches"] for r in rows] == [8, 2]
+    for r in rows:
+        assert r["texts_per_s_backbone"] > r["texts_per_s_with_head"] > 0
+        assert 0 < r["head_share"] < 1
+    assert "| 4 |" in (tmp_path / "encoder.md").read_text()
