@@ -40,3 +40,24 @@ def test_boolean_filters_are_refused_clearly(tmp_path):
             store.count("f", {"flag": True})
         with pytest.raises(ValueError, match="boolean"):
             store.search("f", random_sparse(1, 16, 2), filter={"flag": [True, False]})
+
+
+def test_hnsw_and_flat_dense_indexes_after_optimize(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = [str(i) for i in range(len(x))]
+    exact = np.argsort(-(x[:20] @ x.T), axis=1)[:, :10]
+    for kind in ("flat", "hnsw"):
+        with QdrantEdgeStore(tmp_path / kind, dense_index=kind) as store:
+            store.create_collection("d", dense_dim=32)
+            store.upsert("d", ids, dense=x)
+            assert isinstance(store.optimize("d"), bool)  # merges segments, builds the graph where configured
+            hits = store.search("d", x[:20], limit=10)
+            found = np.array([[int(h.id) for h in row] for row in hits])
+            recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact, strict=True)])
+            assert recall == 1.0 if kind == "flat" else recall > 0.9
+    with pytest.raises(ValueError, match="dense_index"):
+        QdrantEdgeStore(tmp_path / "bad", dense_index="ivf")  # type: ignore[arg-type]
