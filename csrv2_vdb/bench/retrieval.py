@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ class RetrievalSettings:
     even_control: bool = False  # also index the smallest k's codes with uniformly drawn latents
     full: bool = True  # include the full dense vectors (exact, and each target's ANN index)
     seed: int = 0
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,35 +133,55 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
 def measure_target(
     target: Target, configs: list[Config], work: Workload, settings: RetrievalSettings, console: Console
 ) -> dict[str, Any]:
-    """Build every config the target supports, then time them all in rotating rounds."""
+    """Build every config the target supports, measure its memory, then time them all in rotating rounds."""
     configs = [c for c in configs if target.supports(c)]
     results: dict[str, Any] = {c.name: {"index": c.index, "rows": c.rows or settings.n} for c in configs}
     for config in configs:
-        docs = work.docs[config.key]
-        docs = docs[: config.rows] if config.rows else docs
-        before = target.disk_bytes()
-        start = time.perf_counter()
-        with console.status(f"{target.name}: building {config.name} ({len(docs):,} rows)"):
-            target.build(config, docs)
-        entry = results[config.name]
-        entry["build_s"] = time.perf_counter() - start
-        after = target.disk_bytes()
-        if before is not None and after is not None:
-            entry["disk_bytes_per_vector"] = (after - before) / len(docs)
-        console.print(f"{target.name}: built {config.name} in {entry['build_s']:.1f} s")
-
+        results[config.name].update(_build(target, config, work, console))
     target.reopen()
     for config in configs:
-        queries = work.queries[config.key]
-        pid = target.memory_pid()
-        before = rss(pid) if pid else 0
-        target.search(config, queries[:20], settings.limit)  # loads the collection
-        rows = results[config.name]["rows"]
-        if isinstance(target, NumpyTarget):
-            results[config.name]["memory_bytes_per_vector"] = target.nbytes(config) / rows
-        elif pid:
-            results[config.name]["memory_bytes_per_vector"] = (rss(pid) - before) / rows
+        results[config.name]["memory_bytes_per_vector"] = _memory_per_vector(target, config, work, settings)
+    rounds = _time_rounds(target, configs, work, settings, results)
+    for name, measured in rounds.items():
+        results[name]["rounds"] = measured
+        for metric in ("p50_ms", "p99_ms", "qps"):
+            values = [m[metric] for m in measured]
+            results[name][metric] = {"median": float(np.median(values)), "min": min(values), "max": max(values)}
+    return {"configs": results, "ratios": ratios(results)}
 
+
+def _build(target: Target, config: Config, work: Workload, console: Console) -> dict[str, float]:
+    """Index the config's documents: seconds taken and bytes per vector the target's files grew by."""
+    docs = work.docs[config.key]
+    docs = docs[: config.rows] if config.rows else docs
+    before = target.disk_bytes()
+    start = time.perf_counter()
+    with console.status(f"{target.name}: building {config.name} ({len(docs):,} rows)"):
+        target.build(config, docs)
+    out = {"build_s": time.perf_counter() - start}
+    after = target.disk_bytes()
+    if before is not None and after is not None:
+        out["disk_bytes_per_vector"] = (after - before) / len(docs)
+    console.print(f"{target.name}: built {config.name} in {out['build_s']:.1f} s")
+    return out
+
+
+def _memory_per_vector(target: Target, config: Config, work: Workload, settings: RetrievalSettings) -> float | None:
+    """Array bytes for numpy; for engines, their process's RSS growth while the collection loads and answers
+    its first 20 queries (a working set: mmapped data not yet read does not count)."""
+    rows = config.rows or settings.n
+    if isinstance(target, NumpyTarget):
+        return target.nbytes(config) / rows
+    pid = target.memory_pid()
+    before = rss(pid) if pid else 0
+    target.search(config, work.queries[config.key][:20], settings.limit)  # loads the collection
+    return (rss(pid) - before) / rows if pid else None
+
+
+def _time_rounds(
+    target: Target, configs: list[Config], work: Workload, settings: RetrievalSettings, results: dict[str, Any]
+) -> dict[str, list[dict[str, float]]]:
+    """p50/p99 of single-query calls and batch throughput per config and round; recall@10 from round 1."""
     n_single = min(settings.queries, target.max_queries or settings.queries)
     n_batch = min(settings.batch, target.max_queries or settings.batch)
     rounds: dict[str, list[dict[str, float]]] = {c.name: [] for c in configs}
@@ -186,15 +205,10 @@ def measure_target(
             if r == 0 and not config.rows:
                 want_ids, want_scores = (a[:n_single] for a in work.exact[config.key])
                 results[config.name]["recall_at_10"] = recall_at(found_ids, found_scores, want_ids, want_scores)
-    for name, measured in rounds.items():
-        results[name]["rounds"] = measured
-        for metric in ("p50_ms", "p99_ms", "qps"):
-            values = [m[metric] for m in measured]
-            results[name][metric] = {"median": float(np.median(values)), "min": min(values), "max": max(values)}
-    return {"configs": results, "ratios": ratios(results, settings)}
+    return rounds
 
 
-def ratios(results: dict[str, Any], settings: RetrievalSettings) -> dict[str, Any]:
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
     """p50 latency and throughput of each comparator over each sparse k, per round: median, min, max."""
     out: dict[str, Any] = {}
     sparse = [name for name in results if name.startswith("sparse-") and "-n" not in name]
