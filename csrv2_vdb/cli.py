@@ -128,6 +128,9 @@ def index(
                 db, collection, iter_records(input), encode,
                 batch_size=batch_size, checkpoint=checkpoint, source=source, writers=writers, total=total,
             )  # fmt: skip
+            optimize = getattr(db, "optimize", None)  # qdrant-edge: merge segments, build the immutable index
+            if callable(optimize):
+                optimize(collection)
             count = db.count(collection)
     console.print(
         f"{collection}: {count} documents in {store} ({report.rows_written} written at "
