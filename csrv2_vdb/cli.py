@@ -456,9 +456,10 @@ def bench_retrieval(
         result = run_retrieval_bench(
             settings, data or find_data_dir(), cache, work, stem.with_suffix(".json"), Console()
         )
-    stem.with_suffix(".md").write_text(rep.markdown(result, _command_line()))
+    text = rep.markdown(result, _command_line())
+    stem.with_suffix(".md").write_text(text)
     rep.plot(result, stem.with_suffix(".png"), Path("docs/reproduction/results.csv"))
-    Console().print(rep.markdown(result, _command_line()))
+    Console().print(text)
     console.print(f"results in {stem}.json, .md and .png")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -170,22 +169,23 @@ def plot(report: dict[str, Any], path: Path, quality_csv: Path | None = None) ->
 
 
 def _quality_panel(ax: Any, report: dict[str, Any], quality_csv: Path) -> None:
+    from csrv2_vdb.reproduction import read_results
+
     first = next(iter(report["targets"]))
     configs = report["targets"][first]["configs"]
-    with open(quality_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["task"] == "medical" and r["metric"] == "ndcg@10"]
+    rows = [r for r in read_results(quality_csv) if r.task == "medical" and r.metric == "ndcg@10"]
     for method, prefix, style in (("CSRv2", "sparse-k", "-o"), ("MRL", "dense-", "--s")):
         points = [
-            (configs[f"{prefix}{r['dims']}"]["p50_ms"]["median"], float(r["score"]), r["dims"])
+            (configs[f"{prefix}{r.dims}"]["p50_ms"]["median"], r.score, r.dims)
             for r in rows
-            if r["method"] == method and f"{prefix}{r['dims']}" in configs
+            if r.method == method and f"{prefix}{r.dims}" in configs
         ]
         if points:
             xs, ys, _ = zip(*points, strict=True)
             ax.plot(xs, ys, style, label=method)
             for x, y, label in points:
-                ax.annotate(label, (x, y), fontsize=7)
-    dense = [float(r["score"]) for r in rows if r["method"].startswith("dense")]
+                ax.annotate(str(label), (x, y), fontsize=7)
+    dense = [r.score for r in rows if r.method.startswith("dense")]
     full = f"dense-{report['workload']['full_dim']}"
     if dense and full in configs:
         ax.plot([configs[full]["p50_ms"]["median"]], [dense[0]], "k*", label="dense 384 (exact)")

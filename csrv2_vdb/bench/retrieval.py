@@ -146,7 +146,7 @@ def measure_target(
         results[name]["rounds"] = measured
         for metric in ("p50_ms", "p99_ms", "qps"):
             values = [m[metric] for m in measured]
-            results[name][metric] = {"median": float(np.median(values)), "min": min(values), "max": max(values)}
+            results[name][metric] = _spread_of(values)
     return {"configs": results, "ratios": ratios(results)}
 
 
@@ -208,6 +208,11 @@ def _time_rounds(
     return rounds
 
 
+def _spread_of(values: list[float]) -> dict[str, float]:
+    """Median, min and max over the rounds: how every figure and ratio is reported."""
+    return {"median": float(np.median(values)), "min": min(values), "max": max(values)}
+
+
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
     """p50 latency and throughput of each comparator over each sparse k, per round: median, min, max."""
     out: dict[str, Any] = {}
@@ -218,8 +223,8 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
             slow = [a["p50_ms"] / b["p50_ms"] for a, b in zip(results[o]["rounds"], results[s]["rounds"], strict=True)]
             fast = [b["qps"] / a["qps"] for a, b in zip(results[o]["rounds"], results[s]["rounds"], strict=True)]
             out[f"{o} / {s}"] = {
-                "p50_latency": {"median": float(np.median(slow)), "min": min(slow), "max": max(slow)},
-                "throughput": {"median": float(np.median(fast)), "min": min(fast), "max": max(fast)},
+                "p50_latency": _spread_of(slow),
+                "throughput": _spread_of(fast),
             }
     return out
 
