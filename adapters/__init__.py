@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from csrv2_vdb.credentials import credentials_from_env
 from csrv2_vdb.store import SparseStore
 
 ENGINES = ("qdrant-edge", "qdrant", "milvus", "elasticsearch")
@@ -18,8 +19,10 @@ def open_store(engine: str, location: str, **options: Any) -> SparseStore:
     """Open a store by engine name.
 
     location: a directory (qdrant-edge); a URL, ":memory:" or a local path (qdrant); a URI or .db file
-    (milvus); a URL (elasticsearch).
+    (milvus); a URL (elasticsearch). Credentials not given as options are read from the environment:
+    CSRV2_QDRANT_API_KEY, CSRV2_MILVUS_TOKEN, CSRV2_ES_API_KEY or CSRV2_ES_USERNAME/CSRV2_ES_PASSWORD.
     """
+    options = {**options, **credentials_from_env(engine, options)}
     if engine == "qdrant-edge":
         from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
 

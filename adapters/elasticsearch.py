@@ -15,6 +15,7 @@ reported (never dropped silently).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -23,10 +24,8 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
-from csrv2_vdb.errors import (
-    BulkWriteError,
-    UnsupportedError,
-)
+from csrv2_vdb.credentials import redact
+from csrv2_vdb.errors import BulkWriteError, TransientEngineError, UnsupportedError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import (
     ID_FIELD,
@@ -35,6 +34,9 @@ from csrv2_vdb.store import (
     Fusion,
     Hit,
     check_dense,
+    check_fusion,
+    check_limit,
+    check_name,
     check_sparse,
     check_upsert,
     conditions,
@@ -50,6 +52,9 @@ _RESERVED = {SPARSE, DENSE}
 MIN_NORMAL = float(np.finfo(np.float32).tiny)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransportConnectionError, ConnectionTimeout, ConnectionError)
 Mode = Literal["auto", "sparse_vector", "rank_features"]
+# Index names are lower case and may not start with '_' or '-'.
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,127}")
+_NAME_RULE = "1-128 lower-case letters, digits, '_' or '-', starting with a letter or digit (Elasticsearch)"
 
 
 def _version(number: str) -> tuple[int, int]:
@@ -67,6 +72,8 @@ class ElasticsearchStore:
         url: str | None = None,
         *,
         api_key: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
         client: Elasticsearch | None = None,
         mode: Mode = "auto",
         dense_search: Literal["exact", "knn"] = "exact",
@@ -75,9 +82,18 @@ class ElasticsearchStore:
         max_retries: int = 5,
         index_prefix: str = "",
     ) -> None:
-        self.client = client or Elasticsearch(url, api_key=api_key)
+        if client is None:
+            auth = (username, password) if username is not None and password is not None else None
+            client = Elasticsearch(url, api_key=api_key, basic_auth=auth)
+        self.client = client
         self.prefix = index_prefix  # collection "docs" lives in the index f"{prefix}docs"
-        self.server = _version(self.client.info()["version"]["number"])
+        try:
+            self.server = _version(self.client.info()["version"]["number"])
+        except TRANSIENT_ERRORS as exc:
+            # The client's message would name the node; the URL is redacted so no credential is echoed.
+            raise TransientEngineError(
+                f"cannot reach Elasticsearch at {redact(str(url))}: {redact(str(exc))}"
+            ) from None
         if mode == "auto":
             mode = "sparse_vector" if self.server >= (8, 15) else "rank_features"
         if mode == "sparse_vector" and self.server < (8, 15):
@@ -129,7 +145,7 @@ class ElasticsearchStore:
         return sorted(n[len(self.prefix) :] for n in names if n.startswith(self.prefix) and not n.startswith("."))
 
     def _index(self, name: str) -> str:
-        return f"{self.prefix}{name}"
+        return f"{self.prefix}{check_name(name, _NAME, _NAME_RULE)}"
 
     def collection_info(self, name: str) -> CollectionInfo:
         try:
@@ -230,6 +246,7 @@ class ElasticsearchStore:
     def search(
         self, name: str, query: SparseBatch | np.ndarray, *, limit: int = 10, filter: Filter | None = None
     ) -> list[list[Hit]]:
+        check_limit(limit)
         out: list[list[Hit]] = []
         for kind, q in self._queries(name, query):
             if kind == "sparse":
@@ -261,8 +278,8 @@ class ElasticsearchStore:
         fusion: Fusion = "rrf",
     ) -> list[list[Hit]]:
         """RRF of the sparse and the exact dense lists (each 2*limit deep, both filtered)."""
-        if fusion != "rrf":
-            raise UnsupportedError(f"the Elasticsearch adapter fuses with 'rrf' only, not {fusion!r}")
+        check_fusion(fusion, ("rrf",), "the Elasticsearch adapter")
+        check_limit(limit)
         depth = 2 * limit
         out: list[list[Hit]] = []
         for (_, s), (_, d) in zip(self._queries(name, sparse), self._queries(name, dense), strict=True):

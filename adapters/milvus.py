@@ -1,10 +1,16 @@
 """Milvus through pymilvus `MilvusClient` (`MilvusStore`): servers by URI, Milvus Lite by file path.
 
-Schema: `pk` VARCHAR primary key (the document id itself, so upserts overwrite), `sparse`
+Schema: `pk` VARCHAR primary key (the UUIDv5 of the document id, so upserts overwrite; the caller's id
+is kept in the `_id` field, so no id ever reaches an expression or Milvus Lite's own SQL), `sparse`
 SPARSE_FLOAT_VECTOR with SPARSE_INVERTED_INDEX (or SPARSE_WAND) on IP with drop ratios 0, so scores
 are exact dot products, and/or `dense` FLOAT_VECTOR on IP (FLAT, exact, by default; `dense_index` picks
 another Milvus index type with its build and search params). Payload fields are dynamic fields.
 Hybrid search is `hybrid_search` with RRFRanker or WeightedRanker.
+
+Filters become Milvus boolean expressions. Milvus Lite 2.5 has no expression templates (`filter_params`
+is a parse error there), so string values are written as double-quoted literals with `\\` and `"`
+escaped, which Milvus reads back byte for byte (any unicode, control characters); a line break cannot
+be written into a Milvus string literal, so such a filter value is refused.
 
 Milvus Lite 2.5.x (tested here) is Milvus's C++ engine in a child process; it imports pkg_resources,
 so it needs setuptools<81. Milvus Lite 3.x is a pure-Python rewrite: only SPARSE_INVERTED_INDEX, and
@@ -14,14 +20,19 @@ searches are about 30x slower until the collection is flushed.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+import grpc
 import numpy as np
 from pymilvus import AnnSearchRequest, DataType, MilvusClient, MilvusException, RRFRanker, WeightedRanker
+from pymilvus.exceptions import MilvusUnavailableException
 
-from csrv2_vdb.errors import UnsupportedError
+from csrv2_vdb.credentials import redact
+from csrv2_vdb.errors import EngineError, StoreLockedError, TransientEngineError, UnsupportedError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import ID_FIELD as _ID_FIELD
 from csrv2_vdb.store import (
@@ -30,10 +41,14 @@ from csrv2_vdb.store import (
     Fusion,
     Hit,
     check_dense,
+    check_fusion,
+    check_limit,
+    check_name,
     check_sparse,
     check_upsert,
     conditions,
     missing_collection,
+    point_id,
     requested,
     reuse_existing,
 )
@@ -42,8 +57,33 @@ PK = "pk"
 SPARSE = "sparse"
 DENSE = "dense"
 _RESERVED = {PK, SPARSE, DENSE}
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, MilvusException)
+# Only a dropped or overloaded server is worth retrying; a schema or expression error surfaces at once.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+_TRANSIENT_GRPC = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+_RATE_LIMIT = 8  # Milvus's ErrorCode.RATE_LIMIT
 _EXACT = {"drop_ratio_search": 0.0}
+# Milvus collection names: a letter or '_' first, then letters, digits and '_' (no '-').
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_NAME_RULE = "1-128 letters, digits or '_', starting with a letter or '_' (Milvus allows no '-')"
+
+
+def _is_transient(exc: BaseException) -> bool:
+    code = getattr(exc, "code", None)
+    if isinstance(exc, grpc.RpcError):
+        code = exc.code()
+    return isinstance(exc, MilvusUnavailableException) or code in _TRANSIENT_GRPC or code == _RATE_LIMIT
+
+
+@contextmanager
+def _engine_errors(action: str) -> Iterator[None]:
+    """Milvus's errors as ours: transient ones as `TransientEngineError` (retried), the rest as `EngineError`."""
+    try:
+        yield
+    except (MilvusException, grpc.RpcError) as exc:
+        message = f"Milvus could not {action}: {exc}"
+        if _is_transient(exc):
+            raise TransientEngineError(message) from exc
+        raise EngineError(message) from exc
 
 
 class MilvusStore:
@@ -65,9 +105,9 @@ class MilvusStore:
         dense_search_params: Mapping[str, Any] | None = None,
         client: MilvusClient | None = None,
     ) -> None:
-        if client is None and "://" not in uri:
-            Path(uri).parent.mkdir(parents=True, exist_ok=True)  # Milvus Lite needs the folder of its .db file
-        self.client = client or MilvusClient(uri=uri, token=token)
+        if client is None:
+            client = _connect(uri, token)
+        self.client = client
         self.sparse_index = sparse_index
         self.rrf_k = rrf_k
         self.weights = weights
@@ -90,13 +130,13 @@ class MilvusStore:
     def create_collection(
         self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
     ) -> CollectionInfo:
-        info = requested(name, sparse_dim, dense_dim)
+        info = requested(check_name(name, _NAME, _NAME_RULE), sparse_dim, dense_dim)
         if self.client.has_collection(name):
             return reuse_existing(self.collection_info(name), info, exist_ok)
         schema = self.client.create_schema(
             auto_id=False, enable_dynamic_field=True, description=json.dumps({"sparse_dim": sparse_dim})
         )
-        schema.add_field(PK, DataType.VARCHAR, is_primary=True, max_length=512)
+        schema.add_field(PK, DataType.VARCHAR, is_primary=True, max_length=36)  # a UUID string
         index = self.client.prepare_index_params()
         if sparse_dim:
             schema.add_field(SPARSE, DataType.SPARSE_FLOAT_VECTOR)
@@ -108,7 +148,8 @@ class MilvusStore:
             index.add_index(
                 field_name=DENSE, index_type=self.dense_index, metric_type="IP", params=self.dense_index_params
             )
-        self.client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+        with _engine_errors(f"create collection {name!r}"):
+            self.client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
         return info
 
     def drop_collection(self, name: str) -> None:
@@ -119,6 +160,7 @@ class MilvusStore:
         return sorted(self.client.list_collections())
 
     def collection_info(self, name: str) -> CollectionInfo:
+        check_name(name, _NAME, _NAME_RULE)
         if not self.client.has_collection(name):
             raise missing_collection(name, self.list_collections())
         described = self.client.describe_collection(name)
@@ -150,14 +192,15 @@ class MilvusStore:
             clash = _RESERVED & row.keys()
             if clash:
                 raise ValueError(f"payload keys {sorted(clash)} are reserved by the Milvus adapter")
-            record = {k: v for k, v in row.items() if k != _ID_FIELD}
-            record[PK] = row[_ID_FIELD]
+            record = dict(row)
+            record[PK] = point_id(row[_ID_FIELD])
             if sparse_rows is not None:
                 record[SPARSE] = sparse_rows[i]
             if dense is not None:
                 record[DENSE] = dense[i].tolist()
             records.append(record)
-        self.client.upsert(name, records)
+        with _engine_errors(f"upsert {len(records)} rows into {name!r}"):
+            self.client.upsert(name, records)
 
     def flush(self, name: str) -> None:
         """Seal growing segments so the index covers them (searches on growing segments scan them)."""
@@ -165,12 +208,15 @@ class MilvusStore:
         self.client.flush(name)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
+        """Delete by document id; the primary keys are UUIDs, so no id can change the expression pymilvus builds."""
         self.collection_info(name)
-        self.client.delete(name, ids=[str(i) for i in ids])
+        with _engine_errors(f"delete from {name!r}"):
+            self.client.delete(name, ids=[point_id(i) for i in ids])
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         self.collection_info(name)
-        result = self.client.query(name, filter=_expr(filter), output_fields=["count(*)"])
+        with _engine_errors(f"count {name!r}"):
+            result = self.client.query(name, filter=_expr(filter), output_fields=["count(*)"])
         return int(result[0]["count(*)"])
 
     # ---------------------------------------------------------------- search
@@ -183,6 +229,7 @@ class MilvusStore:
     def search(
         self, name: str, query: SparseBatch | np.ndarray, *, limit: int = 10, filter: Filter | None = None
     ) -> list[list[Hit]]:
+        check_limit(limit)
         vectors, field = self._vectors(name, query)
         return self._run(
             vectors,
@@ -208,8 +255,8 @@ class MilvusStore:
         fusion: Fusion = "rrf",
     ) -> list[list[Hit]]:
         """Sparse and dense candidate lists (each 2*limit deep, both filtered) fused by Milvus."""
-        if fusion == "dbsf":
-            raise UnsupportedError("Milvus fuses with 'rrf' or 'weighted', not 'dbsf'")
+        check_fusion(fusion, ("rrf", "weighted"), "Milvus")
+        check_limit(limit)
         ranker = RRFRanker(self.rrf_k) if fusion == "rrf" else WeightedRanker(*self.weights)
         sparse_vectors, _ = self._vectors(name, sparse)
         dense_vectors, _ = self._vectors(name, dense)
@@ -223,7 +270,8 @@ class MilvusStore:
                 requests.insert(
                     0, AnnSearchRequest([s], SPARSE, {"metric_type": "IP", "params": _EXACT}, 2 * limit, expr=expr)
                 )
-            result = self.client.hybrid_search(name, requests, ranker, limit=limit, output_fields=["*"])
+            with _engine_errors(f"search {name!r}"):
+                result = self.client.hybrid_search(name, requests, ranker, limit=limit, output_fields=["*"])
             out.append([_hit(h) for h in result[0]])
         return out
 
@@ -232,30 +280,57 @@ class MilvusStore:
         results: list[list[Hit]] = [[] for _ in vectors]
         live = [i for i, v in enumerate(vectors) if len(v)]
         if live:
-            for i, hits in zip(live, call([vectors[i] for i in live]), strict=True):
+            with _engine_errors("search"):
+                answers = call([vectors[i] for i in live])
+            for i, hits in zip(live, answers, strict=True):
                 results[i] = [_hit(h) for h in hits]
         return results
 
 
+def _connect(uri: str, token: str) -> MilvusClient:
+    """A client for a server URI, or Milvus Lite on a .db file (one process at a time)."""
+    if "://" in uri:
+        return MilvusClient(uri=uri, token=token)
+    Path(uri).parent.mkdir(parents=True, exist_ok=True)  # Milvus Lite needs the folder of its .db file
+    try:
+        return MilvusClient(uri=uri, token=token)
+    except Exception as exc:  # milvus-lite raises a bare exception ("Open local milvus failed")
+        if "Open local milvus failed" in str(exc):
+            raise StoreLockedError(
+                f"Milvus Lite could not open {redact(uri)}: another process probably has it open "
+                "(Milvus Lite allows one); close it there, or give this process its own .db file"
+            ) from exc
+        raise
+
+
 def _hit(hit: Mapping[str, Any]) -> Hit:
     entity = {k: v for k, v in hit["entity"].items() if k not in _RESERVED}
-    return Hit(id=str(hit["id"]), score=float(hit["distance"]), payload=entity)
+    return Hit(id=str(entity.pop(_ID_FIELD, hit["id"])), score=float(hit["distance"]), payload=entity)
 
 
-def _literal(value: Any) -> str:
-    return json.dumps(value) if not isinstance(value, bool) else ("true" if value else "false")
+def _literal(key: str, value: str | int | float | bool) -> str:
+    """A Milvus expression literal that Milvus reads back as exactly `value`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if "\n" in value or "\r" in value:
+        raise UnsupportedError(
+            f"filter on {key!r}: Milvus expressions cannot hold a line break inside a string ({value!r})"
+        )
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _expr(filter: Filter | None) -> str:
     """Engine-neutral filter -> Milvus boolean expression over (dynamic) fields."""
     parts = []
     for kind, key, value in conditions(filter):
-        if not key.isidentifier():
-            raise ValueError(f"filter field {key!r} is not a valid Milvus field name")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or key in _RESERVED:
+            raise ValueError(f"filter field {key!r} is not a Milvus payload field name (letters, digits, '_')")
         if kind == "eq":
-            parts.append(f"{key} == {_literal(value)}")
+            parts.append(f"{key} == {_literal(key, value)}")
         elif kind == "any":
-            parts.append(f"{key} in [{', '.join(_literal(v) for v in value)}]")
+            parts.append(f"{key} in [{', '.join(_literal(key, v) for v in value)}]")
         else:
             for op, bound in ((">=", value.gte), (">", value.gt), ("<=", value.lte), ("<", value.lt)):
                 if bound is not None:

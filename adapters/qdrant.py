@@ -22,7 +22,6 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException
 
-from csrv2_vdb.errors import UnsupportedError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import (
     CollectionInfo,
@@ -30,6 +29,9 @@ from csrv2_vdb.store import (
     Fusion,
     Hit,
     check_dense,
+    check_fusion,
+    check_limit,
+    check_name,
     check_sparse,
     check_upsert,
     conditions,
@@ -128,6 +130,7 @@ class QdrantStore:
         return sorted(c.name for c in self.client.get_collections().collections)
 
     def collection_info(self, name: str) -> CollectionInfo:
+        check_name(name)
         if name in self._infos:
             return self._infos[name]
         if not self.client.collection_exists(name):
@@ -184,6 +187,7 @@ class QdrantStore:
     def search(
         self, name: str, query: SparseBatch | np.ndarray, *, limit: int = 10, filter: Filter | None = None
     ) -> list[list[Hit]]:
+        check_limit(limit)
         flt = _filter(filter)
         requests = [
             models.QueryRequest(query=q, using=using, filter=flt, limit=limit, with_payload=True)
@@ -203,8 +207,8 @@ class QdrantStore:
         fusion: Fusion = "rrf",
     ) -> list[list[Hit]]:
         """Sparse and dense candidate lists (each 2*limit deep, both filtered) fused by Qdrant."""
-        if fusion == "weighted":
-            raise UnsupportedError("Qdrant fuses with 'rrf' or 'dbsf', not 'weighted'")
+        check_fusion(fusion, ("rrf", "dbsf"), "Qdrant")
+        check_limit(limit)
         if fusion == "dbsf":
             fused: Any = models.FusionQuery(fusion=models.Fusion.DBSF)
         elif self.rrf_k is not None:

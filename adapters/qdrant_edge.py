@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import qdrant_edge as qe
 
-from csrv2_vdb.errors import StoreLockedError, UnsupportedError
+from csrv2_vdb.errors import StoreLockedError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import (
     CollectionInfo,
@@ -30,6 +30,9 @@ from csrv2_vdb.store import (
     Fusion,
     Hit,
     check_dense,
+    check_fusion,
+    check_limit,
+    check_name,
     check_sparse,
     check_upsert,
     conditions,
@@ -133,6 +136,7 @@ class QdrantEdgeStore:
         return sorted(p.parent.name for p in self.path.glob(f"*/{_META}"))
 
     def collection_info(self, name: str) -> CollectionInfo:
+        check_name(name)  # names are sub-directories: "../other" or "" must never reach the file system
         if name not in self._infos:
             meta = self.path / name / _META
             if not meta.exists():
@@ -200,6 +204,7 @@ class QdrantEdgeStore:
         self, name: str, query: SparseBatch | np.ndarray, *, limit: int = 10, filter: Filter | None = None
     ) -> list[list[Hit]]:
         """Top-`limit` hits per query row: SparseBatch for the sparse vector, (n, d) array for the dense one."""
+        check_limit(limit)
         flt = _filter(filter)
         requests = [
             qe.QueryRequest(limit=limit, query=q, filter=flt, with_payload=True) for q in self._queries(name, query)
@@ -218,8 +223,8 @@ class QdrantEdgeStore:
         fusion: Fusion = "rrf",
     ) -> list[list[Hit]]:
         """Sparse and dense candidate lists (each 2*limit deep) fused by the engine (RRF or DBSF)."""
-        if fusion == "weighted":
-            raise UnsupportedError("Qdrant fuses with 'rrf' or 'dbsf', not 'weighted'")
+        check_fusion(fusion, ("rrf", "dbsf"), "Qdrant")
+        check_limit(limit)
         flt = _filter(filter)
         # The stubs type QueryRequest.query as the Fusion namespace; its Rrf/Dbsf members are what it takes.
         fused: Any = qe.Fusion.Rrf(k=self.rrf_k) if fusion == "rrf" else qe.Fusion.Dbsf()

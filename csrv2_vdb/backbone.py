@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from csrv2_vdb.errors import EmptyTextError
+from csrv2_vdb.texts import check_texts
 
 Kind = Literal["query", "document"]
 Pooling = Literal["mean", "cls", "last"]
@@ -114,9 +114,9 @@ class Backbone:
         progress: bool | None = None,
     ) -> np.ndarray:
         """Embed texts as an (n, dim) float32 array of unit vectors; the kind picks the prompt."""
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise EmptyTextError(f"text {i} is empty or not a string ({text!r}); drop it or fill it in")
+        check_texts(texts)
+        if kind not in self.prompts:
+            raise ValueError(f"kind must be 'query' or 'document', got {kind!r}")
         batch_size = batch_size or self.batch_size
         prompt = self.prompts[kind]
         # Longest first: fewer padded tokens per batch, and an early out-of-memory rather than a late one.

@@ -5,8 +5,11 @@
 - Retries: a write that fails with one of the store's `transient_errors` (dropped connection,
   timeout) is retried with exponential backoff; any other error stops the run.
 - Resume: after each acknowledged write the batch number goes to a checkpoint file (atomic rename).
-  A restarted run with the same source, collection and batch size skips the batches recorded there;
-  a finished run deletes its checkpoint, so running it again re-indexes (harmlessly: upserts).
+  The file names the run (engine, store, collection, encoder and k, input, batch size); a restarted run
+  with the same identity skips the batches recorded there, any other run is refused. A finished run
+  deletes its checkpoint, so running it again re-indexes (harmlessly: upserts).
+- Failures: an error in encoding, in a writer thread or in writing the checkpoint stops the run and is
+  raised to the caller; the writers never die silently and the producer never blocks on a dead queue.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from csrv2_vdb.errors import CheckpointError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import SparseStore
 
@@ -46,38 +50,67 @@ class BulkReport:
 
 
 class Checkpoint:
-    """The set of committed batch numbers of one (source, collection, batch size) run, kept in a JSON file."""
+    """The committed batch numbers of one run, in a JSON file that also names everything the batches depend on.
 
-    def __init__(self, path: Path | None, collection: str, batch_size: int, source: str = "") -> None:
+    `run` holds that identity (engine, store, collection, encoder and k, input, batch size, ...). A file
+    written by a run with any other value is refused, naming the field, so a resume never lands in another
+    store or mixes two encoders' codes in one collection. The file is written when the run starts, so a
+    path that cannot be written fails before any work is done.
+    """
+
+    def __init__(self, path: Path | None, run: Mapping[str, Any]) -> None:
         self.path = path
-        self.key = {"source": source, "collection": collection, "batch_size": batch_size}
+        self.run = json.loads(json.dumps(dict(run), default=str))  # the form it takes in the file
         self.done: set[int] = set()
         self._lock = threading.Lock()
-        if path is not None and path.exists():
-            state = json.loads(path.read_text())
-            if {k: state.get(k) for k in self.key} != self.key:
-                raise ValueError(
-                    f"checkpoint {path} belongs to another run ({state.get('source')!r} -> "
-                    f"{state.get('collection')!r}, batch size {state.get('batch_size')}); "
-                    "resume with the same input and settings, or delete the file to start over"
-                )
-            self.done = set(range(state["done_below"])) | set(state["done_extra"])
+        if path is None:
+            return
+        if path.exists():
+            self.done = self._read(path)
+        else:
+            self._write()
 
-    def commit(self, batch: int) -> None:
-        with self._lock:
-            self.done.add(batch)
-            if self.path is None:
-                return
-            below = 0
-            while below in self.done:
-                below += 1
-            state = {**self.key, "done_below": below, "done_extra": sorted(b for b in self.done if b > below)}
-            tmp = self.path.with_suffix(".tmp")
+    def _read(self, path: Path) -> set[int]:
+        try:
+            state = json.loads(path.read_text())
+            theirs = state["run"]
+            done = set(range(int(state["done_below"]))) | {int(b) for b in state["done_extra"]}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(
+                f"checkpoint {path} is unreadable or not a csrv2-vdb checkpoint ({exc!r}); "
+                "delete it to start over (re-indexing is harmless: upserts overwrite)"
+            ) from None
+        differs = [k for k in sorted(set(theirs) | set(self.run)) if theirs.get(k) != self.run.get(k)]
+        if differs:
+            field = differs[0]
+            raise CheckpointError(
+                f"checkpoint {path} belongs to another run: {field} was {theirs.get(field)!r} there and is "
+                f"{self.run.get(field)!r} now (differs: {', '.join(differs)}). Re-run with the same settings to "
+                "resume, or delete the file (or pass another checkpoint path) to start over"
+            )
+        return done
+
+    def _write(self) -> None:
+        if self.path is None:
+            return
+        below = 0
+        while below in self.done:
+            below += 1
+        state = {"run": self.run, "done_below": below, "done_extra": sorted(b for b in self.done if b > below)}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
             with open(tmp, "w") as f:
                 json.dump(state, f)
                 f.flush()
                 os.fsync(f.fileno())
             tmp.replace(self.path)
+        except OSError as exc:
+            raise CheckpointError(f"cannot write the checkpoint {self.path}: {exc.strerror or exc}") from exc
+
+    def commit(self, batch: int) -> None:
+        with self._lock:
+            self.done.add(batch)
+            self._write()
 
     def finish(self) -> None:
         if self.path is not None:
@@ -117,7 +150,7 @@ def bulk_index(
     *,
     batch_size: int = 256,
     checkpoint: str | Path | None = None,
-    source: str = "",
+    run: Mapping[str, Any] | None = None,
     writers: int = 2,
     max_retries: int = 5,
     backoff: float = 0.5,
@@ -125,13 +158,23 @@ def bulk_index(
     id_field: str = "id",
     total: int | None = None,
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> BulkReport:
     """Encode and upsert `records` (mappings with an id and a text; other fields become payload).
 
     `encode` maps a list of texts to a SparseBatch (sparse collection) or an (n, d) array (dense).
-    `source` names the input (path, size, mtime) so that a checkpoint is never applied to other data.
+    `run` names what else makes a checkpoint's batches valid (engine, store, encoder and k, input identity):
+    a checkpoint written under other values is refused. Any failure, in encoding, in a writer thread or in
+    writing the checkpoint, stops the run and is raised here; nothing is reported as written that was not.
     """
-    state = Checkpoint(Path(checkpoint) if checkpoint else None, collection, batch_size, source)
+    if batch_size < 1 or writers < 1:
+        raise ValueError(f"batch_size and writers must be at least 1, got {batch_size} and {writers}")
+    say = log or (tqdm.write if progress else (lambda _: None))
+    identity = {**(run or {}), "collection": collection, "batch_size": batch_size, "id_field": id_field,
+                "text_field": text_field}  # fmt: skip
+    state = Checkpoint(Path(checkpoint) if checkpoint else None, identity)
+    if state.done:
+        say(f"resuming from checkpoint {state.path}: {len(state.done)} batches already written")
     transient = getattr(store, "transient_errors", DEFAULT_TRANSIENT)
     report = BulkReport()
     work: queue.Queue[tuple[int, list[str], Any, list[dict]] | None] = queue.Queue(maxsize=2 * writers)
@@ -139,30 +182,38 @@ def bulk_index(
     lock = threading.Lock()
     bar = tqdm(total=total, desc=f"index {collection}", unit="row", disable=not progress, smoothing=0.1)
 
+    def write(number: int, ids: list[str], vectors: Any, payloads: list[dict]) -> None:
+        key = "sparse" if isinstance(vectors, SparseBatch) else "dense"
+        retries = with_retries(
+            lambda: store.upsert(collection, ids, payloads=payloads, **{key: vectors}), transient, max_retries, backoff
+        )
+        state.commit(number)
+        with lock:
+            report.rows_written += len(ids)
+            report.batches_written += 1
+            report.retries += retries
+            bar.update(len(ids))
+
     def writer() -> None:
+        # Every failure is kept for the caller; the thread goes on draining the queue so nothing blocks.
         while (item := work.get()) is not None:
-            number, ids, vectors, payloads = item
             if failures:
                 continue
-            key = "sparse" if isinstance(vectors, SparseBatch) else "dense"
             try:
-                retries = with_retries(
-                    lambda: store.upsert(collection, ids, payloads=payloads, **{key: vectors}),  # noqa: B023
-                    transient,
-                    max_retries,
-                    backoff,
-                )
+                write(*item)
             except BaseException as exc:
                 failures.append(exc)
-                continue
-            state.commit(number)
-            with lock:
-                report.rows_written += len(ids)
-                report.batches_written += 1
-                report.retries += retries
-                bar.update(len(ids))
 
-    threads = [threading.Thread(target=writer, daemon=True) for _ in range(max(writers, 1))]
+    def hand_over(item: tuple[int, list[str], Any, list[dict]]) -> bool:
+        while not failures:
+            try:
+                work.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    threads = [threading.Thread(target=writer, daemon=True) for _ in range(writers)]
     for thread in threads:
         thread.start()
     start = time.perf_counter()
@@ -178,7 +229,8 @@ def bulk_index(
             batch = list({str(r[id_field]): r for r in batch}.values())
             ids = [str(r[id_field]) for r in batch]
             payloads = [{k: v for k, v in r.items() if k != id_field} for r in batch]
-            work.put((number, ids, encode([str(r[text_field]) for r in batch]), payloads))
+            if not hand_over((number, ids, encode([r[text_field] for r in batch]), payloads)):
+                break
     finally:
         for _ in threads:
             work.put(None)

@@ -6,6 +6,7 @@ Errors a user can fix (bad input, missing data or collection, a locked store) pr
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
+from csrv2_vdb.credentials import redact
 from csrv2_vdb.errors import CSRv2Error
 
 app = typer.Typer(
@@ -41,8 +44,12 @@ def _encoder(head: Path, backbone: str | None, k: int | None):
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print(Text.assemble(("error: ", "bold red"), redact(str(exc))), soft_wrap=True)
     return typer.Exit(2)
+
+
+def _say(message: str) -> None:
+    console.print(Text(redact(message)), soft_wrap=True)
 
 
 @contextmanager
@@ -66,6 +73,8 @@ def encode(
     """Encode texts into k-sparse vectors and write them as JSON lines."""
     from csrv2_vdb.data import read_records
 
+    if kind not in ("query", "document"):
+        raise _fail(ValueError(f"--kind must be 'query' or 'document', got {kind!r}"))
     with _user_errors():
         records = read_records(input)
         enc = _encoder(head, backbone, k)
@@ -74,10 +83,37 @@ def encode(
     with open(output, "w") as f:
         for rec, (idx, val) in zip(records, batch.rows(), strict=True):
             f.write(json.dumps({"id": rec["id"], "indices": idx, "values": val}) + "\n")
-    console.print(f"wrote {len(records)} vectors (k={enc.k}, dim={enc.dim}) to {output}")
+    _say(f"wrote {len(records)} vectors (k={enc.k}, dim={enc.dim}) to {output}")
 
 
-EngineOpt = Annotated[str, typer.Option("--engine", help="qdrant-edge (embedded), qdrant (server URL) or milvus.")]
+EngineOpt = Annotated[
+    str, typer.Option("--engine", help="qdrant-edge (embedded), qdrant (server URL), milvus or elasticsearch.")
+]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        help="Engine API key (Qdrant, Elasticsearch) or token (Milvus); default: CSRV2_QDRANT_API_KEY, "
+        "CSRV2_ES_API_KEY (or CSRV2_ES_USERNAME/CSRV2_ES_PASSWORD), CSRV2_MILVUS_TOKEN. Never printed.",
+        show_default=False,
+    ),
+]
+
+
+def _open(engine: str, store: str, api_key: str | None):
+    """open_store with the credential option each engine names (an explicit key beats the environment)."""
+    from csrv2_vdb.adapters import open_store
+
+    if api_key is None:
+        return open_store(engine, store)
+    return open_store(engine, store, **{"token" if engine == "milvus" else "api_key": api_key})
+
+
+def _store_identity(engine: str, store: str) -> str:
+    """The store as a checkpoint names it: an absolute path for embedded engines, the redacted URL otherwise."""
+    if "://" in store or store == ":memory:" or engine == "elasticsearch":
+        return f"{engine}:{redact(store)}"
+    return f"{engine}:{Path(store).resolve()}"
 
 
 @app.command()
@@ -101,9 +137,9 @@ def index(
         Path | None, typer.Option("--checkpoint", help="Resume file; default: <input>.<collection>.checkpoint.")
     ] = None,
     backbone: BackboneOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Encode documents and upsert them; re-running overwrites, and a killed run resumes from its checkpoint."""
-    from csrv2_vdb.adapters import open_store
     from csrv2_vdb.backbone import Backbone
     from csrv2_vdb.bulk import bulk_index
     from csrv2_vdb.data import iter_records
@@ -116,23 +152,32 @@ def index(
         if head is not None:
             sparse_enc = _encoder(head, backbone, k)
             encode, dims = sparse_enc.encode_documents, {"sparse_dim": sparse_enc.dim}
+            encoder_id, base, active = f"head:{sparse_enc.head.fingerprint()}", sparse_enc.backbone, sparse_enc.k
         else:
             dense_enc = MRLEncoder(Backbone(backbone), mrl_dims or 0)
             encode, dims = dense_enc.encode_documents, {"dense_dim": dense_enc.dims}
-        total = sum(1 for _ in iter_records(input))
+            encoder_id, base, active = f"mrl:{dense_enc.dims}", dense_enc.backbone, dense_enc.dims
+        total = sum(1 for _ in iter_records(input))  # also checks every record before anything is written
         stat = input.stat()
-        source = f"{input.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        with open_store(engine, store) as db:
+        run = {
+            "engine": engine, "store": _store_identity(engine, store), "encoder": encoder_id, "k": active,
+            "backbone": base.fingerprint("document"), "input": f"{input.resolve()}:{stat.st_size}:{stat.st_mtime_ns}",
+        }  # fmt: skip
+        with _open(engine, store, api_key) as db:
             db.create_collection(collection, exist_ok=True, **dims)
-            report = bulk_index(
-                db, collection, iter_records(input), encode,
-                batch_size=batch_size, checkpoint=checkpoint, source=source, writers=writers, total=total,
-            )  # fmt: skip
+            try:
+                report = bulk_index(
+                    db, collection, iter_records(input), encode, batch_size=batch_size, checkpoint=checkpoint,
+                    run=run, writers=writers, total=total, log=_say,
+                )  # fmt: skip
+            except KeyboardInterrupt:
+                _say(f"interrupted: committed batches are recorded in {checkpoint}; re-run the same command to resume")
+                raise typer.Exit(130) from None
             optimize = getattr(db, "optimize", None)  # qdrant-edge: merge segments, build the immutable index
             if callable(optimize):
                 optimize(collection)
             count = db.count(collection)
-    console.print(
+    _say(
         f"{collection}: {count} documents in {store} ({report.rows_written} written at "
         f"{report.rows_per_second:.0f} rows/s, {report.batches_skipped} batches resumed, {report.retries} retries)"
     )
@@ -148,25 +193,46 @@ def search(
     k: KOpt = None,
     limit: Annotated[int, typer.Option("--limit", help="Hits to return.")] = 5,
     filter: Annotated[
-        list[str] | None, typer.Option("--filter", help="field=value payload filter; repeatable.")
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            help="field=value payload filter, repeatable. Numbers and true/false match as such; quote a value "
+            "(year='\"2020\"') to match it as a string.",
+        ),
     ] = None,
     backbone: BackboneOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Search a sparse collection with a text query; prints JSON hits (id, score, payload)."""
-    from csrv2_vdb.adapters import open_store
-
     conditions = {}
     for item in filter or []:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key:
             raise _fail(ValueError(f"--filter {item!r} must look like field=value"))
-        conditions[key] = value
+        conditions[key] = filter_value(value)
     with _user_errors():
         enc = _encoder(head, backbone, k)
-        with open_store(engine, store) as db:
+        with _open(engine, store, api_key) as db:
             hits = db.search(collection, enc.encode_queries([query]), limit=limit, filter=conditions or None)[0]
     for hit in hits:
         typer.echo(json.dumps({"id": hit.id, "score": round(hit.score, 6), "payload": hit.payload}))
+
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
+
+
+def filter_value(text: str) -> str | int | float | bool:
+    """A --filter value: an integer, a float, true/false, or a string ("quoted" forces a string)."""
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1]
+    if text in ("true", "false"):
+        return text == "true"
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    return text
 
 
 @app.command("train-head")
@@ -195,7 +261,7 @@ def train_head_cmd(
             from csrv2_vdb.backbone import Backbone
             from csrv2_vdb.data import read_records
 
-            x = Backbone(backbone).embed([r["text"] for r in read_records(input)], "document")
+            x = Backbone(backbone).embed([r["text"] for r in read_records(input, require_ids=False)], "document")
         config = HeadTrainConfig(k=k, hidden_dim=hidden_dim, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
         result = train_head(x, config)
     result.head.save(out)

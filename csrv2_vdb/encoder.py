@@ -24,7 +24,7 @@ class CSRv2Encoder:
             )
         self.backbone = backbone
         self.head = head.eval()
-        self.k = head.check_k(k or head.k)
+        self.k = head.check_k(head.k if k is None else k)
 
     @classmethod
     def load(cls, head_dir: str | Path, backbone: Backbone | None = None, k: int | None = None) -> CSRv2Encoder:
@@ -38,10 +38,10 @@ class CSRv2Encoder:
 
     def encode_embeddings(self, dense: np.ndarray, k: int | None = None) -> SparseBatch:
         """Precomputed backbone embeddings -> SparseBatch."""
-        return self.head.encode(dense, self.head.check_k(k or self.k))
+        return self.head.encode(dense, self.head.check_k(self.k if k is None else k))
 
     def _encode(self, texts: Sequence[str], kind: Kind, k: int | None) -> SparseBatch:
-        k = self.head.check_k(k or self.k)
+        k = self.head.check_k(self.k if k is None else k)
         return self.head.encode(self.backbone.embed(texts, kind), k)
 
     def encode_queries(self, texts: Sequence[str], k: int | None = None) -> SparseBatch:
@@ -69,7 +69,7 @@ class MRLEncoder:
     """Backbone embedding truncated to its first `dims` coordinates and re-normalised."""
 
     def __init__(self, backbone: Backbone, dims: int) -> None:
-        if not 1 <= dims <= backbone.dim:
+        if isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= backbone.dim:
             raise InvalidKError(f"dims={dims} must be between 1 and the backbone size {backbone.dim}")
         self.backbone = backbone
         self.dims = dims

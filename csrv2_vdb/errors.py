@@ -32,6 +32,10 @@ class EmptyTextError(CSRv2Error, ValueError):
     """A text to embed is empty or only whitespace."""
 
 
+class InvalidTextError(CSRv2Error, ValueError):
+    """Texts are not a list of strings, or a text has no UTF-8 form (a lone surrogate)."""
+
+
 class CollectionNotFoundError(CSRv2Error, LookupError):
     """A collection that does not exist was used."""
 
@@ -58,3 +62,23 @@ class BulkWriteError(CSRv2Error, RuntimeError):
     def __init__(self, message: str, items: list) -> None:
         super().__init__(message)
         self.items = items
+
+
+class TransientEngineError(CSRv2Error, ConnectionError):
+    """The engine was unreachable, overloaded or rate-limiting: worth retrying with backoff."""
+
+
+class EngineError(CSRv2Error, RuntimeError):
+    """The engine refused a request that retrying will not fix (schema, expression, id); the message says why."""
+
+
+class CheckpointError(CSRv2Error, ValueError):
+    """A bulk-indexing checkpoint is corrupt, cannot be written, or belongs to another run."""
+
+
+class InvalidRecordError(CSRv2Error, ValueError):
+    """An input record cannot be indexed as it is (bad JSON, a text that is not a string, a missing id)."""
+
+
+class HeadLoadError(CSRv2Error, ValueError):
+    """A head directory is corrupt or truncated; the message names the file."""

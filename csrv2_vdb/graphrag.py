@@ -31,6 +31,7 @@ from csrv2_vdb.adapters import open_store
 from csrv2_vdb.backbone import Backbone, cached_embed
 from csrv2_vdb.data import Question, answer_qrels, answer_token_recall, chunk_words, load_corpus, load_questions
 from csrv2_vdb.encoder import mrl_truncate
+from csrv2_vdb.errors import CollectionExistsError
 from csrv2_vdb.llm import ChatClient
 from csrv2_vdb.reproduction import medical_task, split_questions, trained_head
 from csrv2_vdb.store import SparseStore
@@ -236,8 +237,15 @@ def run_graphrag(
     store: SparseStore = open_store(engine, location or str(out_dir / "store"))
     with store:
         for method in methods_for(methods, backbone, data_dir, cache):
-            name = f"{method.name.lower()}-{method.dims}"
+            name = f"graphrag_{method.name.lower()}_{method.dims}"
             if name in store.list_collections():
+                # Only the harness's own store (<out>/store) is rebuilt; a collection in a store the user
+                # named was not created by this run and is never dropped.
+                if location is not None:
+                    raise CollectionExistsError(
+                        f"collection {name!r} already exists in {location}; this run did not create it and will "
+                        "not drop it. Drop it yourself, or point --store at another location"
+                    )
                 store.drop_collection(name)
             store.create_collection(name, sparse_dim=method.sparse_dim, dense_dim=method.dense_dim)
             vectors = method.transform(chunk_x)

@@ -11,6 +11,7 @@ The weights are stored in the layout of sentence-transformers' `SparseAutoEncode
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from csrv2_vdb.errors import DimensionMismatchError, InvalidEmbeddingError, InvalidKError
+from csrv2_vdb.errors import DimensionMismatchError, HeadLoadError, InvalidEmbeddingError, InvalidKError
 from csrv2_vdb.sparse import SparseBatch
 
 CONFIG_NAME = "config.json"
@@ -82,6 +83,9 @@ class SparseHead(nn.Module):
         }
 
     def check_k(self, k: int) -> int:
+        """k as an int in [1, hidden_dim]; 0, 2.5 or True are refused, never read as "the default"."""
+        if isinstance(k, bool) or not isinstance(k, int | np.integer):
+            raise InvalidKError(f"k must be an integer, got {type(k).__name__} {k!r}")
         if not 1 <= k <= self.hidden_dim:
             raise InvalidKError(
                 f"k={k} is not possible for a head with {self.hidden_dim} latents; choose 1 <= k <= {self.hidden_dim}"
@@ -125,13 +129,13 @@ class SparseHead(nn.Module):
 
     def forward(self, x: torch.Tensor, k: int | None = None) -> HeadOutput:
         pre, info = self.pre_activations(x)
-        z = self.top_k(pre, self.check_k(k or self.k))
+        z = self.top_k(pre, self.check_k(self.k if k is None else k))
         return HeadOutput(latents=z, recon=self.decode(z, info), pre=pre)
 
     # --------------------------------------------------------------- inference
     def encode(self, x: np.ndarray | torch.Tensor, k: int | None = None) -> SparseBatch:
         """Dense (n, d) embeddings -> SparseBatch of width k (ReLU may leave fewer active)."""
-        k = self.check_k(k or self.k)
+        k = int(self.check_k(self.k if k is None else k))
         xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
         if xt.ndim != 2 or xt.shape[1] != self.input_dim:
             raise DimensionMismatchError(
@@ -167,18 +171,42 @@ class SparseHead(nn.Module):
     def load(cls, directory: str | Path) -> SparseHead:
         """Load a head directory, or find the SparseAutoEncoder module inside a SparseEncoder directory."""
         directory = _module_dir(Path(directory))
-        config = json.loads((directory / CONFIG_NAME).read_text())
-        head = cls(**{key: config[key] for key in config if key in _CONFIG_KEYS})
-        state = load_file(str(directory / WEIGHTS_NAME))
+        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        try:
+            config = json.loads(config_path.read_text())
+            head = cls(**{key: config[key] for key in _CONFIG_KEYS if key in config})
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise HeadLoadError(
+                f"{config_path} is not a head config ({exc}); it needs at least input_dim (and hidden_dim, k)"
+            ) from None
+        try:
+            state = load_file(str(weights_path))
+        except Exception as exc:  # safetensors raises its own SafetensorError on a cut or foreign file
+            raise HeadLoadError(f"{weights_path} is not a readable safetensors file ({exc}); copy it again") from None
         weight = state.get("encoder.weight", state.get("decoder.linear.weight"))
-        if weight is None:
-            raise FileNotFoundError(f"{directory / WEIGHTS_NAME} holds no encoder weight")
-        head.encoder.weight.data.copy_(weight)
-        head.pre_bias.data.copy_(state["pre_bias"])
-        head.latent_bias.data.copy_(state["latent_bias"])
-        if "stats_last_nonzero" in state:
+        expected = {"weight": (head.hidden_dim, head.input_dim), "pre_bias": (head.input_dim,),
+                    "latent_bias": (head.hidden_dim,)}  # fmt: skip
+        found = {"weight": weight, "pre_bias": state.get("pre_bias"), "latent_bias": state.get("latent_bias")}
+        tensors: dict[str, torch.Tensor] = {}
+        for name, shape in expected.items():
+            tensor = found[name]
+            if tensor is None or tuple(tensor.shape) != shape:
+                got = "missing" if tensor is None else f"shape {tuple(tensor.shape)}"
+                raise HeadLoadError(f"{weights_path}: {name} should have shape {shape} per {config_path} ({got})")
+            tensors[name] = tensor
+        head.encoder.weight.data.copy_(tensors["weight"])
+        head.pre_bias.data.copy_(tensors["pre_bias"])
+        head.latent_bias.data.copy_(tensors["latent_bias"])
+        if "stats_last_nonzero" in state and tuple(state["stats_last_nonzero"].shape) == (head.hidden_dim,):
             head.stats_last_nonzero.copy_(state["stats_last_nonzero"])
         return head.eval()
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the config and weights: names this exact head (checkpoints, caches)."""
+        digest = hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode())
+        for tensor in (self.encoder.weight, self.pre_bias, self.latent_bias):
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
 
 _CONFIG_KEYS = ("input_dim", "hidden_dim", "k", "k_aux", "normalize", "dead_threshold")

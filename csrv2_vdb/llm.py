@@ -1,6 +1,6 @@
 """A small client for any OpenAI-compatible chat endpoint: disk cache, bounded concurrency, retries, token counts.
 
-Every call is cached on disk under the SHA-256 of (model, messages, temperature, max_tokens), so an
+Every call is cached on disk under the SHA-256 of (endpoint, model, messages, temperature, max_tokens), so an
 interrupted run resumes without paying twice, and a re-run is free. Settings come from arguments or
 the environment: CSRV2_LLM_BASE_URL, CSRV2_LLM_MODEL, CSRV2_LLM_API_KEY (or OPENAI_API_KEY).
 """
@@ -62,7 +62,10 @@ class ChatClient:
 
     def _key(self, messages: Sequence[Message]) -> str:
         s = self.settings
-        blob = json.dumps([s.model, list(messages), s.temperature, s.max_tokens], sort_keys=True)
+        # The endpoint is part of the key: the same model name on another server is another model.
+        blob = json.dumps(
+            [s.base_url.rstrip("/"), s.model, list(messages), s.temperature, s.max_tokens], sort_keys=True
+        )
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def chat(self, messages: Sequence[Message]) -> str:

@@ -39,26 +39,22 @@ class SparseBatch:
                 f"indices and values must be two (n, k) arrays of the same shape; "
                 f"got {indices.shape} and {values.shape}"
             )
-        if not 0 < self.dim <= MAX_DIM:
-            raise InvalidSparseBatchError(f"dim must be in [1, {MAX_DIM}], got {self.dim}")
+        if isinstance(self.dim, bool) or not isinstance(self.dim, int | np.integer) or not 0 < self.dim <= MAX_DIM:
+            raise InvalidSparseBatchError(f"dim must be an integer in [1, {MAX_DIM}], got {self.dim!r}")
+        object.__setattr__(self, "dim", int(self.dim))
         if indices.size and not np.issubdtype(indices.dtype, np.integer):
             raise InvalidSparseBatchError(f"indices must be integers, got dtype {indices.dtype}")
+        if values.size and not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
+            raise InvalidSparseBatchError(f"values must be real numbers, got dtype {values.dtype}")
+        # Checked on the caller's arrays, before the cast: int32 would wrap 2**32 + 5 to 5, float32 turn 1e39 to inf.
+        _check_values(values)
+        _check_indices(indices, values != 0, self.dim)
         object.__setattr__(self, "indices", np.ascontiguousarray(indices, dtype=np.int32))
         object.__setattr__(self, "values", np.ascontiguousarray(values, dtype=np.float32))
-        self._validate()
+        self._check_duplicates()
 
-    def _validate(self) -> None:
-        bad = ~np.isfinite(self.values)
-        if bad.any():
-            row = int(np.argwhere(bad)[0, 0])
-            raise InvalidSparseBatchError(
-                f"row {row} holds a NaN or infinite value; check the dense input for NaN before encoding"
-            )
+    def _check_duplicates(self) -> None:
         active = self.values != 0
-        out = active & ((self.indices < 0) | (self.indices >= self.dim))
-        if out.any():
-            row, col = (int(v) for v in np.argwhere(out)[0])
-            raise InvalidSparseBatchError(f"row {row}: index {int(self.indices[row, col])} is outside [0, {self.dim})")
         if self.k > 1 and active.any():
             # Sort each row's active indices (padding pushed to the end as -1) and compare neighbours.
             keyed = np.where(active, self.indices, -1)
@@ -109,7 +105,9 @@ class SparseBatch:
             raise InvalidKError(f"k must be at least 1, got {k}")
         if k >= self.k:
             return self
-        order = np.argsort(-self.values, axis=1, kind="stable")[:, :k]
+        # Active entries first, largest value first; padding last, so a negative value outranks no padding.
+        keyed = np.where(self.values != 0, -self.values.astype(np.float64), np.inf)
+        order = np.argsort(keyed, axis=1, kind="stable")[:, :k]
         return SparseBatch(
             np.take_along_axis(self.indices, order, 1), np.take_along_axis(self.values, order, 1), self.dim
         )
@@ -142,8 +140,11 @@ class SparseBatch:
         for r, (i, v) in enumerate(rows):
             if len(i) != len(v):
                 raise InvalidSparseBatchError(f"row {r}: {len(i)} indices but {len(v)} values")
-            indices[r, : len(i)] = i
-            values[r, : len(v)] = v
+            try:
+                indices[r, : len(i)] = i
+                values[r, : len(v)] = v
+            except (OverflowError, ValueError, TypeError) as exc:
+                raise InvalidSparseBatchError(f"row {r}: indices must be integers and values numbers ({exc})") from None
         return cls(indices, values, dim)
 
     def to_scipy(self) -> sp.csr_matrix:
@@ -173,15 +174,19 @@ class SparseBatch:
     def to_dense(self) -> np.ndarray:
         """(n, dim) float32 array. Only for small dims or few rows."""
         out = np.zeros((len(self), self.dim), dtype=np.float32)
-        np.put_along_axis(out, self.indices.astype(np.int64), self.values, axis=1)
+        active = self.values != 0  # padding slots carry index 0: writing them would zero a real latent 0
+        rows = np.broadcast_to(np.arange(len(self))[:, None], self.indices.shape)
+        out[rows[active], self.indices[active]] = self.values[active]
         return out
 
     @classmethod
     def from_dense(cls, dense: np.ndarray, k: int | None = None) -> SparseBatch:
         """From an (n, dim) array holding at most k non-zeros per row (k defaults to the max)."""
-        dense = np.asarray(dense, dtype=np.float32)
+        dense = np.asarray(dense)
         if dense.ndim != 2:
             raise InvalidSparseBatchError(f"expected an (n, dim) array, got shape {dense.shape}")
+        _check_values(dense)  # before the float32 cast, and before argsort could rank a NaN as a value
+        dense = dense.astype(np.float32)
         width = k if k is not None else max(int(np.count_nonzero(dense, axis=1).max(initial=0)), 1)
         if width > dense.shape[1]:
             raise InvalidKError(f"k={width} is larger than the dimension {dense.shape[1]}")
@@ -215,3 +220,31 @@ class SparseBatch:
         if other.dim != self.dim:
             raise InvalidSparseBatchError(f"dims differ: {self.dim} vs {other.dim}")
         return np.asarray((self.to_scipy() @ other.to_scipy().T).toarray(), dtype=np.float32)
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_values(values: np.ndarray) -> None:
+    """Finite values that float32 can hold (so the cast neither overflows to inf nor hides a NaN)."""
+    if not values.size:
+        return
+    as_float = values.astype(np.float64)
+    bad = ~np.isfinite(as_float) | (np.abs(as_float) > _F32_MAX)
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        raise InvalidSparseBatchError(
+            f"row {row} holds the value {float(values[row, col])!r}, which is NaN, infinite or beyond float32; "
+            "check the dense input for NaN before encoding"
+        )
+
+
+def _check_indices(indices: np.ndarray, active: np.ndarray, dim: int) -> None:
+    """Every active index inside [0, dim), compared at the caller's integer width."""
+    if not indices.size:
+        return
+    wide = indices.astype(np.int64)  # uint64 beyond 2**63 wraps negative: still out of range
+    out = active & ((wide < 0) | (wide >= dim))
+    if out.any():
+        row, col = (int(v) for v in np.argwhere(out)[0])
+        raise InvalidSparseBatchError(f"row {row}: index {int(indices[row, col])} is outside [0, {dim})")

@@ -8,6 +8,8 @@ Filters are engine-neutral: {"field": value}, {"field": [any, of, these]}, {"fie
 
 from __future__ import annotations
 
+import math
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from csrv2_vdb.errors import (
     DimensionMismatchError,
     InvalidEmbeddingError,
     InvalidSparseBatchError,
+    UnsupportedError,
 )
 from csrv2_vdb.sparse import SparseBatch
 
@@ -48,24 +51,90 @@ Filter = Mapping[str, Scalar | Sequence[Scalar] | Range]
 Condition = tuple[Literal["eq", "any", "range"], str, Any]
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _scalar(key: str, value: Any) -> str | int | float | bool:
+    """A filter value as a plain Python scalar: numpy scalars unwrapped, ints within int64, floats finite."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise ValueError(f"filter on {key!r}: {value} does not fit the engines' 64-bit integers")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(
+                f"filter on {key!r}: {value} is not a finite number; leave a Range bound as None to open it"
+            )
+        return value
+    raise ValueError(f"filter on {key!r}: expected a string, number or bool, got {type(value).__name__} {value!r}")
+
+
+def _bound(key: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    value = _scalar(key, value)
+    if isinstance(value, bool | str):
+        raise ValueError(f"filter on {key!r}: a Range bound must be a number, got {value!r}")
+    return value
+
+
 def conditions(filter: Filter | None) -> list[Condition]:
     """A filter as (kind, field, value) triples that every adapter maps to its engine's vocabulary.
 
-    An equality on a float becomes a closed range, since engines match only ints, strings and bools exactly.
+    Values are checked here once for every engine (see `_scalar`). An equality on a float becomes a closed
+    range, since engines match only ints, strings and bools exactly.
     """
     out: list[Condition] = []
     for key, value in (filter or {}).items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"filter field names must be non-empty strings, got {key!r}")
         if isinstance(value, Range):
-            out.append(("range", key, value))
-        elif isinstance(value, float):
-            out.append(("range", key, Range(gte=value, lte=value)))
-        elif isinstance(value, str | int | bool):
-            out.append(("eq", key, value))
-        elif isinstance(value, Sequence) and value:
-            out.append(("any", key, list(value)))
+            bounds = {op: _bound(key, getattr(value, op)) for op in ("gte", "gt", "lte", "lt")}
+            out.append(("range", key, Range(**bounds)))
+        elif isinstance(value, Sequence) and not isinstance(value, str):
+            if not value:
+                raise ValueError(f"filter on {key!r}: an empty list matches nothing; leave the field out instead")
+            out.append(("any", key, [_scalar(key, v) for v in value]))
         else:
-            raise ValueError(f"filter on {key!r}: expected a value, a non-empty list or a Range, got {value!r}")
+            scalar = _scalar(key, value)
+            if isinstance(scalar, float):
+                out.append(("range", key, Range(gte=scalar, lte=scalar)))
+            else:
+                out.append(("eq", key, scalar))
     return out
+
+
+# A collection name every engine can hold: no path separators, dots or spaces (qdrant-edge maps names to
+# directories), at most 128 characters. Adapters narrow it further where their engine does.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,127}")
+NAME_RULE = "1-128 letters, digits, '_' or '-', not starting with '-'"
+# Search depth limit shared by the adapters (Elasticsearch's default max_result_window).
+MAX_LIMIT = 10_000
+
+
+def check_name(name: object, pattern: re.Pattern[str] = NAME_PATTERN, rule: str = NAME_RULE) -> str:
+    """A collection name matching `pattern`, or a clear error (a name like "../other" never reaches the engine)."""
+    if not isinstance(name, str) or not pattern.fullmatch(name):
+        raise ValueError(f"invalid collection name {name!r}: use {rule}")
+    return name
+
+
+def check_limit(limit: object) -> int:
+    """A search depth in [1, MAX_LIMIT]."""
+    if isinstance(limit, bool) or not isinstance(limit, int | np.integer) or not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be an integer in [1, {MAX_LIMIT}], got {limit!r}")
+    return int(limit)
+
+
+def check_fusion(fusion: object, supported: Sequence[str], engine: str) -> str:
+    """A fusion method the engine offers; unknown names are refused, never replaced by another method."""
+    if fusion not in supported:
+        raise UnsupportedError(f"{engine} fuses with {' or '.join(map(repr, supported))}, not {fusion!r}")
+    return str(fusion)
 
 
 @dataclass(frozen=True)
@@ -159,9 +228,13 @@ class SparseStore(Protocol):
 # --------------------------------------------------------------------- checks shared by adapters
 def requested(name: str, sparse_dim: int | None, dense_dim: int | None) -> CollectionInfo:
     """The collection a create_collection call asks for (it must store something)."""
+    check_name(name)
     if sparse_dim is None and dense_dim is None:
         raise ValueError("a collection needs sparse_dim and/or dense_dim")
-    return CollectionInfo(name, sparse_dim, dense_dim)
+    for what, dim in (("sparse_dim", sparse_dim), ("dense_dim", dense_dim)):
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1):
+            raise ValueError(f"{what} must be a positive integer, got {dim!r}")
+    return CollectionInfo(name, int(sparse_dim) if sparse_dim else None, int(dense_dim) if dense_dim else None)
 
 
 def reuse_existing(existing: CollectionInfo, wanted: CollectionInfo, exist_ok: bool) -> CollectionInfo:

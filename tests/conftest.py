@@ -19,6 +19,17 @@ def backbone():
 
 
 @pytest.fixture(scope="session")
+def head_dir(tmp_path_factory) -> Path:
+    """An untrained (randomly initialised) head for the 384-dim backbone: enough to encode, index and search."""
+    import torch
+
+    from csrv2_vdb.head import SparseHead
+
+    torch.manual_seed(0)
+    return SparseHead(384, 1536, k=8).save(tmp_path_factory.mktemp("head") / "head")
+
+
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = find_data_dir()
     if not (path / "graphrag-bench" / "medical_corpus.json").exists():

@@ -318,7 +318,7 @@ def _handler(es: FakeElasticsearch) -> type[BaseHTTPRequestHandler]:
             if es.fail_next_bulk > 0:
                 es.fail_next_bulk -= 1
                 return self._fail(429, "es_rejected_execution_exception", "rejected execution (queue capacity 200)")
-            lines = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
+            lines = [json.loads(line) for line in raw.decode().split("\n") if line.strip()]
             items, errors, i = [], False, 0
             while i < len(lines):
                 ((op, meta),) = lines[i].items()

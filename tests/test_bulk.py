@@ -12,6 +12,7 @@ import pytest
 
 from csrv2_vdb.adapters import open_store
 from csrv2_vdb.bulk import bulk_index
+from csrv2_vdb.errors import CheckpointError
 from csrv2_vdb.sparse import SparseBatch
 from tests.bulk_worker import BATCH, DIM, records, vectors_for
 from tests.engines import location
@@ -113,12 +114,21 @@ def test_a_hard_error_stops_the_run_and_the_checkpoint_keeps_progress(tmp_path):
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
     checkpoint = tmp_path / "ck"
-    checkpoint.write_text(json.dumps({"source": "a.jsonl", "collection": "bulk", "batch_size": 100,
-                                      "done_below": 3, "done_extra": []}))  # fmt: skip
     with open_store("qdrant-edge", str(tmp_path / "db")) as store:
         store.create_collection("bulk", sparse_dim=DIM)
-        with pytest.raises(ValueError, match="another run"):
-            bulk_index(store, "bulk", records(10), vectors_for, checkpoint=checkpoint, source="b.jsonl", progress=False)
+        run = {"input": "a.jsonl", "k": 8}
+        with pytest.raises(ConnectionError):  # a run that dies after its checkpoint was opened
+            bulk_index(FlakyStore(store, fail_on={1, 2}), "bulk", records(10), vectors_for, checkpoint=checkpoint,
+                       run=run, max_retries=1, backoff=0.0, progress=False)  # fmt: skip
+        for other, field in (({"input": "b.jsonl", "k": 8}, "input"), ({"input": "a.jsonl", "k": 4}, "k")):
+            with pytest.raises(CheckpointError, match=f"another run: {field} was"):
+                bulk_index(store, "bulk", records(10), vectors_for, checkpoint=checkpoint, run=other, progress=False)
+        with pytest.raises(CheckpointError, match="batch_size was 256 there and is 5 now"):
+            bulk_index(store, "bulk", records(10), vectors_for, checkpoint=checkpoint, run=run, batch_size=5,
+                       progress=False)  # fmt: skip
+        assert store.count("bulk") == 0
+        bulk_index(store, "bulk", records(10), vectors_for, checkpoint=checkpoint, run=run, progress=False)
+        assert store.count("bulk") == 10 and not checkpoint.exists()
 
 
 def test_repeated_ids_in_a_batch_keep_the_last_record_and_dense_works(tmp_path):

@@ -139,7 +139,7 @@ def test_cli_errors_are_messages_not_tracebacks(workspace, tmp_path):
             "c",
         ],
     )
-    assert empty.exit_code == 2 and "text 1 is empty" in empty.output
+    assert empty.exit_code == 2 and "bad.jsonl:2: 'text' is empty" in empty.output
     too_big = runner.invoke(
         app,
         [

@@ -1,0 +1,592 @@
+"""Attacks on the public API and the CLI, as a hostile or careless user would make them, on every engine.
+
+Each test names the defect it guards against (issue 14 lists them); each failed on the code before the
+fix. The property-based tests draw ids, payloads and filter values from arbitrary unicode, quotes,
+backslashes and numbers, and check each engine against the same filter evaluated in Python.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from csrv2_vdb.adapters import open_store
+from csrv2_vdb.bulk import bulk_index
+from csrv2_vdb.cli import app, filter_value
+from csrv2_vdb.credentials import redact
+from csrv2_vdb.data import read_records
+from csrv2_vdb.errors import (
+    CheckpointError,
+    CollectionExistsError,
+    EmptyTextError,
+    EngineError,
+    HeadLoadError,
+    InvalidKError,
+    InvalidRecordError,
+    InvalidSparseBatchError,
+    InvalidTextError,
+    StoreLockedError,
+    UnsupportedError,
+)
+from csrv2_vdb.head import SparseHead
+from csrv2_vdb.sparse import SparseBatch
+from csrv2_vdb.store import Range
+from tests.bulk_worker import DIM, records, vectors_for
+from tests.engines import ENGINES, open_engine
+from tests.test_evaluation import data_slice  # noqa: F401  (the fixture)
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+HOSTILE_IDS = ["x'] or pk not in ['", "O'Brien-2", "C:\\new", 'say "hi"', "ünï©ødé-日本", "tab\there", "a" * 600]
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def store(request, tmp_path):
+    db = open_engine(request.param, tmp_path)
+    yield db
+    for name in db.list_collections():
+        db.drop_collection(name)
+    db.close()
+
+
+def _one_hot(n: int, dim: int = 16) -> SparseBatch:
+    return SparseBatch(np.arange(n)[:, None] % dim, np.ones((n, 1)), dim)
+
+
+# ------------------------------------------------------------------------------- 1. ids reach no expression
+def test_hostile_ids_are_stored_found_and_deleted_one_by_one(store):
+    store.create_collection("c", sparse_dim=16)
+    victims = [f"keep-{i}" for i in range(3)]
+    store.upsert("c", HOSTILE_IDS + victims, sparse=_one_hot(len(HOSTILE_IDS) + 3))
+    assert store.count("c") == len(HOSTILE_IDS) + 3
+    found = {h.id for h in store.search("c", _one_hot(16), limit=20)[0] + store.search("c", _one_hot(16)[1:2])[0]}
+    assert set(HOSTILE_IDS[:1]) <= found  # ids come back exactly as given
+    store.delete("c", [HOSTILE_IDS[0]])  # the injection string deletes only the document it names
+    assert store.count("c") == len(HOSTILE_IDS) + 2
+    store.delete("c", HOSTILE_IDS[1:])  # quotes, backslashes, unicode, 600 characters
+    assert store.count("c") == 3
+    remaining = {h.id for row in store.search("c", _one_hot(16), limit=10) for h in row}
+    assert remaining == set(victims)
+
+
+def test_milvus_errors_are_classified_not_all_retried(tmp_path):
+    from pymilvus import MilvusException
+
+    with open_store("milvus", str(tmp_path / "m.db")) as db:
+        db.create_collection("c", sparse_dim=16)
+        calls = {"n": 0}
+
+        def refuse(*args, **kwargs):
+            calls["n"] += 1
+            raise MilvusException(1100, "invalid expression")
+
+        real = db.client.upsert
+        db.client.upsert = refuse  # type: ignore[method-assign]
+        with pytest.raises(EngineError, match="invalid expression"):
+            bulk_index(db, "c", records(5), vectors_for_16, batch_size=5, backoff=0.0, progress=False)
+        assert calls["n"] == 1  # surfaced at once, not retried 5 times
+
+        def drop_then_work(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise MilvusException(grpc.StatusCode.UNAVAILABLE, "connection refused")
+            return real(*args, **kwargs)
+
+        db.client.upsert = drop_then_work  # type: ignore[method-assign]
+        report = bulk_index(db, "c", records(5), vectors_for_16, batch_size=5, backoff=0.0, progress=False)
+        assert report.retries == 1 and db.count("c") == 5
+
+
+def vectors_for_16(texts: list[str]) -> SparseBatch:
+    return _one_hot(len(texts))
+
+
+# ------------------------------------------------------------------------ 3. writer failures end the run
+def test_an_unwritable_checkpoint_fails_before_anything_is_written(tmp_path):
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        db.create_collection("bulk", sparse_dim=DIM)
+        with pytest.raises(CheckpointError, match="cannot write the checkpoint"):
+            bulk_index(db, "bulk", records(400), vectors_for, batch_size=32,
+                       checkpoint=tmp_path / "no" / "dir" / "run.ckpt", progress=False)  # fmt: skip
+        assert db.count("bulk") == 0
+
+
+class RemovesCheckpointDir:
+    """A store whose third upsert removes the checkpoint's folder: the next checkpoint write fails in a writer."""
+
+    def __init__(self, store, folder: Path) -> None:
+        self.store, self.folder, self.calls = store, folder, 0
+
+    def upsert(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == 3:
+            for f in self.folder.iterdir():
+                f.unlink()
+            self.folder.rmdir()
+        return self.store.upsert(*args, **kwargs)
+
+
+@pytest.mark.parametrize("writers", [1, 2, 4])
+def test_a_failure_inside_a_writer_thread_stops_the_run_without_hanging(tmp_path, writers):
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        db.create_collection("bulk", sparse_dim=DIM)
+        start = time.monotonic()
+        with pytest.raises(CheckpointError, match="cannot write the checkpoint"):
+            bulk_index(RemovesCheckpointDir(db, folder), "bulk", records(800), vectors_for, batch_size=16,
+                       checkpoint=folder / "run.ckpt", writers=writers, progress=False)  # fmt: skip
+        assert time.monotonic() - start < 60
+
+        def broken_encoder(texts: list[str]) -> SparseBatch:
+            if texts[0] == "64":
+                raise ValueError("encoder failed on batch 4")
+            return vectors_for(texts)
+
+        with pytest.raises(ValueError, match="batch 4"):
+            bulk_index(db, "bulk", records(800), broken_encoder, batch_size=16, writers=writers, progress=False)
+
+
+def test_a_corrupt_checkpoint_is_a_message(tmp_path):
+    checkpoint = tmp_path / "run.ckpt"
+    checkpoint.write_text('{"run": {"collection": "bulk"}, "done_below": ')
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        db.create_collection("bulk", sparse_dim=DIM)
+        with pytest.raises(CheckpointError, match=r"run\.ckpt is unreadable.*delete it"):
+            bulk_index(db, "bulk", records(10), vectors_for, checkpoint=checkpoint, progress=False)
+
+
+# ------------------------------------------------------------------------- 4. collection names stay inside
+BAD_NAMES = ["../victim/docs", "", ".", "..", "a/b", "a\\b", "with space", "nul\x00", "x" * 200, "-lead", None, 7]
+
+
+def test_collection_names_are_validated_on_every_operation(store):
+    store.create_collection("ok", sparse_dim=16)
+    for name in BAD_NAMES:
+        for call in (
+            lambda n: store.create_collection(n, sparse_dim=16),
+            lambda n: store.drop_collection(n),
+            lambda n: store.collection_info(n),
+            lambda n: store.count(n),
+            lambda n: store.search(n, _one_hot(1)),
+            lambda n: store.upsert(n, ["a"], sparse=_one_hot(1)),
+            lambda n: store.delete(n, ["a"]),
+        ):
+            with pytest.raises(ValueError, match="invalid collection name"):
+                call(name)
+    assert store.list_collections() == ["ok"]
+
+
+def test_qdrant_edge_names_cannot_reach_another_store(tmp_path):
+    with open_store("qdrant-edge", str(tmp_path / "victim")) as victim:
+        victim.create_collection("docs", sparse_dim=16)
+        victim.upsert("docs", ["secret"], sparse=_one_hot(1))
+    with open_store("qdrant-edge", str(tmp_path / "attacker")) as attacker:
+        for call in (
+            lambda: attacker.search("../victim/docs", _one_hot(1)),
+            lambda: attacker.drop_collection("../victim/docs"),
+            lambda: attacker.drop_collection(""),
+        ):
+            with pytest.raises(ValueError, match="invalid collection name"):
+                call()
+    assert (tmp_path / "attacker").is_dir()
+    with open_store("qdrant-edge", str(tmp_path / "victim")) as victim:
+        assert victim.count("docs") == 1
+
+
+def test_engine_specific_names_are_refused_with_the_engine_rule(tmp_path):
+    with open_store("milvus", str(tmp_path / "m.db")) as db:
+        with pytest.raises(ValueError, match="Milvus allows no '-'"):
+            db.create_collection("sparse-k8", sparse_dim=16)
+    es = [n for n in ENGINES if n.startswith("elasticsearch")][0]
+    db = open_engine(es, tmp_path)
+    with pytest.raises(ValueError, match="lower-case"):
+        db.create_collection("Docs", sparse_dim=16)
+    db.close()
+
+
+# -------------------------------------------------------------------------- 5. filter values, all engines
+@pytest.mark.parametrize(
+    "value",
+    ["café", "日本語", "it's", 'say "hi"', "C:\\new", "tab\there", "\x01ctl", "emoji 😀", "\\u00e9", "\u2028"],
+)
+def test_string_filters_match_exactly_on_every_engine(store, value):
+    store.create_collection("f", sparse_dim=16)
+    store.upsert("f", ["hit", "miss"], sparse=_one_hot(2), payloads=[{"t": value}, {"t": value + "x"}])
+    assert [h.id for h in store.search("f", _one_hot(2)[0:1], filter={"t": value}, limit=5)[0]] == ["hit"]
+    assert store.count("f", filter={"t": [value, "other"]}) == 1
+
+
+def test_numpy_and_non_finite_filter_values(store):
+    store.create_collection("f", sparse_dim=16)
+    store.upsert("f", ["a", "b"], sparse=_one_hot(2), payloads=[{"x": 1.5, "n": 3}, {"x": 2.5, "n": 4}])
+    assert store.count("f", filter={"x": np.float64(1.5)}) == 1
+    assert store.count("f", filter={"n": np.int64(4)}) == 1
+    assert store.count("f", filter={"x": Range(gte=np.float32(2.0))}) == 1
+    for bad in (float("inf"), float("-inf"), float("nan"), Range(lt=float("inf")), 2**64, [], {"a": 1}):
+        with pytest.raises(ValueError, match="filter on 'x'"):
+            store.count("f", filter={"x": bad})
+
+
+def test_milvus_refuses_a_line_break_it_cannot_express(tmp_path):
+    with open_store("milvus", str(tmp_path / "m.db")) as db:
+        db.create_collection("f", sparse_dim=16)
+        db.upsert("f", ["a"], sparse=_one_hot(1), payloads=[{"t": "two\nlines"}])
+        with pytest.raises(UnsupportedError, match="line break"):
+            db.count("f", filter={"t": "two\nlines"})
+
+
+# --------------------------------------------------------------------- 6. credentials never printed
+def test_redact_removes_url_credentials_and_keys():
+    assert redact("http://elastic:s3cret@host:9200/x") == "http://***@host:9200/x"
+    assert redact("see https://u:p@a.b and https://c.d?api_key=abc&x=1") == (
+        "see https://***@a.b and https://c.d?api_key=***&x=1"
+    )
+    assert "s3cret" not in redact("failed: token=s3cret")
+
+
+def test_cli_never_prints_credentials(tmp_path, head_dir, monkeypatch):
+    (tmp_path / "d.jsonl").write_text(json.dumps({"id": "1", "text": "hello world"}) + "\n")
+    for store_url in ("http://elastic:s3cret@127.0.0.1:9/", "http://127.0.0.1:9/?api_key=s3cret"):
+        result = runner.invoke(
+            app,
+            ["index", "--input", str(tmp_path / "d.jsonl"), "--head", str(head_dir), "--engine", "elasticsearch",
+             "--store", store_url, "--collection", "c", "--api-key", "s3cret2"],  # fmt: skip
+        )
+        assert result.exit_code == 2, result.output
+        assert "s3cret" not in result.output and "***" in result.output
+
+
+def test_credentials_come_from_the_environment(monkeypatch):
+    from tests.es_fake import FakeElasticsearch
+
+    monkeypatch.setenv("CSRV2_ES_API_KEY", "from-env")
+    with FakeElasticsearch() as fake, open_store("elasticsearch", fake.url) as db:
+        assert db.client._headers.get("authorization") == "ApiKey from-env"
+    monkeypatch.delenv("CSRV2_ES_API_KEY")
+    with FakeElasticsearch() as fake, open_store("elasticsearch", fake.url, api_key="given") as db:
+        assert db.client._headers.get("authorization") == "ApiKey given"
+
+
+# ----------------------------------------------------------------------------- 7. records are not coerced
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"id": "1", "text": null}'], r":1: 'text' must be a string \(NoneType None\)"),
+        (['{"id": "1", "text": 42}'], r":1: 'text' must be a string \(int 42\)"),
+        (['{"id": "1", "text": ["a"]}'], r":1: 'text' must be a string"),
+        (['{"id": "1", "text": "ok"}', '{"text": "no id"}'], r":2: 'id' must be a string or an integer \(missing\)"),
+        (['{"id": null, "text": "x"}'], r":1: 'id' must be .*NoneType"),
+        (['{"id": true, "text": "x"}'], r":1: 'id' must be .*bool"),
+        (['{"id": 1, "text": "x"}', '{"id": "1", "text": "y"}'], r":2: id '1' is a str but line 1's id is a int"),
+        (['{"id": "1", "text": "ok"}', '{"id": "2", "text": "ok"'], r":2: not valid JSON"),
+        (['{"id": "1", "text": "ok"}', "", '"just a string"'], r":3: expected an object"),
+        (['{"id": "1", "text": "\\ud800"}'], r":1: 'text' holds a lone surrogate"),
+        (['{"id": "1", "text": "   "}'], r":1: 'text' is empty"),
+    ],
+)
+def test_bad_records_name_file_and_line(tmp_path, lines, message):
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InvalidRecordError, match=f"in.jsonl{message}"):
+        read_records(path)
+
+
+def test_index_refuses_colliding_ids_and_writes_nothing(tmp_path, head_dir):
+    path = tmp_path / "in.jsonl"
+    rows = [{"id": i, "text": f"text {i}"} for i in range(10)] + [{"id": "1", "text": "collides with 1"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = runner.invoke(
+        app, ["index", "--input", str(path), "--head", str(head_dir), "--store", str(tmp_path / "db"),
+              "--collection", "c"],  # fmt: skip
+    )
+    assert result.exit_code == 2 and "in.jsonl:11:" in result.output and "Traceback" not in result.output
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        assert "c" not in db.list_collections() or db.count("c") == 0
+
+
+# ----------------------------------------------------------------------- 8. SparseBatch checks before cast
+def test_sparse_batch_validates_before_the_int32_and_float32_cast():
+    for indices, values in (([[2**32 + 5]], [[1.0]]), ([[2**31]], [[1.0]]), ([[-1]], [[1.0]])):
+        with pytest.raises(InvalidSparseBatchError, match="outside"):
+            SparseBatch(np.array(indices, dtype=np.int64), np.array(values), 10)
+    with pytest.raises(InvalidSparseBatchError, match="beyond float32"):
+        SparseBatch(np.array([[1]]), np.array([[1e39]]), 10)
+    with pytest.raises(InvalidSparseBatchError, match="NaN"):
+        SparseBatch.from_dense(np.array([[np.nan, 1.0, 0.0]]))
+    with pytest.raises(InvalidSparseBatchError, match="dim must be an integer"):
+        SparseBatch(np.array([[1]]), np.array([[1.0]]), 2.5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidSparseBatchError, match="row 0"):
+        SparseBatch.from_rows([([2**70], [1.0])], 10)
+
+
+# ------------------------------------------------------------------------- 9. CLI filter values are typed
+def test_cli_filter_values_parse_numbers_and_booleans():
+    assert filter_value("2020") == 2020 and filter_value("-3") == -3
+    assert filter_value("1.5") == 1.5 and filter_value("1e3") == 1000.0
+    assert filter_value("true") is True and filter_value("false") is False
+    assert filter_value('"2020"') == "2020" and filter_value("café") == "café" and filter_value("") == ""
+    assert filter_value("inf") == "inf"  # not a number here: a string
+
+
+def test_cli_search_filters_an_integer_field(tmp_path, head_dir):
+    path = tmp_path / "in.jsonl"
+    rows = [{"id": "a", "text": "old cancer study", "year": 2019}, {"id": "b", "text": "new cancer study", "year": 2020},
+            {"id": "c", "text": "string year study", "year": "2020"}]  # fmt: skip
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    store = str(tmp_path / "db")
+    args = ["--head", str(head_dir), "--store", store, "--collection", "c"]
+    assert runner.invoke(app, ["index", "--input", str(path), *args]).exit_code == 0
+    as_int = runner.invoke(app, ["search", "new cancer study", *args, "--filter", "year=2020"])
+    as_str = runner.invoke(app, ["search", "string year study", *args, "--filter", 'year="2020"'])
+    assert [json.loads(line)["id"] for line in as_int.stdout.splitlines()] == ["b"]
+    assert [json.loads(line)["id"] for line in as_str.stdout.splitlines()] == ["c"]
+
+
+# ------------------------------------------------------------------- 10. caches and stores the run owns
+def test_llm_cache_is_keyed_by_endpoint(tmp_path):
+    from csrv2_vdb.llm import ChatClient, LLMSettings
+    from tests.openai_fake import FakeOpenAI
+
+    prompt = [{"role": "user", "content": "Answer the question using only the passages.\n\n[1] Fact one. More."}]
+    with FakeOpenAI() as first, FakeOpenAI() as second:
+        a = ChatClient(LLMSettings(base_url=first.url, model="same-name"), tmp_path)
+        b = ChatClient(LLMSettings(base_url=second.url, model="same-name"), tmp_path)
+        a.chat(prompt)
+        b.chat(prompt)
+        assert (first.requests, second.requests) == (1, 1)
+        a.close()
+        b.close()
+
+
+def test_graphrag_never_drops_a_collection_it_did_not_create(data_slice, tmp_path):  # noqa: F811
+    from csrv2_vdb.graphrag import run_graphrag
+
+    location = str(tmp_path / "users-store")
+    with open_store("qdrant-edge", location) as db:
+        db.create_collection("graphrag_mrl_8", dense_dim=8)
+        db.upsert("graphrag_mrl_8", ["precious"], dense=np.eye(8, dtype=np.float32)[:1])
+    with pytest.raises(CollectionExistsError, match="did not create it"):
+        run_graphrag(data_slice, tmp_path / "run", tmp_path / "cache", ["mrl:8"], location=location, per_type=1)
+    with open_store("qdrant-edge", location) as db:
+        assert db.count("graphrag_mrl_8") == 1
+
+
+# ---------------------------------------------------------------------------------- low: clear errors
+def test_corrupt_heads_name_the_file(tmp_path, head_dir):
+    import shutil
+
+    cut = tmp_path / "cut"
+    shutil.copytree(head_dir, cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(HeadLoadError, match=r"cut/model.safetensors is not a readable safetensors file"):
+        SparseHead.load(cut)
+    wrong = tmp_path / "wrong"
+    shutil.copytree(head_dir, wrong)
+    (wrong / "config.json").write_text(json.dumps({"dims": 384}))
+    with pytest.raises(HeadLoadError, match=r"wrong/config.json is not a head config"):
+        SparseHead.load(wrong)
+    shape = tmp_path / "shape"
+    shutil.copytree(head_dir, shape)
+    (shape / "config.json").write_text(json.dumps({"input_dim": 384, "hidden_dim": 512, "k": 8}))
+    with pytest.raises(HeadLoadError, match="should have shape"):
+        SparseHead.load(shape)
+    result = runner.invoke(app, ["search", "q", "--head", str(cut), "--store", str(tmp_path / "db"),
+                                 "--collection", "c"])  # fmt: skip
+    assert result.exit_code == 2 and "model.safetensors" in result.output and "Traceback" not in result.output
+
+
+def test_a_second_process_on_a_milvus_lite_file_gets_a_clear_error(tmp_path):
+    db_file = str(tmp_path / "m.db")
+    with open_store("milvus", db_file):
+        code = (
+            "import sys\nfrom csrv2_vdb.adapters import open_store\nfrom csrv2_vdb.errors import StoreLockedError\n"
+            f"try:\n    open_store('milvus', {db_file!r})\nexcept StoreLockedError as e:\n    print('LOCKED', e)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "LOCKED" in out.stdout and "another process" in out.stdout, out.stdout + out.stderr
+    assert StoreLockedError.__mro__  # the type the message comes with
+
+
+def test_k_texts_and_kinds_are_checked(head_dir, backbone):
+    from csrv2_vdb.encoder import CSRv2Encoder
+
+    enc = CSRv2Encoder(backbone, SparseHead.load(head_dir))
+    for k in (0, -1, 2.5, True, 10**9):
+        with pytest.raises(InvalidKError):
+            enc.encode_documents(["a text"], k=k)  # type: ignore[arg-type]
+    with pytest.raises(InvalidKError):
+        CSRv2Encoder(backbone, SparseHead.load(head_dir), k=0)
+    with pytest.raises(InvalidTextError, match="wrap it in a list"):
+        enc.encode_documents("abc")  # type: ignore[arg-type]
+    with pytest.raises(InvalidTextError, match="lone surrogate"):
+        enc.encode_documents(["ok", "bad \ud800"])
+    with pytest.raises(EmptyTextError):
+        enc.encode_queries(["", "x"])
+    with pytest.raises(ValueError, match="kind must be"):
+        backbone.embed(["x"], "qeury")  # type: ignore[arg-type]
+    assert len(enc.encode_documents(["abc"])) == 1
+
+
+def test_cli_refuses_an_unknown_kind(tmp_path, head_dir):
+    (tmp_path / "t.txt").write_text("hello\n")
+    result = runner.invoke(app, ["encode", "--input", str(tmp_path / "t.txt"), "--head", str(head_dir),
+                                 "--output", str(tmp_path / "o.jsonl"), "--kind", "qeury"])  # fmt: skip
+    assert result.exit_code == 2 and "--kind must be" in result.output
+
+
+def test_store_arguments_are_checked_on_every_engine(store):
+    with pytest.raises(ValueError, match="sparse_dim must be a positive integer"):
+        store.create_collection("d0", sparse_dim=0)
+    with pytest.raises(ValueError, match="dense_dim must be a positive integer"):
+        store.create_collection("d1", dense_dim=-4)
+    store.create_collection("h", sparse_dim=16, dense_dim=4)
+    store.upsert("h", ["a"], sparse=_one_hot(1), dense=np.eye(4, dtype=np.float32)[:1])
+    for limit in (0, -1, 10**12, 2.0, True):
+        with pytest.raises(ValueError, match="limit must be"):
+            store.search("h", _one_hot(1), limit=limit)
+    dense = np.eye(4, dtype=np.float32)[:1]
+    for fusion in ("RRF", "typo", "max"):
+        with pytest.raises(UnsupportedError, match=f"not '{fusion}'"):
+            store.hybrid_search("h", _one_hot(1), dense, fusion=fusion)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="limit must be"):
+        store.hybrid_search("h", _one_hot(1), dense, limit=-5)
+
+
+# ------------------------------------------------------------------------- property-based: SparseBatch
+rows_strategy = st.integers(1, 6).flatmap(
+    lambda dim_exp: st.lists(
+        st.dictionaries(
+            st.integers(0, 2**dim_exp - 1), st.floats(-1e6, 1e6, allow_nan=False, width=32).filter(bool), max_size=5
+        ),
+        min_size=1,
+        max_size=6,
+    ).map(lambda rows: (rows, 2**dim_exp))
+)
+
+
+@given(rows_strategy)
+@settings(max_examples=200, deadline=None)
+def test_sparse_batch_conversions_round_trip(case):
+    rows, dim = case
+    batch = SparseBatch.from_dicts(rows, dim)
+    expected = [{i: np.float32(v) for i, v in r.items()} for r in rows]
+    assert [dict(d) for d in batch.to_dicts()] == expected
+    assert [dict(d) for d in SparseBatch.from_scipy(batch.to_scipy()).to_dicts()] == expected
+    assert [dict(d) for d in SparseBatch.from_dense(batch.to_dense()).to_dicts()] == expected
+    assert [dict(d) for d in SparseBatch.from_torch(batch.to_torch()).to_dicts()] == expected
+    maps = batch.to_feature_maps()
+    assert [{int(k): v for k, v in m.items()} for m in maps] == expected
+    dense = batch.to_dense()
+    np.testing.assert_allclose(batch.dot(batch), dense @ dense.T, rtol=1e-5, atol=1e-3)
+    top = batch.top(2)  # the two largest active values of each row, negative ones included
+    for full, kept in zip(expected, top.to_dicts(), strict=True):
+        largest = sorted(full.values(), reverse=True)[:2]
+        assert set(kept.items()) <= set(full.items()) and sorted(kept.values(), reverse=True) == largest
+
+
+@given(
+    st.lists(st.integers(-(2**63), 2**64 - 1), min_size=1, max_size=4),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=4, max_size=4),
+    st.integers(1, 2**31 - 1),
+)
+@settings(max_examples=300, deadline=None)
+def test_sparse_batch_never_changes_a_value_silently(indices, values, dim):
+    if max(indices) >= 2**63 and min(indices) < 0:
+        indices = [i for i in indices if i >= 0] or [0]
+    idx = np.array([indices], dtype=np.uint64 if max(indices) >= 2**63 else np.int64)
+    val = np.array([values[: len(indices)]], dtype=np.float64)
+    try:
+        batch = SparseBatch(idx, val, dim)
+    except InvalidSparseBatchError:
+        return
+    for i, v, got_i, got_v in zip(idx[0], val[0], batch.indices[0], batch.values[0], strict=True):
+        if v != 0:
+            assert int(got_i) == int(i) and np.isfinite(got_v) and got_v == np.float32(v)
+
+
+# ------------------------------------------------------------- property-based: filters on every engine
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+_int = st.integers(-(2**53), 2**53)
+_f32 = st.floats(-1e6, 1e6, allow_nan=False, width=32)
+
+
+@st.composite
+def filter_case(draw):
+    docs = draw(st.lists(st.fixed_dictionaries({"s": _text, "i": _int, "f": _f32}), min_size=1, max_size=4))
+    field = draw(st.sampled_from(["s", "i", "f"]))
+    pool = [d[field] for d in docs]
+    fresh = {"s": _text, "i": _int, "f": _f32}[field]
+    value = draw(st.one_of(st.sampled_from(pool), fresh))
+    # Engines match lists of strings or integers (not floats), and ranges of numbers.
+    shape = draw(st.sampled_from({"s": ["eq", "any"], "i": ["eq", "any", "range"], "f": ["eq", "range"]}[field]))
+    if shape == "any":
+        condition = [value, *draw(st.lists(st.one_of(st.sampled_from(pool), fresh), max_size=2))]
+    elif shape == "range":
+        other = draw(st.one_of(st.sampled_from(pool), fresh))
+        low, high = sorted([value, other])
+        condition = Range(gte=low, lt=high) if draw(st.booleans()) else Range(gt=low, lte=high)
+    else:
+        condition = value
+    return docs, field, condition
+
+
+def brute_force(doc: dict, field: str, condition) -> bool:
+    value = doc[field]
+    if isinstance(condition, Range):
+        return all(
+            bound is None or op(value, bound)
+            for bound, op in (
+                (condition.gte, lambda a, b: a >= b),
+                (condition.gt, lambda a, b: a > b),
+                (condition.lte, lambda a, b: a <= b),
+                (condition.lt, lambda a, b: a < b),
+            )
+        )
+    if isinstance(condition, list):
+        return any(value == c and type(value) is type(c) for c in condition)
+    return value == condition
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+def test_filters_agree_with_python_on_arbitrary_values(engine, tmp_path):
+    db = open_engine(engine, tmp_path)
+    db.create_collection("p", sparse_dim=4)
+    counter = iter(range(10**6))
+
+    @given(filter_case())
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def check(case):
+        docs, field, condition = case
+        example = next(counter)
+        ids = [f"{example}-{i}" for i in range(len(docs))]
+        db.upsert("p", ids, sparse=SparseBatch(np.zeros((len(docs), 1), int), np.ones((len(docs), 1)), 4),
+                  payloads=[{**d, "ex": example} for d in docs])  # fmt: skip
+        flt = {"ex": example, field: condition}
+        values = condition if isinstance(condition, list) else [condition]
+        if engine.startswith("milvus") and any(isinstance(v, str) and ("\n" in v or "\r" in v) for v in values):
+            with pytest.raises(UnsupportedError, match="line break"):
+                db.count("p", filter=flt)
+            return
+        expected = {i for i, d in zip(ids, docs, strict=True) if brute_force(d, field, condition)}
+        query = SparseBatch(np.zeros((1, 1), int), np.ones((1, 1)), 4)
+        got = {h.id for h in db.search("p", query, limit=10, filter=flt)[0]}
+        assert got == expected, (docs, field, condition)
+        assert db.count("p", filter=flt) == len(expected)
+
+    try:
+        check()
+    finally:
+        db.drop_collection("p")
+        db.close()
