@@ -549,3 +549,7 @@ def bench_encoder(
     text = markdown(rows, settings, _command_line())
     (out / "encoder.md").write_text(text)
     Console().print(text)
+
+
+if __name__ == "__main__":
+    app()

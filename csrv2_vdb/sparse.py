@@ -234,7 +234,7 @@ def _check_values(values: np.ndarray) -> None:
     if bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])
         raise InvalidSparseBatchError(
-            f"row {row} holds the value {float(values[row, col])!r}, which is NaN, infinite or beyond float32; "
+            f"row {row} holds a NaN or infinite value ({float(values[row, col])!r}, or beyond float32's range); "
             "check the dense input for NaN before encoding"
         )
 

@@ -47,7 +47,8 @@ def main() -> None:
     with open_store(engine, location) as store:
         store.create_collection("bulk", sparse_dim=DIM, exist_ok=True)
         report = bulk_index(
-            store, "bulk", records(n), encode, batch_size=BATCH, checkpoint=Path(checkpoint), run={"engine": engine, "store": location},
+            store, "bulk", records(n), encode, batch_size=BATCH, checkpoint=Path(checkpoint),
+            run={"engine": engine, "store": location},
             writers=2, progress=False,
         )  # fmt: skip
     print(f"written={report.rows_written} skipped_batches={report.batches_skipped}")

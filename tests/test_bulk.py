@@ -146,3 +146,69 @@ def test_repeated_ids_in_a_batch_keep_the_last_record_and_dense_works(tmp_path):
         hit = store.search("d", encode(["3"]), limit=1)[0][0]
         assert (hit.id, hit.payload["v"]) == ("x", 3)
     assert isinstance(vectors_for(["1"]), SparseBatch)
+
+
+def _cli_index(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "csrv2_vdb.cli", "index", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _stop_after(proc: subprocess.Popen, checkpoint: Path, batches: int, sig: int) -> tuple[str, str]:
+    """Send `sig` once the run has committed more than `batches` batches; the run's output."""
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if checkpoint.exists() and json.loads(checkpoint.read_text())["done_below"] > batches:
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    return proc.communicate(timeout=120)
+
+
+def test_cli_interrupt_kill_and_resume_elsewhere(tmp_path, head_dir):
+    """Ctrl-C says how to resume; after a SIGKILL, a re-run against another store, k or head is refused
+    (exit 2, naming the field, nothing written there); the same command then completes the index in full."""
+    import torch
+
+    from csrv2_vdb.head import SparseHead
+
+    n = 1500
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps({"id": f"d{i}", "text": f"document {i} about topic {i % 37}"}) + "\n"
+                            for i in range(n)))  # fmt: skip
+    torch.manual_seed(1)
+    other_head = SparseHead(384, 1536, k=8).save(tmp_path / "other-head")
+    store = tmp_path / "db"
+    checkpoint = tmp_path / "run.ckpt"
+    base = ["--input", str(data), "--collection", "c", "--batch-size", "8", "--checkpoint", str(checkpoint)]
+    same = [*base, "--head", str(head_dir), "--store", str(store)]
+
+    _, err = _stop_after(_cli_index(same), checkpoint, 2, signal.SIGINT)
+    assert "re-run the same command to resume" in err and str(checkpoint) in err, err
+    killed = _cli_index(same)
+    _stop_after(killed, checkpoint, 6, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    for other, field in (
+        ([*base, "--head", str(head_dir), "--store", str(tmp_path / "other-db")], "store"),
+        ([*same, "--k", "4"], "k"),
+        ([*base, "--head", str(other_head), "--store", str(store)], "encoder"),
+    ):
+        refused = subprocess.run([sys.executable, "-m", "csrv2_vdb.cli", "index", *other], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert refused.returncode == 2, refused.stderr
+        assert f"belongs to another run: {field} was" in refused.stderr and "documents in" not in refused.stderr
+    with open_store("qdrant-edge", str(tmp_path / "other-db")) as db:
+        assert db.count("c") == 0
+    done = subprocess.run([sys.executable, "-m", "csrv2_vdb.cli", "index", *same], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"resuming from checkpoint {checkpoint}" in done.stderr and f"c: {n} documents" in done.stderr
+    assert not checkpoint.exists()
+    with open_store("qdrant-edge", str(store)) as db:
+        assert db.count("c") == n
