@@ -52,6 +52,7 @@ _RESERVED = {SPARSE, DENSE}
 MIN_NORMAL = float(np.finfo(np.float32).tiny)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransportConnectionError, ConnectionTimeout, ConnectionError)
 Mode = Literal["auto", "sparse_vector", "rank_features"]
+MAX_ID_BYTES = 512  # Elasticsearch's limit on a document _id
 # Index names are lower case and may not start with '_' or '-'.
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,127}")
 _NAME_RULE = "1-128 lower-case letters, digits, '_' or '-', starting with a letter or digit (Elasticsearch)"
@@ -167,6 +168,12 @@ class ElasticsearchStore:
         payloads: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         sparse, dense, rows = check_upsert(self.collection_info(name), ids, sparse, dense, payloads)
+        for row in rows:
+            if len(row[ID_FIELD].encode("utf-8")) > MAX_ID_BYTES:
+                raise UnsupportedError(
+                    f"document id {row[ID_FIELD][:40]!r}... is longer than Elasticsearch's {MAX_ID_BYTES}-byte _id "
+                    "limit; shorten it (e.g. a hash of it) before indexing"
+                )
         features = _positive_features(sparse) if sparse is not None else None
         actions = []
         for i, row in enumerate(rows):

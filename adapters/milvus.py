@@ -62,6 +62,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutErr
 _TRANSIENT_GRPC = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 _RATE_LIMIT = 8  # Milvus's ErrorCode.RATE_LIMIT
 _EXACT = {"drop_ratio_search": 0.0}
+_PK_SCHEME = "uuid5"  # recorded in the collection description: pk = point_id(document id)
 # Milvus collection names: a letter or '_' first, then letters, digits and '_' (no '-').
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _NAME_RULE = "1-128 letters, digits or '_', starting with a letter or '_' (Milvus allows no '-')"
@@ -134,7 +135,9 @@ class MilvusStore:
         if self.client.has_collection(name):
             return reuse_existing(self.collection_info(name), info, exist_ok)
         schema = self.client.create_schema(
-            auto_id=False, enable_dynamic_field=True, description=json.dumps({"sparse_dim": sparse_dim})
+            auto_id=False,
+            enable_dynamic_field=True,
+            description=json.dumps({"sparse_dim": sparse_dim, "pk": _PK_SCHEME}),
         )
         schema.add_field(PK, DataType.VARCHAR, is_primary=True, max_length=36)  # a UUID string
         index = self.client.prepare_index_params()
@@ -166,7 +169,13 @@ class MilvusStore:
         described = self.client.describe_collection(name)
         fields = {f["name"]: f for f in described["fields"]}
         dense = fields.get(DENSE)
-        sparse_dim = json.loads(described.get("description") or "{}").get("sparse_dim")
+        meta = json.loads(described.get("description") or "{}")
+        if meta.get("pk") != _PK_SCHEME:
+            raise EngineError(
+                f"collection {name!r} was not created by this adapter version (its primary keys are not UUIDs of "
+                "document ids); writing to it would duplicate documents. Re-index into a new collection"
+            )
+        sparse_dim = meta.get("sparse_dim")
         return CollectionInfo(name, sparse_dim, int(dense["params"]["dim"]) if dense else None)
 
     # ------------------------------------------------------------------ data

@@ -71,6 +71,8 @@ class FakeElasticsearch:
     def index_doc(self, index: str, doc_id: str, source: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
         if index not in self.indices:
             return 404, _error("index_not_found_exception", f"no such index [{index}]")
+        if len(doc_id.encode("utf-8")) > 512:
+            return 400, _error("illegal_argument_exception", "id is too long, must be no longer than 512 bytes")
         props = self.indices[index]["mappings"].get("properties", {})
         stored = dict(source)
         for field, spec in props.items():

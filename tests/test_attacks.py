@@ -47,7 +47,7 @@ from tests.test_evaluation import data_slice  # noqa: F401  (the fixture)
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
-HOSTILE_IDS = ["x'] or pk not in ['", "O'Brien-2", "C:\\new", 'say "hi"', "ünï©ødé-日本", "tab\there", "a" * 600]
+HOSTILE_IDS = ["x'] or pk not in ['", "O'Brien-2", "C:\\new", 'say "hi"', "ünï©ødé-日本", "tab\there", "a" * 500]
 
 
 @pytest.fixture(params=sorted(ENGINES))
@@ -73,10 +73,22 @@ def test_hostile_ids_are_stored_found_and_deleted_one_by_one(store):
     assert set(HOSTILE_IDS[:1]) <= found  # ids come back exactly as given
     store.delete("c", [HOSTILE_IDS[0]])  # the injection string deletes only the document it names
     assert store.count("c") == len(HOSTILE_IDS) + 2
-    store.delete("c", HOSTILE_IDS[1:])  # quotes, backslashes, unicode, 600 characters
+    store.delete("c", HOSTILE_IDS[1:])  # quotes, backslashes, unicode, 500 characters
     assert store.count("c") == 3
     remaining = {h.id for row in store.search("c", _one_hot(16), limit=10) for h in row}
     assert remaining == set(victims)
+
+
+def test_ids_beyond_512_bytes_are_refused_by_elasticsearch_and_kept_elsewhere(store):
+    store.create_collection("c", sparse_dim=16)
+    long_id = "é" * 300  # 600 bytes of UTF-8
+    if type(store).__name__ == "ElasticsearchStore":
+        with pytest.raises(UnsupportedError, match="512-byte _id limit"):
+            store.upsert("c", [long_id], sparse=_one_hot(1))
+        assert store.count("c") == 0
+    else:
+        store.upsert("c", [long_id], sparse=_one_hot(1))
+        assert store.search("c", _one_hot(1))[0][0].id == long_id
 
 
 def test_milvus_errors_are_classified_not_all_retried(tmp_path):
