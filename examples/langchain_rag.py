@@ -25,7 +25,7 @@ from standin_llm import extractive_answer
 
 from csrv2_vdb import Backbone, CSRv2Encoder
 from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
-from csrv2_vdb.data import chunk_words, find_data_dir, load_corpus
+from csrv2_vdb.benchmarks.datasets import chunk_words, find_data_dir, load_corpus
 from csrv2_vdb.head import pretrained_head
 from csrv2_vdb.integrations.langchain import CSRv2Retriever
 

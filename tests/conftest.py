@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from csrv2_vdb.data import find_data_dir
+from csrv2_vdb.benchmarks.datasets import find_data_dir
 from csrv2_vdb.sparse import SparseBatch
 
 

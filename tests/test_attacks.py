@@ -24,7 +24,6 @@ from csrv2_vdb.adapters import open_store
 from csrv2_vdb.bulk import bulk_index
 from csrv2_vdb.cli import app, filter_value
 from csrv2_vdb.credentials import redact
-from csrv2_vdb.data import read_records
 from csrv2_vdb.errors import (
     CheckpointError,
     CollectionExistsError,
@@ -39,6 +38,7 @@ from csrv2_vdb.errors import (
     UnsupportedError,
 )
 from csrv2_vdb.head import SparseHead
+from csrv2_vdb.records import read_records
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import Range
 from tests.bulk_worker import DIM, records, vectors_for
@@ -362,7 +362,7 @@ def test_cli_search_filters_an_integer_field(tmp_path, head_dir):
 
 # ------------------------------------------------------------------- 10. caches and stores the run owns
 def test_llm_cache_is_keyed_by_endpoint(tmp_path):
-    from csrv2_vdb.llm import ChatClient, LLMSettings
+    from csrv2_vdb.benchmarks.llm import ChatClient, LLMSettings
     from tests.openai_fake import FakeOpenAI
 
     prompt = [{"role": "user", "content": "Answer the question using only the passages.\n\n[1] Fact one. More."}]
@@ -377,7 +377,7 @@ def test_llm_cache_is_keyed_by_endpoint(tmp_path):
 
 
 def test_graphrag_never_drops_a_collection_it_did_not_create(data_slice, tmp_path):  # noqa: F811
-    from csrv2_vdb.graphrag import run_graphrag
+    from csrv2_vdb.benchmarks.graphrag import run_graphrag
 
     location = str(tmp_path / "users-store")
     with open_store("qdrant-edge", location) as db:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from csrv2_vdb.backbone import Backbone, cached_embed, default_model_path
+from csrv2_vdb.backbone import Backbone, default_model_path
+from csrv2_vdb.benchmarks.cache import cached_embed
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder, mrl_truncate
 from csrv2_vdb.errors import DimensionMismatchError, EmptyTextError, InvalidEmbeddingError, InvalidKError
 from csrv2_vdb.head import SparseHead

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from csrv2_vdb.bench.corpus import EmbeddingModel, even_codes, latent_usage
-from csrv2_vdb.bench.exact import ExactIndex, recall_at
+from csrv2_vdb.benchmarks.speed.corpus import EmbeddingModel, even_codes, latent_usage
+from csrv2_vdb.benchmarks.speed.exact import ExactIndex, recall_at
 from csrv2_vdb.cli import app
 from csrv2_vdb.sparse import SparseBatch
 from tests.conftest import random_sparse

@@ -7,9 +7,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from csrv2_vdb.benchmarks.datasets import Chunk, Question, answer_qrels
+from csrv2_vdb.benchmarks.metrics import (
+    classification_accuracy,
+    clustering_v_measure,
+    dead_latent_ratio,
+    retrieval_metrics,
+)
 from csrv2_vdb.cli import app
-from csrv2_vdb.data import Chunk, Question, answer_qrels
-from csrv2_vdb.evaluation import classification_accuracy, clustering_v_measure, dead_latent_ratio, retrieval_metrics
 from csrv2_vdb.sparse import SparseBatch
 
 

@@ -7,8 +7,8 @@ import csv
 import numpy as np
 import pytest
 
-from csrv2_vdb.graphrag import QUESTION_TYPES, _flags, embedding_attribution, run_graphrag, sentences
-from csrv2_vdb.llm import ChatClient, LLMSettings
+from csrv2_vdb.benchmarks.graphrag import QUESTION_TYPES, _flags, embedding_attribution, run_graphrag, sentences
+from csrv2_vdb.benchmarks.llm import ChatClient, LLMSettings
 from tests.openai_fake import FakeOpenAI
 from tests.test_evaluation import data_slice  # noqa: F401  (the fixture)
 

@@ -1,5 +1,6 @@
-"""The wheel installs everything under the single import root csrv2_vdb."""
+"""The wheel installs everything under the single import root csrv2_vdb; dependencies run one way."""
 
+import ast
 import subprocess
 import sys
 import zipfile
@@ -18,7 +19,7 @@ def test_wheel_has_one_import_root(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top_level == {"csrv2_vdb"}
-    for sub in ("adapters", "training", "integrations"):
+    for sub in ("adapters", "training", "integrations", "benchmarks", "benchmarks/speed"):
         assert f"csrv2_vdb/{sub}/__init__.py" in names
     assert "csrv2_vdb/adapters/qdrant_edge.py" in names and "csrv2_vdb/training/trainer.py" in names
     assert "csrv2_vdb/heads/minilm-medical-csrv2-k8/model.safetensors" in names
@@ -32,3 +33,32 @@ def test_core_import_loads_no_engine_client():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_the_library_never_imports_the_harnesses():
+    """Core, adapters, training and integrations import nothing from csrv2_vdb.benchmarks (any depth, lazy
+    imports included); only the CLI module mounts the harness commands."""
+    offenders = {}
+    for folder in ("csrv2_vdb", "adapters", "training", "integrations"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path == ROOT / "csrv2_vdb" / "cli.py":
+                continue
+            bad = sorted(m for m in _imported_modules(path) if m.startswith("csrv2_vdb.benchmarks"))
+            if bad:
+                offenders[str(path.relative_to(ROOT))] = bad
+    assert offenders == {}
+    mounted = _imported_modules(ROOT / "csrv2_vdb" / "cli.py")
+    assert {m for m in mounted if m.startswith("csrv2_vdb.benchmarks")} == {"csrv2_vdb.benchmarks.cli"}
+    # and the check can fail: a harness module does import the library
+    assert "csrv2_vdb.backbone" in _imported_modules(ROOT / "benchmarks" / "cache.py")

@@ -13,7 +13,6 @@ exactly where the interrupted one stopped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -194,26 +193,3 @@ def _save_checkpoint(
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
-
-
-def fingerprint(settings: object, *arrays: np.ndarray | None) -> str:
-    """A short hash of settings and the exact training arrays: the cache key of a trained artefact."""
-    digest = hashlib.sha256(repr(settings).encode())
-    for array in arrays:
-        if array is not None:
-            digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()[:12]
-
-
-def cached_head(
-    cache_dir: str | Path, name: str, embeddings: np.ndarray, config: HeadTrainConfig, labels: np.ndarray | None = None
-) -> SparseHead:
-    """The head trained on exactly these rows, labels and settings: loaded from `cache_dir/<name>-<hash>`, or
-    trained and saved there (with its config) when missing."""
-    directory = Path(cache_dir) / f"{name}-{fingerprint(config, embeddings, labels)}"
-    if (directory / "model.safetensors").exists():
-        return SparseHead.load(directory)
-    head = train_head(embeddings, config, labels).head
-    head.save(directory)
-    config.save(directory / "training-config.json")
-    return head

@@ -9,22 +9,23 @@ and chunks, never on the questions), one per k; the CSRv2 recipe proper lives in
 
 from __future__ import annotations
 
-import csv
-import re
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from csrv2_vdb.backbone import Backbone, cached_embed
-from csrv2_vdb.data import answer_token_recall, chunk_words, load_corpus, load_questions
+from csrv2_vdb.backbone import Backbone
+from csrv2_vdb.benchmarks.cache import cached_embed, cached_head
+from csrv2_vdb.benchmarks.datasets import answer_token_recall, chunk_words, load_corpus, load_questions
+from csrv2_vdb.benchmarks.reports import pyplot, write_csv
+from csrv2_vdb.benchmarks.tasks import corpus_sentences
 from csrv2_vdb.encoder import mrl_truncate
-from csrv2_vdb.training.trainer import HeadTrainConfig, cached_head
+from csrv2_vdb.training.trainer import HeadTrainConfig
 
 TOP = 5
 
@@ -36,12 +37,6 @@ class Row:
     recall_at_5: float
     bytes_per_vector: float
     median_latency_ms: float
-
-
-def corpus_sentences(text: str, min_words: int = 5) -> list[str]:
-    """Sentences of the corpus (training data for the head: unlabeled, no questions)."""
-    parts = re.split(r"(?<=[.!?])\s+", text)
-    return [p for p in parts if len(p.split()) >= min_words]
 
 
 def _timed_search(store, name: str, queries: Sequence, limit: int) -> tuple[list, float]:
@@ -132,16 +127,8 @@ def write_outputs(rows: list[Row], out_dir: Path, console: Console) -> None:
             f"{r.median_latency_ms:.3f}",
         )
     console.print(table)
-    with open(out_dir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    write_csv(rows, out_dir / "results.csv")
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for method, marker in (("sparse", "o"), ("MRL", "s"), ("dense", "*")):
         sel = [r for r in rows if r.method == method]

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import psutil
 
-from csrv2_vdb.bench.exact import ExactIndex
+from csrv2_vdb.benchmarks.speed.exact import ExactIndex
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import SparseStore
 

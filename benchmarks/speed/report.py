@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from csrv2_vdb.benchmarks.reports import pyplot
+
 # Published speed-ups the run is compared with (CSRv2 paper, 1M database; CSR paper at matched quality).
 PAPER = {"dense-16 / sparse-k2": 7.8, "dense-384 / sparse-k2": 306.0}
 # RSS growth below this is within allocator noise (released pages reused, lazy frees): shown as "–".
@@ -138,10 +140,7 @@ def markdown(report: dict[str, Any], command: str) -> str:
 def plot(report: dict[str, Any], path: Path, quality_csv: Path | None = None) -> None:
     """Left: p50 latency vs k (sparse) and dims (MRL) per target. Right: quality (from the reproduction
     results, medical nDCG@10) against p50 latency on the first target."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = 2 if quality_csv and quality_csv.exists() else 1
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.2), squeeze=False)
@@ -169,7 +168,7 @@ def plot(report: dict[str, Any], path: Path, quality_csv: Path | None = None) ->
 
 
 def _quality_panel(ax: Any, report: dict[str, Any], quality_csv: Path) -> None:
-    from csrv2_vdb.reproduction import read_results
+    from csrv2_vdb.benchmarks.reproduction import read_results
 
     first = next(iter(report["targets"]))
     configs = report["targets"][first]["configs"]

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.cluster import KMeans
 
-from csrv2_vdb.backbone import Backbone, cached_embed
-from csrv2_vdb.data import chunk_words, load_corpus
+from csrv2_vdb.backbone import Backbone
+from csrv2_vdb.benchmarks.cache import cached_embed
+from csrv2_vdb.benchmarks.datasets import chunk_words, load_corpus
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.sparse import SparseBatch
 

@@ -16,11 +16,10 @@ Questions that trained a head (the seeded train half of `answer_qrels`) are left
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -28,12 +27,20 @@ import numpy as np
 from rich.console import Console
 
 from csrv2_vdb.adapters import open_store
-from csrv2_vdb.backbone import Backbone, cached_embed
-from csrv2_vdb.data import Question, answer_qrels, answer_token_recall, chunk_words, load_corpus, load_questions
+from csrv2_vdb.backbone import Backbone
+from csrv2_vdb.benchmarks.cache import cached_embed
+from csrv2_vdb.benchmarks.datasets import (
+    Question,
+    answer_token_recall,
+    chunk_words,
+    load_corpus,
+    load_questions,
+)
+from csrv2_vdb.benchmarks.llm import ChatClient
+from csrv2_vdb.benchmarks.reports import pyplot, table, write_csv
+from csrv2_vdb.benchmarks.tasks import medical_split, medical_task, trained_head
 from csrv2_vdb.encoder import mrl_truncate
 from csrv2_vdb.errors import CollectionExistsError
-from csrv2_vdb.llm import ChatClient
-from csrv2_vdb.reproduction import medical_task, split_questions, trained_head
 from csrv2_vdb.store import SparseStore
 from csrv2_vdb.training.trainer import HeadTrainConfig
 
@@ -217,7 +224,7 @@ def run_graphrag(
     text = load_corpus(data_dir)
     questions = load_questions(data_dir)
     chunks = chunk_words(text, chunk_size, overlap, prefix="medical")
-    trained_on = set(split_questions(answer_qrels(questions, chunk_words(text, prefix="medical")), 0)[0])
+    trained_on = set(medical_split(data_dir).train_q)  # the questions the supervised heads saw
     picked: list[int] = []
     for qtype in QUESTION_TYPES:
         rows = [i for i, q in enumerate(questions) if q.question_type == qtype and i not in trained_on]
@@ -290,35 +297,24 @@ def run_graphrag(
 
 def write_scores(scores: list[Score], out_dir: Path) -> None:
     """scores.csv, scores.md (per metric: rows method and dims, columns question types) and scores.png."""
-    with open(out_dir / "scores.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(asdict(scores[0])))
-        writer.writeheader()
-        writer.writerows(asdict(s) for s in scores)
+    write_csv(scores, out_dir / "scores.csv")
     metrics = list(dict.fromkeys(s.metric for s in scores))
     rows = list(dict.fromkeys((s.method, s.dims) for s in scores))
     lines = []
     for metric in metrics:
-        lines += [
-            f"### {metric}",
-            "",
-            "| method | dims | " + " | ".join(QUESTION_TYPES) + " |",
-            "|---|---|" + "---|" * 4,
+        cells = {(s.method, s.dims, s.question_type): s.value for s in scores if s.metric == metric}
+        body = [
+            [
+                method,
+                dims,
+                *(f"{cells[method, dims, t]:.3f}" if (method, dims, t) in cells else "" for t in QUESTION_TYPES),
+            ]
+            for method, dims in rows
         ]
-        for method, dims in rows:
-            cells = {s.question_type: s.value for s in scores if (s.method, s.dims, s.metric) == (method, dims, metric)}
-            lines.append(
-                f"| {method} | {dims} | "
-                + " | ".join(f"{cells[t]:.3f}" if t in cells else "" for t in QUESTION_TYPES)
-                + " |"
-            )
-        lines.append("")
+        lines += [f"### {metric}", "", *table(["method", "dims", *QUESTION_TYPES], body), ""]
     (out_dir / "scores.md").write_text("\n".join(lines))
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         width = 0.8 / len(rows)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from csrv2_vdb.backbone import Backbone
-from csrv2_vdb.data import chunk_words, load_corpus
+from csrv2_vdb.benchmarks.datasets import chunk_words, load_corpus
 from csrv2_vdb.head import SparseHead, pretrained_head
 
 

@@ -1,6 +1,6 @@
 """Bulk indexing throughput per engine: rows/s for write-only and for encode-and-write, sparse vs dense.
 
-    python benchmarks/bulk_throughput.py [--rows 12000] [--encode-rows 256] [--out docs/bulk-throughput.json]
+    csrv2-vdb bench bulk [--rows 12000] [--encode-rows 256] [--out docs/bulk-throughput.json]
 
 Write-only rows are real MiniLM embeddings of the GraphRAG-Bench medical corpus (sentences and
 150-word chunks), coded by a sparse head (k = 8 and 32) or MRL-truncated (32 and 384 dims);
@@ -10,7 +10,6 @@ gets the same rows in the same run; each figure is the median of --repeats runs 
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -21,20 +20,20 @@ import torch
 
 from csrv2_vdb import Backbone, CSRv2Encoder, MRLEncoder, SparseHead, mrl_truncate
 from csrv2_vdb.adapters import open_store
-from csrv2_vdb.backbone import cached_embed
+from csrv2_vdb.benchmarks.cache import cached_embed
+from csrv2_vdb.benchmarks.datasets import chunk_words, load_corpus
+from csrv2_vdb.benchmarks.tasks import corpus_sentences
 from csrv2_vdb.bulk import bulk_index
-from csrv2_vdb.data import chunk_words, find_data_dir, load_corpus
-from csrv2_vdb.demo import corpus_sentences
 
-ENGINES = {"qdrant-edge": "edge", "qdrant-local": "qdrant-local", "milvus-lite": "milvus.db"}
-KIND = {"qdrant-edge": "qdrant-edge", "qdrant-local": "qdrant", "milvus-lite": "milvus"}
+# The embedded engines, by `open_store` name, and where each writes inside a run's folder.
+ENGINES = {"qdrant-edge": "edge", "qdrant": "qdrant-local", "milvus": "milvus.db"}
 
 
 def run(engine: str, root: Path, label: str, records: list[dict], encode, dims: dict, repeats: int) -> float:
     """Median rows/s of `repeats` bulk_index runs, each into a fresh store."""
     rates = []
     for r in range(repeats):
-        with open_store(KIND[engine], str(root / f"{label}-{r}" / ENGINES[engine])) as store:
+        with open_store(engine, str(root / f"{label}-{r}" / ENGINES[engine])) as store:
             store.create_collection("bench", **dims)
             report = bulk_index(store, "bench", records, encode, batch_size=256, progress=False)
             assert store.count("bench") == len(records)
@@ -42,20 +41,13 @@ def run(engine: str, root: Path, label: str, records: list[dict], encode, dims: 
     return statistics.median(rates)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=12000)
-    parser.add_argument("--encode-rows", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--data", type=Path, default=find_data_dir())
-    parser.add_argument("--cache", type=Path, default=Path(".cache/csrv2-vdb"))
-    parser.add_argument("--out", type=Path, default=Path("docs/bulk-throughput.json"))
-    args = parser.parse_args()
-
+def run_bulk_bench(data: Path, cache: Path, out: Path, rows: int = 12000, encode_rows: int = 256,
+                   repeats: int = 3) -> dict:  # fmt: skip
+    """Write-only and encode-and-write rows/s per embedded engine; writes and returns the JSON results."""
     backbone = Backbone()
-    text = load_corpus(args.data)
+    text = load_corpus(data)
     chunks = [c.text for c in chunk_words(text)]
-    embeddings = cached_embed(backbone, corpus_sentences(text) + chunks, "document", args.cache)[: args.rows]
+    embeddings = cached_embed(backbone, corpus_sentences(text) + chunks, "document", cache)[:rows]
     torch.manual_seed(0)
     head = SparseHead(backbone.dim, k=32).eval()  # untrained codes: write cost depends on k, not on training
     ids = [f"row-{i}" for i in range(len(embeddings))]
@@ -70,18 +62,16 @@ def main() -> None:
         return encode
 
     variants = [("sparse", 8), ("sparse", 32), ("dense", 32), ("dense", 384)]
-    results: dict = {"rows": len(records), "encode_rows": args.encode_rows, "write_only": {}, "encode_and_write": {}}
+    results: dict = {"rows": len(records), "encode_rows": encode_rows, "write_only": {}, "encode_and_write": {}}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for engine in ENGINES:
             for kind, size in variants:
                 dims = {"sparse_dim": head.hidden_dim} if kind == "sparse" else {"dense_dim": size}
-                rate = run(
-                    engine, root, f"w-{engine}-{kind}{size}", records, precomputed(kind, size), dims, args.repeats
-                )
+                rate = run(engine, root, f"w-{engine}-{kind}{size}", records, precomputed(kind, size), dims, repeats)
                 results["write_only"][f"{engine}/{kind}-{size}"] = rate
                 print(f"write-only       {engine:13s} {kind}-{size:<4d} {rate:9.0f} rows/s", flush=True)
-        chunk_records = [{"id": f"chunk-{i}", "text": t} for i, t in enumerate(chunks[: args.encode_rows])]
+        chunk_records = [{"id": f"chunk-{i}", "text": t} for i, t in enumerate(chunks[:encode_rows])]
         sparse_encoder = CSRv2Encoder(backbone, head, k=32)
         dense_encoder = MRLEncoder(backbone, 32)
         for engine in ENGINES:
@@ -92,10 +82,7 @@ def main() -> None:
                 rate = run(engine, root, f"e-{engine}-{kind}", chunk_records, encode, dims, 1)
                 results["encode_and_write"][f"{engine}/{kind}"] = rate
                 print(f"encode-and-write {engine:13s} {kind:9s} {rate:9.1f} rows/s", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out}; torch threads {torch.get_num_threads()}, numpy {np.__version__}")
-
-
-if __name__ == "__main__":
-    main()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}; torch threads {torch.get_num_threads()}, numpy {np.__version__}")
+    return results

@@ -20,11 +20,12 @@ import numpy as np
 from rich.console import Console
 from tqdm.auto import tqdm
 
-from csrv2_vdb.backbone import Backbone, cached_embed
-from csrv2_vdb.bench.corpus import EmbeddingModel, encode_chunked, even_codes, latent_usage, real_embeddings
-from csrv2_vdb.bench.exact import ExactIndex, recall_at
-from csrv2_vdb.bench.targets import Config, NumpyTarget, Target, Vectors, make_target, rss
-from csrv2_vdb.data import load_questions
+from csrv2_vdb.backbone import Backbone
+from csrv2_vdb.benchmarks.cache import cached_embed
+from csrv2_vdb.benchmarks.datasets import load_questions
+from csrv2_vdb.benchmarks.speed.corpus import EmbeddingModel, encode_chunked, even_codes, latent_usage, real_embeddings
+from csrv2_vdb.benchmarks.speed.exact import ExactIndex, recall_at
+from csrv2_vdb.benchmarks.speed.targets import Config, NumpyTarget, Target, Vectors, make_target, rss
 from csrv2_vdb.encoder import mrl_truncate
 from csrv2_vdb.head import pretrained_head
 

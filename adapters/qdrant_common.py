@@ -1,0 +1,55 @@
+"""What the two Qdrant adapters share: qdrant-client and qdrant-edge-py speak the same vocabulary (FieldCondition,
+MatchValue, MatchAny, Filter, SparseVector), so filters, point vectors and hits are built once here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from csrv2_vdb.sparse import SparseBatch
+from csrv2_vdb.store import Filter, Hit, conditions, hit_from_payload
+
+SPARSE = "sparse"
+DENSE = "dense"
+
+
+def build_filter(filter: Filter | None, api: Any, range_type: Any) -> Any:
+    """Engine-neutral filter -> `api.Filter(must=[...])` (None when empty); `api` is qdrant_client.models or
+    qdrant_edge, `range_type` their numeric range class."""
+    must: list[Any] = []
+    for kind, key, value in conditions(filter):
+        if kind == "range":
+            rng = range_type(gte=value.gte, gt=value.gt, lte=value.lte, lt=value.lt)
+            must.append(api.FieldCondition(key=key, range=rng))
+        elif kind == "any":
+            must.append(api.FieldCondition(key=key, match=api.MatchAny(any=value)))
+        else:
+            must.append(api.FieldCondition(key=key, match=api.MatchValue(value=value)))
+    return api.Filter(must=must) if must else None
+
+
+def point_vectors(n: int, sparse: SparseBatch | None, dense: np.ndarray | None, api: Any) -> list[dict[str, Any]]:
+    """The named vectors of n points: {"sparse": api.SparseVector, "dense": [floats]} as the collection holds."""
+    vectors: list[dict[str, Any]] = [{} for _ in range(n)]
+    if sparse is not None:
+        for vector, (indices, values) in zip(vectors, sparse.rows(), strict=True):
+            vector[SPARSE] = api.SparseVector(indices=indices, values=values)
+    if dense is not None:
+        for vector, row in zip(vectors, dense.tolist(), strict=True):
+            vector[DENSE] = row
+    return vectors
+
+
+def hit_from_point(point: Any) -> Hit:
+    """A Hit from a Qdrant scored point (server or Edge): the document id comes back out of the payload."""
+    return hit_from_payload(point.payload or {}, float(point.score), fallback_id=point.id)
+
+
+def drop_non_matches(results: list[list[Hit]]) -> list[list[Hit]]:
+    """Remove sparse hits with score 0: documents that share no latent with the query.
+
+    Qdrant returns them from some code paths (plain scan, local mode) and not from others; Milvus never
+    does. With non-negative codes a score of 0 means no overlap, so every engine answers alike.
+    """
+    return [[h for h in row if h.score != 0.0] for row in results]

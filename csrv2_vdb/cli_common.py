@@ -1,0 +1,64 @@
+"""What the `csrv2-vdb` commands share: the app's error handling and console, and the options named alike.
+
+Errors a user can fix (bad input, missing data or collection, a locked store) print one line, with any
+credential redacted, and exit 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from csrv2_vdb.adapters import ENGINES
+from csrv2_vdb.credentials import redact
+from csrv2_vdb.errors import CSRv2Error
+
+console = Console(stderr=True)
+
+HeadOpt = Annotated[
+    Path, typer.Option("--head", help="Head directory (config.json + model.safetensors) from train-head.")
+]
+KOpt = Annotated[int | None, typer.Option("--k", help="Active dims per vector; default: the head's own k.")]
+BackboneOpt = Annotated[
+    str | None, typer.Option("--backbone", help="Backbone model directory; default: the offline all-MiniLM-L6-v2.")
+]
+CollectionOpt = Annotated[str, typer.Option("--collection", help="Collection name.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help=f"One of {', '.join(ENGINES)} (qdrant-edge is embedded).")]
+DataOpt = Annotated[
+    Path | None, typer.Option("--data", help="Folder holding graphrag-bench/ and banking77/; default ../shared/data.")
+]
+CacheOpt = Annotated[Path, typer.Option("--cache", help="Embedding and head cache.")]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        help="Engine API key (Qdrant, Elasticsearch) or token (Milvus); default: CSRV2_QDRANT_API_KEY, "
+        "CSRV2_ES_API_KEY (or CSRV2_ES_USERNAME/CSRV2_ES_PASSWORD), CSRV2_MILVUS_TOKEN. Never printed.",
+        show_default=False,
+    ),
+]
+
+
+def fail(exc: Exception) -> typer.Exit:
+    """Print `exc` as one redacted line; the caller raises the returned exit (code 2)."""
+    console.print(Text.assemble(("error: ", "bold red"), redact(str(exc))), soft_wrap=True)
+    return typer.Exit(2)
+
+
+def say(message: str) -> None:
+    console.print(Text(redact(message)), soft_wrap=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can act on into a one-line message and exit code 2 (no traceback)."""
+    try:
+        yield
+    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
+        raise fail(exc) from exc
