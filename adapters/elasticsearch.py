@@ -28,17 +28,10 @@ from csrv2_vdb.credentials import redact
 from csrv2_vdb.errors import BulkWriteError, TransientEngineError, UnsupportedError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import (
-    ID_FIELD,
     CollectionInfo,
     Filter,
-    Fusion,
     Hit,
-    check_dense,
-    check_fusion,
-    check_limit,
-    check_name,
-    check_sparse,
-    check_upsert,
+    StoreBase,
     conditions,
     missing_collection,
     requested,
@@ -63,8 +56,13 @@ def _version(number: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-class ElasticsearchStore:
+class ElasticsearchStore(StoreBase):
     """`SparseStore` on Elasticsearch: one index per collection."""
+
+    engine = "the Elasticsearch adapter"
+    fusions = ("rrf",)
+    name_pattern = _NAME
+    name_rule = _NAME_RULE
 
     transient_errors = TRANSIENT_ERRORS
 
@@ -105,15 +103,6 @@ class ElasticsearchStore:
         self.rrf_k = rrf_k
         self.max_retries = max_retries
 
-    def __enter__(self) -> ElasticsearchStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.client.close()
-
     # ----------------------------------------------------------- collections
     def create_collection(
         self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
@@ -146,7 +135,7 @@ class ElasticsearchStore:
         return sorted(n[len(self.prefix) :] for n in names if n.startswith(self.prefix) and not n.startswith("."))
 
     def _index(self, name: str) -> str:
-        return f"{self.prefix}{check_name(name, _NAME, _NAME_RULE)}"
+        return f"{self.prefix}{self.check_name(name)}"
 
     def collection_info(self, name: str) -> CollectionInfo:
         try:
@@ -158,34 +147,32 @@ class ElasticsearchStore:
         return CollectionInfo(name, meta.get("csrv2_sparse_dim"), meta.get("csrv2_dense_dim"))
 
     # ------------------------------------------------------------------ data
-    def upsert(
+    def _upsert(
         self,
         name: str,
-        ids: Sequence[str],
-        *,
-        sparse: SparseBatch | None = None,
-        dense: np.ndarray | None = None,
-        payloads: Sequence[Mapping[str, Any]] | None = None,
+        ids: list[str],
+        sparse: SparseBatch | None,
+        dense: np.ndarray | None,
+        payloads: list[dict[str, Any]],
     ) -> None:
-        sparse, dense, rows = check_upsert(self.collection_info(name), ids, sparse, dense, payloads)
-        for row in rows:
-            if len(row[ID_FIELD].encode("utf-8")) > MAX_ID_BYTES:
+        for doc_id in ids:
+            if len(doc_id.encode("utf-8")) > MAX_ID_BYTES:
                 raise UnsupportedError(
-                    f"document id {row[ID_FIELD][:40]!r}... is longer than Elasticsearch's {MAX_ID_BYTES}-byte _id "
+                    f"document id {doc_id[:40]!r}... is longer than Elasticsearch's {MAX_ID_BYTES}-byte _id "
                     "limit; shorten it (e.g. a hash of it) before indexing"
                 )
         features = _positive_features(sparse) if sparse is not None else None
         actions = []
-        for i, row in enumerate(rows):
-            clash = _RESERVED & row.keys()
+        for i, (doc_id, payload) in enumerate(zip(ids, payloads, strict=True)):
+            clash = _RESERVED & payload.keys()
             if clash:
                 raise ValueError(f"payload keys {sorted(clash)} are reserved by the Elasticsearch adapter")
-            source = {k: v for k, v in row.items() if k != ID_FIELD}
+            source = dict(payload)  # the id is the document's _id, not a payload field
             if features is not None:
                 source[SPARSE] = features[i]
             if dense is not None:
                 source[DENSE] = dense[i].tolist()
-            actions.append({"_op_type": "index", "_index": self._index(name), "_id": row[ID_FIELD], "_source": source})
+            actions.append({"_op_type": "index", "_index": self._index(name), "_id": doc_id, "_source": source})
         self._bulk(actions)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
@@ -244,24 +231,20 @@ class ElasticsearchStore:
             }
         }
 
-    def _queries(self, name: str, query: SparseBatch | np.ndarray) -> list[tuple[str, Any]]:
-        info = self.collection_info(name)
-        if isinstance(query, SparseBatch):
-            return [("sparse", (i, v)) for i, v in check_sparse(info, query).rows()]
-        return [("dense", row.tolist()) for row in check_dense(info, query)]
+    @staticmethod
+    def _queries(query: SparseBatch | np.ndarray) -> list[Any]:
+        return list(query.rows()) if isinstance(query, SparseBatch) else query.tolist()
 
-    def search(
-        self, name: str, query: SparseBatch | np.ndarray, *, limit: int = 10, filter: Filter | None = None
-    ) -> list[list[Hit]]:
-        check_limit(limit)
+    def _search(self, name: str, query: SparseBatch | np.ndarray, limit: int, filter: Filter | None) -> list[list[Hit]]:
+        sparse = isinstance(query, SparseBatch)
         out: list[list[Hit]] = []
-        for kind, q in self._queries(name, query):
-            if kind == "sparse":
+        for q in self._queries(query):
+            if sparse:
                 if not q[0]:
                     out.append([])
                     continue
                 body: dict[str, Any] = {"query": _bool([self._sparse_query(*q)], filter)}
-                shift = 0.0
+                shift: float | None = 0.0
             elif self.dense_search == "knn":
                 body = {"knn": {"field": DENSE, "query_vector": q, "k": limit, "num_candidates": max(100, 10 * limit)}}
                 if filter:
@@ -274,22 +257,19 @@ class ElasticsearchStore:
             out.append([_hit(h, shift) for h in response["hits"]["hits"]])
         return out
 
-    def hybrid_search(
+    def _hybrid_search(
         self,
         name: str,
         sparse: SparseBatch,
         dense: np.ndarray,
-        *,
-        limit: int = 10,
-        filter: Filter | None = None,
-        fusion: Fusion = "rrf",
+        limit: int,
+        depth: int,
+        filter: Filter | None,
+        fusion: str,
     ) -> list[list[Hit]]:
-        """RRF of the sparse and the exact dense lists (each 2*limit deep, both filtered)."""
-        check_fusion(fusion, ("rrf",), "the Elasticsearch adapter")
-        check_limit(limit)
-        depth = 2 * limit
+        """RRF of the sparse and the exact dense lists (the RRF retriever on 8.14+, client-side before)."""
         out: list[list[Hit]] = []
-        for (_, s), (_, d) in zip(self._queries(name, sparse), self._queries(name, dense), strict=True):
+        for s, d in zip(self._queries(sparse), self._queries(dense), strict=True):
             standard = [{"query": self._dense_query(d, depth, filter)}]
             if s[0]:
                 standard.insert(0, {"query": _bool([self._sparse_query(*s)], filter)})

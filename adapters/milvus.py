@@ -34,23 +34,18 @@ from pymilvus.exceptions import MilvusUnavailableException
 from csrv2_vdb.credentials import redact
 from csrv2_vdb.errors import EngineError, StoreLockedError, TransientEngineError, UnsupportedError
 from csrv2_vdb.sparse import SparseBatch
-from csrv2_vdb.store import ID_FIELD as _ID_FIELD
 from csrv2_vdb.store import (
     CollectionInfo,
     Filter,
-    Fusion,
     Hit,
-    check_dense,
-    check_fusion,
-    check_limit,
-    check_name,
-    check_sparse,
-    check_upsert,
+    StoreBase,
     conditions,
+    hit_from_payload,
     missing_collection,
     point_id,
     requested,
     reuse_existing,
+    stored_payload,
 )
 
 PK = "pk"
@@ -87,8 +82,13 @@ def _engine_errors(action: str) -> Iterator[None]:
         raise EngineError(message) from exc
 
 
-class MilvusStore:
+class MilvusStore(StoreBase):
     """`SparseStore` on Milvus (server URI, or a Milvus Lite .db file)."""
+
+    engine = "Milvus"
+    fusions = ("rrf", "weighted")
+    name_pattern = _NAME
+    name_rule = _NAME_RULE
 
     # Worth retrying in bulk writes: the connection dropped or the server was briefly unavailable.
     transient_errors = TRANSIENT_ERRORS
@@ -118,20 +118,11 @@ class MilvusStore:
         self.dense_index_params = dict(dense_index_params or {})
         self.dense_search_params = dict(dense_search_params or {})
 
-    def __enter__(self) -> MilvusStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.client.close()
-
     # ----------------------------------------------------------- collections
     def create_collection(
         self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
     ) -> CollectionInfo:
-        info = requested(check_name(name, _NAME, _NAME_RULE), sparse_dim, dense_dim)
+        info = requested(self.check_name(name), sparse_dim, dense_dim)
         if self.client.has_collection(name):
             return reuse_existing(self.collection_info(name), info, exist_ok)
         schema = self.client.create_schema(
@@ -163,7 +154,7 @@ class MilvusStore:
         return sorted(self.client.list_collections())
 
     def collection_info(self, name: str) -> CollectionInfo:
-        check_name(name, _NAME, _NAME_RULE)
+        self.check_name(name)
         if not self.client.has_collection(name):
             raise missing_collection(name, self.list_collections())
         described = self.client.describe_collection(name)
@@ -179,16 +170,14 @@ class MilvusStore:
         return CollectionInfo(name, sparse_dim, int(dense["params"]["dim"]) if dense else None)
 
     # ------------------------------------------------------------------ data
-    def upsert(
+    def _upsert(
         self,
         name: str,
-        ids: Sequence[str],
-        *,
-        sparse: SparseBatch | None = None,
-        dense: np.ndarray | None = None,
-        payloads: Sequence[Mapping[str, Any]] | None = None,
+        ids: list[str],
+        sparse: SparseBatch | None,
+        dense: np.ndarray | None,
+        payloads: list[dict[str, Any]],
     ) -> None:
-        sparse, dense, rows = check_upsert(self.collection_info(name), ids, sparse, dense, payloads)
         if sparse is not None and (sparse.values < 0).any():
             bad = int(np.argwhere(sparse.values < 0)[0, 0])
             raise UnsupportedError(
@@ -197,12 +186,11 @@ class MilvusStore:
             )
         sparse_rows = sparse.to_dicts() if sparse is not None else None
         records = []
-        for i, row in enumerate(rows):
-            clash = _RESERVED & row.keys()
+        for i, (doc_id, payload) in enumerate(zip(ids, payloads, strict=True)):
+            clash = _RESERVED & payload.keys()
             if clash:
                 raise ValueError(f"payload keys {sorted(clash)} are reserved by the Milvus adapter")
-            record = dict(row)
-            record[PK] = point_id(row[_ID_FIELD])
+            record = {**stored_payload(doc_id, payload), PK: point_id(doc_id)}
             if sparse_rows is not None:
                 record[SPARSE] = sparse_rows[i]
             if dense is not None:
@@ -229,55 +217,42 @@ class MilvusStore:
         return int(result[0]["count(*)"])
 
     # ---------------------------------------------------------------- search
-    def _vectors(self, name: str, query: SparseBatch | np.ndarray) -> tuple[list[Any], str]:
-        info = self.collection_info(name)
-        if isinstance(query, SparseBatch):
-            return check_sparse(info, query).to_dicts(), SPARSE
-        return check_dense(info, query).tolist(), DENSE
-
-    def search(
-        self, name: str, query: SparseBatch | np.ndarray, *, limit: int = 10, filter: Filter | None = None
-    ) -> list[list[Hit]]:
-        check_limit(limit)
-        vectors, field = self._vectors(name, query)
+    def _search(self, name: str, query: SparseBatch | np.ndarray, limit: int, filter: Filter | None) -> list[list[Hit]]:
+        sparse = isinstance(query, SparseBatch)
+        vectors: list[Any] = query.to_dicts() if isinstance(query, SparseBatch) else query.tolist()
         return self._run(
             vectors,
             lambda live: self.client.search(
                 name,
                 live,
-                anns_field=field,
+                anns_field=SPARSE if sparse else DENSE,
                 limit=limit,
                 filter=_expr(filter),
                 output_fields=["*"],
-                search_params={"metric_type": "IP", "params": _EXACT if field == SPARSE else self.dense_search_params},
+                search_params={"metric_type": "IP", "params": _EXACT if sparse else self.dense_search_params},
             ),
         )
 
-    def hybrid_search(
+    def _hybrid_search(
         self,
         name: str,
         sparse: SparseBatch,
         dense: np.ndarray,
-        *,
-        limit: int = 10,
-        filter: Filter | None = None,
-        fusion: Fusion = "rrf",
+        limit: int,
+        depth: int,
+        filter: Filter | None,
+        fusion: str,
     ) -> list[list[Hit]]:
-        """Sparse and dense candidate lists (each 2*limit deep, both filtered) fused by Milvus."""
-        check_fusion(fusion, ("rrf", "weighted"), "Milvus")
-        check_limit(limit)
         ranker = RRFRanker(self.rrf_k) if fusion == "rrf" else WeightedRanker(*self.weights)
-        sparse_vectors, _ = self._vectors(name, sparse)
-        dense_vectors, _ = self._vectors(name, dense)
         expr = _expr(filter)
+        dense_params = {"metric_type": "IP", "params": self.dense_search_params}
         out: list[list[Hit]] = []
         # hybrid_search takes one query per request; an empty sparse row falls back to the dense list alone.
-        for s, d in zip(sparse_vectors, dense_vectors, strict=True):
-            dense_params = {"metric_type": "IP", "params": self.dense_search_params}
-            requests = [AnnSearchRequest([d], DENSE, dense_params, 2 * limit, expr=expr)]
+        for s, d in zip(sparse.to_dicts(), dense.tolist(), strict=True):
+            requests = [AnnSearchRequest([d], DENSE, dense_params, depth, expr=expr)]
             if s:
                 requests.insert(
-                    0, AnnSearchRequest([s], SPARSE, {"metric_type": "IP", "params": _EXACT}, 2 * limit, expr=expr)
+                    0, AnnSearchRequest([s], SPARSE, {"metric_type": "IP", "params": _EXACT}, depth, expr=expr)
                 )
             with _engine_errors(f"search {name!r}"):
                 result = self.client.hybrid_search(name, requests, ranker, limit=limit, output_fields=["*"])
@@ -314,7 +289,7 @@ def _connect(uri: str, token: str) -> MilvusClient:
 
 def _hit(hit: Mapping[str, Any]) -> Hit:
     entity = {k: v for k, v in hit["entity"].items() if k not in _RESERVED}
-    return Hit(id=str(entity.pop(_ID_FIELD, hit["id"])), score=float(hit["distance"]), payload=entity)
+    return hit_from_payload(entity, float(hit["distance"]), fallback_id=hit["id"])
 
 
 def _literal(key: str, value: str | int | float | bool) -> str:

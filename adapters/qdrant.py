@@ -13,7 +13,7 @@ query at 10k points): good for client-API tests, not a speed reference.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -22,29 +22,27 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException
 
+from csrv2_vdb.adapters.qdrant_common import (
+    DENSE,
+    SPARSE,
+    build_filter,
+    drop_non_matches,
+    hit_from_point,
+    point_vectors,
+)
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import (
     CollectionInfo,
     Filter,
-    Fusion,
     Hit,
-    check_dense,
-    check_fusion,
-    check_limit,
-    check_name,
-    check_sparse,
-    check_upsert,
-    conditions,
-    drop_non_matches,
-    hit_from_point,
+    StoreBase,
     missing_collection,
     point_id,
     requested,
     reuse_existing,
+    stored_payload,
 )
 
-SPARSE = "sparse"
-DENSE = "dense"
 _DIM_KEY = "csrv2_sparse_dim"
 # REST connection failures arrive as ResponseHandlingException, gRPC ones as RpcError (UNAVAILABLE, DEADLINE).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -55,8 +53,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class QdrantStore:
+class QdrantStore(StoreBase):
     """`SparseStore` on qdrant-client (server, cluster, or local mode)."""
+
+    engine = "Qdrant"
+    fusions = ("rrf", "dbsf")
 
     # Worth retrying in bulk writes: the connection dropped or the server was briefly unavailable.
     transient_errors = TRANSIENT_ERRORS
@@ -85,15 +86,6 @@ class QdrantStore:
         self._writes: AbstractContextManager[Any] = threading.Lock() if local else nullcontext()
         # Dims never change for a collection; caching them saves a round trip per upsert and search.
         self._infos: dict[str, CollectionInfo] = {}
-
-    def __enter__(self) -> QdrantStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.client.close()
 
     # ----------------------------------------------------------- collections
     def create_collection(
@@ -130,7 +122,7 @@ class QdrantStore:
         return sorted(c.name for c in self.client.get_collections().collections)
 
     def collection_info(self, name: str) -> CollectionInfo:
-        check_name(name)
+        self.check_name(name)
         if name in self._infos:
             return self._infos[name]
         if not self.client.collection_exists(name):
@@ -144,25 +136,19 @@ class QdrantStore:
         return info
 
     # ------------------------------------------------------------------ data
-    def upsert(
+    def _upsert(
         self,
         name: str,
-        ids: Sequence[str],
-        *,
-        sparse: SparseBatch | None = None,
-        dense: np.ndarray | None = None,
-        payloads: Sequence[Mapping[str, Any]] | None = None,
+        ids: list[str],
+        sparse: SparseBatch | None,
+        dense: np.ndarray | None,
+        payloads: list[dict[str, Any]],
     ) -> None:
-        sparse, dense, rows = check_upsert(self.collection_info(name), ids, sparse, dense, payloads)
-        sparse_rows = list(sparse.rows()) if sparse is not None else None
-        points = []
-        for i, doc_id in enumerate(ids):
-            vector: dict[str, Any] = {}
-            if sparse_rows is not None:
-                vector[SPARSE] = models.SparseVector(indices=sparse_rows[i][0], values=sparse_rows[i][1])
-            if dense is not None:
-                vector[DENSE] = dense[i].tolist()
-            points.append(models.PointStruct(id=point_id(doc_id), vector=vector, payload=rows[i]))
+        vectors = point_vectors(len(ids), sparse, dense, models)
+        points = [
+            models.PointStruct(id=point_id(doc_id), vector=vector, payload=stored_payload(doc_id, payload))
+            for doc_id, vector, payload in zip(ids, vectors, payloads, strict=True)
+        ]
         with self._writes:
             # upload_points splits large batches and, with parallel > 1, writes from worker processes;
             # retries are bulk_index's job (with backoff), so the client's own are off.
@@ -178,37 +164,31 @@ class QdrantStore:
         return int(self.client.count(name, count_filter=_filter(filter), exact=True).count)
 
     # ---------------------------------------------------------------- search
-    def _queries(self, name: str, query: SparseBatch | np.ndarray) -> list[tuple[Any, str]]:
-        info = self.collection_info(name)
+    @staticmethod
+    def _queries(query: SparseBatch | np.ndarray) -> list[tuple[Any, str]]:
         if isinstance(query, SparseBatch):
-            return [(models.SparseVector(indices=i, values=v), SPARSE) for i, v in check_sparse(info, query).rows()]
-        return [(row.tolist(), DENSE) for row in check_dense(info, query)]
+            return [(models.SparseVector(indices=i, values=v), SPARSE) for i, v in query.rows()]
+        return [(row, DENSE) for row in query.tolist()]
 
-    def search(
-        self, name: str, query: SparseBatch | np.ndarray, *, limit: int = 10, filter: Filter | None = None
-    ) -> list[list[Hit]]:
-        check_limit(limit)
+    def _search(self, name: str, query: SparseBatch | np.ndarray, limit: int, filter: Filter | None) -> list[list[Hit]]:
         flt = _filter(filter)
         requests = [
             models.QueryRequest(query=q, using=using, filter=flt, limit=limit, with_payload=True)
-            for q, using in self._queries(name, query)
+            for q, using in self._queries(query)
         ]
         results = self._run(name, requests)
         return drop_non_matches(results) if isinstance(query, SparseBatch) else results
 
-    def hybrid_search(
+    def _hybrid_search(
         self,
         name: str,
         sparse: SparseBatch,
         dense: np.ndarray,
-        *,
-        limit: int = 10,
-        filter: Filter | None = None,
-        fusion: Fusion = "rrf",
+        limit: int,
+        depth: int,
+        filter: Filter | None,
+        fusion: str,
     ) -> list[list[Hit]]:
-        """Sparse and dense candidate lists (each 2*limit deep, both filtered) fused by Qdrant."""
-        check_fusion(fusion, ("rrf", "dbsf"), "Qdrant")
-        check_limit(limit)
         if fusion == "dbsf":
             fused: Any = models.FusionQuery(fusion=models.Fusion.DBSF)
         elif self.rrf_k is not None:
@@ -219,15 +199,15 @@ class QdrantStore:
         requests = [
             models.QueryRequest(
                 prefetch=[
-                    models.Prefetch(query=s, using=su, filter=flt, limit=2 * limit),
-                    models.Prefetch(query=d, using=du, filter=flt, limit=2 * limit),
+                    models.Prefetch(query=s, using=su, filter=flt, limit=depth),
+                    models.Prefetch(query=d, using=du, filter=flt, limit=depth),
                 ],
                 query=fused,
                 filter=flt,
                 limit=limit,
                 with_payload=True,
             )
-            for (s, su), (d, du) in zip(self._queries(name, sparse), self._queries(name, dense), strict=True)
+            for (s, su), (d, du) in zip(self._queries(sparse), self._queries(dense), strict=True)
         ]
         return self._run(name, requests)
 
@@ -247,14 +227,4 @@ def _is_empty(request: models.QueryRequest) -> bool:
 
 
 def _filter(filter: Filter | None) -> models.Filter | None:
-    """Engine-neutral filter -> Qdrant `must` conditions."""
-    must: list[Any] = []
-    for kind, key, value in conditions(filter):
-        if kind == "range":
-            rng = models.Range(gte=value.gte, gt=value.gt, lte=value.lte, lt=value.lt)
-            must.append(models.FieldCondition(key=key, range=rng))
-        elif kind == "any":
-            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=value)))
-        else:
-            must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
-    return models.Filter(must=must) if must else None
+    return build_filter(filter, models, models.Range)

@@ -15,43 +15,45 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import qdrant_edge as qe
 
+from csrv2_vdb.adapters.qdrant_common import (
+    DENSE,
+    SPARSE,
+    build_filter,
+    drop_non_matches,
+    hit_from_point,
+    point_vectors,
+)
 from csrv2_vdb.errors import StoreLockedError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import (
     CollectionInfo,
     Filter,
-    Fusion,
     Hit,
-    check_dense,
-    check_fusion,
-    check_limit,
-    check_name,
-    check_sparse,
-    check_upsert,
+    StoreBase,
     conditions,
-    drop_non_matches,
-    hit_from_point,
     missing_collection,
     point_id,
     requested,
     reuse_existing,
+    stored_payload,
 )
 
-SPARSE = "sparse"
-DENSE = "dense"
 _META = "collection.json"
 _SHARD = "shard"
 
 
-class QdrantEdgeStore:
+class QdrantEdgeStore(StoreBase):
     """`SparseStore` on an embedded Qdrant Edge directory."""
+
+    engine = "Qdrant"
+    fusions = ("rrf", "dbsf")
 
     def __init__(
         self,
@@ -87,12 +89,6 @@ class QdrantEdgeStore:
         self._shards: dict[str, qe.EdgeShard] = {}
         self._infos: dict[str, CollectionInfo] = {}
         self._opening = threading.Lock()  # writer threads must not open the same shard twice
-
-    def __enter__(self) -> QdrantEdgeStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Flush and close every open shard, then release the directory lock."""
@@ -136,7 +132,7 @@ class QdrantEdgeStore:
         return sorted(p.parent.name for p in self.path.glob(f"*/{_META}"))
 
     def collection_info(self, name: str) -> CollectionInfo:
-        check_name(name)  # names are sub-directories: "../other" or "" must never reach the file system
+        self.check_name(name)  # names are sub-directories: "../other" or "" must never reach the file system
         if name not in self._infos:
             meta = self.path / name / _META
             if not meta.exists():
@@ -163,25 +159,19 @@ class QdrantEdgeStore:
         return bool(self._shard(name).optimize())
 
     # ------------------------------------------------------------------ data
-    def upsert(
+    def _upsert(
         self,
         name: str,
-        ids: Sequence[str],
-        *,
-        sparse: SparseBatch | None = None,
-        dense: np.ndarray | None = None,
-        payloads: Sequence[Mapping[str, Any]] | None = None,
+        ids: list[str],
+        sparse: SparseBatch | None,
+        dense: np.ndarray | None,
+        payloads: list[dict[str, Any]],
     ) -> None:
-        sparse, dense, rows = check_upsert(self.collection_info(name), ids, sparse, dense, payloads)
-        sparse_rows = list(sparse.rows()) if sparse is not None else None
-        points = []
-        for i, doc_id in enumerate(ids):
-            vector: dict[str, Any] = {}
-            if sparse_rows is not None:
-                vector[SPARSE] = qe.SparseVector(indices=sparse_rows[i][0], values=sparse_rows[i][1])
-            if dense is not None:
-                vector[DENSE] = dense[i].tolist()
-            points.append(qe.Point(point_id(doc_id), vector, rows[i]))
+        vectors = point_vectors(len(ids), sparse, dense, qe)
+        points = [
+            qe.Point(point_id(doc_id), vector, stored_payload(doc_id, payload))
+            for doc_id, vector, payload in zip(ids, vectors, payloads, strict=True)
+        ]
         self._shard(name).update(qe.UpdateOperation.upsert_points(points))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
@@ -191,44 +181,31 @@ class QdrantEdgeStore:
         return int(self._shard(name).count(qe.CountRequest(exact=True, filter=_filter(filter))))
 
     # ---------------------------------------------------------------- search
-    def _queries(self, name: str, query: SparseBatch | np.ndarray) -> list[Any]:
-        info = self.collection_info(name)
+    @staticmethod
+    def _queries(query: SparseBatch | np.ndarray) -> list[Any]:
         if isinstance(query, SparseBatch):
-            return [
-                qe.Query.Nearest(qe.SparseVector(indices=i, values=v), using=SPARSE)
-                for i, v in check_sparse(info, query).rows()
-            ]
-        return [qe.Query.Nearest(row.tolist(), using=DENSE) for row in check_dense(info, query)]
+            return [qe.Query.Nearest(qe.SparseVector(indices=i, values=v), using=SPARSE) for i, v in query.rows()]
+        return [qe.Query.Nearest(row, using=DENSE) for row in query.tolist()]
 
-    def search(
-        self, name: str, query: SparseBatch | np.ndarray, *, limit: int = 10, filter: Filter | None = None
-    ) -> list[list[Hit]]:
-        """Top-`limit` hits per query row: SparseBatch for the sparse vector, (n, d) array for the dense one."""
-        check_limit(limit)
+    def _search(self, name: str, query: SparseBatch | np.ndarray, limit: int, filter: Filter | None) -> list[list[Hit]]:
         flt = _filter(filter)
-        requests = [
-            qe.QueryRequest(limit=limit, query=q, filter=flt, with_payload=True) for q in self._queries(name, query)
-        ]
+        requests = [qe.QueryRequest(limit=limit, query=q, filter=flt, with_payload=True) for q in self._queries(query)]
         results = self._run(name, requests)
         return drop_non_matches(results) if isinstance(query, SparseBatch) else results
 
-    def hybrid_search(
+    def _hybrid_search(
         self,
         name: str,
         sparse: SparseBatch,
         dense: np.ndarray,
-        *,
-        limit: int = 10,
-        filter: Filter | None = None,
-        fusion: Fusion = "rrf",
+        limit: int,
+        depth: int,
+        filter: Filter | None,
+        fusion: str,
     ) -> list[list[Hit]]:
-        """Sparse and dense candidate lists (each 2*limit deep) fused by the engine (RRF or DBSF)."""
-        check_fusion(fusion, ("rrf", "dbsf"), "Qdrant")
-        check_limit(limit)
         flt = _filter(filter)
         # The stubs type QueryRequest.query as the Fusion namespace; its Rrf/Dbsf members are what it takes.
         fused: Any = qe.Fusion.Rrf(k=self.rrf_k) if fusion == "rrf" else qe.Fusion.Dbsf()
-        depth = 2 * limit
         requests = [
             qe.QueryRequest(
                 limit=limit,
@@ -239,7 +216,7 @@ class QdrantEdgeStore:
                 query=fused,
                 with_payload=True,
             )
-            for s, d in zip(self._queries(name, sparse), self._queries(name, dense), strict=True)
+            for s, d in zip(self._queries(sparse), self._queries(dense), strict=True)
         ]
         return self._run(name, requests)
 
@@ -251,8 +228,7 @@ class QdrantEdgeStore:
 
 
 def _filter(filter: Filter | None) -> qe.Filter | None:
-    """Engine-neutral filter -> Qdrant Edge `must` conditions."""
-    must: list[Any] = []
+    """Engine-neutral filter -> Qdrant Edge filter; booleans refused (qdrant-edge-py 0.9 matches none)."""
     for kind, key, value in conditions(filter):
         if kind != "range" and any(isinstance(v, bool) for v in (value if kind == "any" else [value])):
             # qdrant-edge-py 0.9 matches no point for a boolean MatchValue (seen in tests/test_qdrant_edge.py).
@@ -260,12 +236,4 @@ def _filter(filter: Filter | None) -> qe.Filter | None:
                 f"filter on {key!r}: qdrant-edge cannot match boolean payload values; "
                 "store the field as a string or 0/1"
             )
-        if kind == "range":
-            must.append(
-                qe.FieldCondition(key=key, range=qe.RangeFloat(gte=value.gte, gt=value.gt, lte=value.lte, lt=value.lt))
-            )
-        elif kind == "any":
-            must.append(qe.FieldCondition(key=key, match=qe.MatchAny(any=value)))
-        else:
-            must.append(qe.FieldCondition(key=key, match=qe.MatchValue(value=value)))
-    return qe.Filter(must=must) if must else None
+    return build_filter(filter, qe, qe.RangeFloat)

@@ -256,10 +256,9 @@ def run_graphrag(
                 store.drop_collection(name)
             store.create_collection(name, sparse_dim=method.sparse_dim, dense_dim=method.dense_dim)
             vectors = method.transform(chunk_x)
-            key = "sparse" if method.sparse_dim else "dense"
             for start in range(0, len(ids), 512):
                 part = slice(start, start + 512)
-                store.upsert(name, ids[part], **{key: vectors[part]})  # type: ignore[index]
+                store.upsert(name, ids[part], vectors[part])  # type: ignore[index]
             hits = store.search(name, method.transform(query_x), limit=top_k)  # type: ignore[arg-type]
             retrieved = [[position[h.id] for h in row] for row in hits]
             per_q: dict[str, list] = {

@@ -33,7 +33,6 @@ from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import SparseStore
 
 Encode = Callable[[list[str]], SparseBatch | np.ndarray]
-DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
 
 @dataclass
@@ -175,7 +174,7 @@ def bulk_index(
     state = Checkpoint(Path(checkpoint) if checkpoint else None, identity)
     if state.done:
         say(f"resuming from checkpoint {state.path}: {len(state.done)} batches already written")
-    transient = getattr(store, "transient_errors", DEFAULT_TRANSIENT)
+    transient = store.transient_errors
     report = BulkReport()
     work: queue.Queue[tuple[int, list[str], Any, list[dict]] | None] = queue.Queue(maxsize=2 * writers)
     failures: list[BaseException] = []
@@ -183,9 +182,8 @@ def bulk_index(
     bar = tqdm(total=total, desc=f"index {collection}", unit="row", disable=not progress, smoothing=0.1)
 
     def write(number: int, ids: list[str], vectors: Any, payloads: list[dict]) -> None:
-        key = "sparse" if isinstance(vectors, SparseBatch) else "dense"
         retries = with_retries(
-            lambda: store.upsert(collection, ids, payloads=payloads, **{key: vectors}), transient, max_retries, backoff
+            lambda: store.upsert(collection, ids, vectors, payloads=payloads), transient, max_retries, backoff
         )
         state.commit(number)
         with lock:

@@ -110,6 +110,7 @@ def index(
     from csrv2_vdb.bulk import bulk_index
     from csrv2_vdb.encoder import MRLEncoder
     from csrv2_vdb.records import iter_records
+    from csrv2_vdb.store import Optimizable
 
     if (head is None) == (mrl_dims is None):
         raise fail(ValueError("give exactly one of --head (sparse) or --mrl-dims (dense baseline)"))
@@ -139,9 +140,8 @@ def index(
             except KeyboardInterrupt:
                 say(f"interrupted: committed batches are recorded in {checkpoint}; re-run the same command to resume")
                 raise typer.Exit(130) from None
-            optimize = getattr(db, "optimize", None)  # qdrant-edge: merge segments, build the immutable index
-            if callable(optimize):
-                optimize(collection)
+            if isinstance(db, Optimizable):  # qdrant-edge: merge segments, build the immutable index
+                db.optimize(collection)
             count = db.count(collection)
     say(
         f"{collection}: {count} documents in {store} ({report.rows_written} written at "

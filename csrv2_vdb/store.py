@@ -155,19 +155,16 @@ class CollectionInfo:
     dense_dim: int | None
 
 
-def hit_from_point(point: Any) -> Hit:
-    """A Hit from a Qdrant scored point (server or Edge): the document id comes back out of the payload."""
-    payload = dict(point.payload or {})
-    return Hit(id=str(payload.pop(ID_FIELD, point.id)), score=float(point.score), payload=payload)
+def hit_from_payload(payload: Mapping[str, Any], score: float, fallback_id: object = None) -> Hit:
+    """A Hit from a stored payload that carries the document id under ID_FIELD (see `stored_payload`)."""
+    rest = dict(payload)
+    doc_id = rest.pop(ID_FIELD, fallback_id)
+    return Hit(id=str(doc_id), score=score, payload=rest)
 
 
-def drop_non_matches(results: list[list[Hit]]) -> list[list[Hit]]:
-    """Remove sparse hits with score 0: documents that share no latent with the query.
-
-    Qdrant returns them from some code paths (plain scan, local mode) and not from others; Milvus never
-    does. With non-negative codes a score of 0 means no overlap, so every engine answers alike.
-    """
-    return [[h for h in row if h.score != 0.0] for row in results]
+def stored_payload(doc_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload an engine stores for a document whose own id is a UUID: the caller's id rides along."""
+    return {**payload, ID_FIELD: doc_id}
 
 
 def point_id(doc_id: str | int) -> str:
@@ -175,9 +172,19 @@ def point_id(doc_id: str | int) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, str(doc_id)))
 
 
+Vectors = SparseBatch | np.ndarray | tuple[SparseBatch, np.ndarray]
+
+
 @runtime_checkable
 class SparseStore(Protocol):
-    """The operations every engine adapter offers; everything else in the package talks to this."""
+    """The operations every engine adapter offers; everything else in the package talks to this.
+
+    `transient_errors` are the engine's failures worth retrying (dropped connection, overload). Vectors go in
+    and out alike: a SparseBatch for the sparse vector, an (n, d) array for the dense one, and for upsert
+    into a hybrid collection the pair (sparse, dense).
+    """
+
+    transient_errors: tuple[type[BaseException], ...]
 
     def create_collection(
         self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
@@ -193,6 +200,7 @@ class SparseStore(Protocol):
         self,
         name: str,
         ids: Sequence[str],
+        vectors: Vectors | None = None,
         *,
         sparse: SparseBatch | None = None,
         dense: np.ndarray | None = None,
@@ -223,6 +231,126 @@ class SparseStore(Protocol):
     def __enter__(self) -> SparseStore: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+# Optional capabilities: an adapter that has one says so by having the method; callers test with isinstance.
+@runtime_checkable
+class Optimizable(Protocol):
+    """Stores worth optimising once after a bulk load (qdrant-edge: merge segments, build the indexes)."""
+
+    def optimize(self, name: str) -> bool: ...
+
+
+@runtime_checkable
+class Flushable(Protocol):
+    """Stores whose fresh writes sit in growing segments until flushed (Milvus, qdrant-edge)."""
+
+    def flush(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class PayloadIndexable(Protocol):
+    """Stores that index payload fields for filtering (Qdrant servers)."""
+
+    def create_payload_index(self, name: str, field: str, kind: str = "keyword") -> None: ...
+
+
+class StoreBase:
+    """What the adapters share: argument checks before any engine call, the context manager, close.
+
+    An adapter sets `engine`, `fusions` (and `name_pattern`/`name_rule` where its engine is stricter) and
+    implements the engine calls `_upsert`, `_search` and `_hybrid_search` on vectors already checked here.
+    """
+
+    engine = "engine"
+    fusions: tuple[str, ...] = ("rrf",)
+    name_pattern: re.Pattern[str] = NAME_PATTERN
+    name_rule = NAME_RULE
+    transient_errors: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+    # hybrid_search asks each side for hybrid_depth * limit candidates before fusing: the one setting for it.
+    hybrid_depth = 2
+    client: Any
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def check_name(self, name: object) -> str:
+        return check_name(name, self.name_pattern, self.name_rule)
+
+    def collection_info(self, name: str) -> CollectionInfo:
+        raise NotImplementedError
+
+    def upsert(
+        self,
+        name: str,
+        ids: Sequence[str],
+        vectors: Vectors | None = None,
+        *,
+        sparse: SparseBatch | None = None,
+        dense: np.ndarray | None = None,
+        payloads: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Insert or overwrite documents by id; `vectors` or the sparse=/dense= keywords give the vectors."""
+        sparse, dense = split_vectors(vectors, sparse, dense)
+        sparse, dense, rows = check_upsert(self.collection_info(name), ids, sparse, dense, payloads)
+        self._upsert(name, [str(i) for i in ids], sparse, dense, rows)
+
+    def search(
+        self, name: str, query: SparseBatch | np.ndarray, *, limit: int = 10, filter: Filter | None = None
+    ) -> list[list[Hit]]:
+        """Top-`limit` hits per query row: a SparseBatch searches the sparse vector, an (n, d) array the dense one."""
+        check_limit(limit)
+        info = self.collection_info(name)
+        checked = check_sparse(info, query) if isinstance(query, SparseBatch) else check_dense(info, query)
+        return self._search(name, checked, limit, filter)
+
+    def hybrid_search(
+        self,
+        name: str,
+        sparse: SparseBatch,
+        dense: np.ndarray,
+        *,
+        limit: int = 10,
+        filter: Filter | None = None,
+        fusion: Fusion = "rrf",
+    ) -> list[list[Hit]]:
+        """Sparse and dense candidate lists (each `hybrid_depth * limit` deep, both filtered) fused by the engine."""
+        check_fusion(fusion, self.fusions, self.engine)
+        check_limit(limit)
+        info = self.collection_info(name)
+        sparse, dense = check_sparse(info, sparse), check_dense(info, dense, len(sparse))
+        return self._hybrid_search(name, sparse, dense, limit, self.hybrid_depth * limit, filter, fusion)
+
+    def _upsert(
+        self,
+        name: str,
+        ids: list[str],
+        sparse: SparseBatch | None,
+        dense: np.ndarray | None,
+        payloads: list[dict[str, Any]],
+    ) -> None:
+        raise NotImplementedError
+
+    def _search(self, name: str, query: SparseBatch | np.ndarray, limit: int, filter: Filter | None) -> list[list[Hit]]:
+        raise NotImplementedError
+
+    def _hybrid_search(
+        self,
+        name: str,
+        sparse: SparseBatch,
+        dense: np.ndarray,
+        limit: int,
+        depth: int,
+        filter: Filter | None,
+        fusion: str,
+    ) -> list[list[Hit]]:
+        raise NotImplementedError
 
 
 # --------------------------------------------------------------------- checks shared by adapters
@@ -290,7 +418,7 @@ def check_upsert(
     dense: np.ndarray | None,
     payloads: Sequence[Mapping[str, Any]] | None,
 ) -> tuple[SparseBatch | None, np.ndarray | None, list[dict[str, Any]]]:
-    """Validate one upsert against the collection; returns the vectors and payloads to write."""
+    """Validate one upsert against the collection; returns the vectors and payloads (without the id) to write."""
     n = len(ids)
     if len(set(map(str, ids))) != n:
         raise ValueError("ids in one upsert must be unique")
@@ -306,9 +434,24 @@ def check_upsert(
     dense = check_dense(info, dense, n) if dense is not None else None
     if payloads is not None and len(payloads) != n:
         raise ValueError(f"{n} ids but {len(payloads)} payloads")
-    rows = []
-    for doc_id, payload in zip(ids, payloads or [{}] * n, strict=True):
-        if ID_FIELD in payload:
-            raise ValueError(f"payload key {ID_FIELD!r} is reserved for the document id")
-        rows.append({**payload, ID_FIELD: str(doc_id)})
+    rows = [dict(p) for p in payloads] if payloads is not None else [{} for _ in range(n)]
+    if any(ID_FIELD in row for row in rows):
+        raise ValueError(f"payload key {ID_FIELD!r} is reserved for the document id")
     return sparse, dense, rows
+
+
+def split_vectors(
+    vectors: Vectors | None, sparse: SparseBatch | None, dense: np.ndarray | None
+) -> tuple[SparseBatch | None, np.ndarray | None]:
+    """`vectors` (a SparseBatch, an array, or the pair) as (sparse, dense); or the keywords when it is None."""
+    if vectors is None:
+        return sparse, dense
+    if sparse is not None or dense is not None:
+        raise ValueError("give the vectors either positionally or as sparse=/dense=, not both")
+    if isinstance(vectors, tuple):
+        if len(vectors) != 2:
+            raise ValueError("a vectors pair is (SparseBatch, dense array)")
+        return vectors[0], vectors[1]
+    if isinstance(vectors, SparseBatch):
+        return vectors, None
+    return None, vectors

@@ -138,6 +138,7 @@ class RemovesCheckpointDir:
 
     def __init__(self, store, folder: Path) -> None:
         self.store, self.folder, self.calls = store, folder, 0
+        self.transient_errors = store.transient_errors
 
     def upsert(self, *args, **kwargs):
         self.calls += 1
