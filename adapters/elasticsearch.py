@@ -26,17 +26,9 @@ from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from csrv2_vdb.credentials import redact
 from csrv2_vdb.errors import BulkWriteError, TransientEngineError, UnsupportedError
+from csrv2_vdb.filters import Filter, conditions
 from csrv2_vdb.sparse import SparseBatch
-from csrv2_vdb.store import (
-    CollectionInfo,
-    Filter,
-    Hit,
-    StoreBase,
-    conditions,
-    missing_collection,
-    requested,
-    reuse_existing,
-)
+from csrv2_vdb.store import CollectionInfo, Hit, HybridRequest, StoreBase, WriteBatch
 
 SPARSE = "sparse"
 DENSE = "dense"
@@ -104,12 +96,11 @@ class ElasticsearchStore(StoreBase):
         self.max_retries = max_retries
 
     # ----------------------------------------------------------- collections
-    def create_collection(
-        self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
-    ) -> CollectionInfo:
-        info = requested(name, sparse_dim, dense_dim)
-        if self.client.indices.exists(index=self._index(name)):
-            return reuse_existing(self.collection_info(name), info, exist_ok)
+    def _exists(self, name: str) -> bool:
+        return bool(self.client.indices.exists(index=self._index(name)))
+
+    def _create(self, info: CollectionInfo) -> None:
+        name, sparse_dim, dense_dim = info.name, info.sparse_dim, info.dense_dim
         properties: dict[str, Any] = {}
         if sparse_dim:
             properties[SPARSE] = {"type": self.mode}
@@ -123,7 +114,6 @@ class ElasticsearchStore(StoreBase):
             "properties": properties,
         }
         self.client.indices.create(index=self._index(name), mappings=mappings)
-        return info
 
     def drop_collection(self, name: str) -> None:
         self.collection_info(name)
@@ -142,19 +132,13 @@ class ElasticsearchStore(StoreBase):
             index = self._index(name)
             mapping = self.client.indices.get_mapping(index=index)[index]["mappings"]
         except NotFoundError:
-            raise missing_collection(name, self.list_collections()) from None
+            raise self.missing(name) from None
         meta = mapping.get("_meta", {})
         return CollectionInfo(name, meta.get("csrv2_sparse_dim"), meta.get("csrv2_dense_dim"))
 
     # ------------------------------------------------------------------ data
-    def _upsert(
-        self,
-        name: str,
-        ids: list[str],
-        sparse: SparseBatch | None,
-        dense: np.ndarray | None,
-        payloads: list[dict[str, Any]],
-    ) -> None:
+    def _upsert(self, name: str, batch: WriteBatch) -> None:
+        ids, sparse, dense, payloads = batch.ids, batch.sparse, batch.dense, batch.payloads
         for doc_id in ids:
             if len(doc_id.encode("utf-8")) > MAX_ID_BYTES:
                 raise UnsupportedError(
@@ -257,17 +241,9 @@ class ElasticsearchStore(StoreBase):
             out.append([_hit(h, shift) for h in response["hits"]["hits"]])
         return out
 
-    def _hybrid_search(
-        self,
-        name: str,
-        sparse: SparseBatch,
-        dense: np.ndarray,
-        limit: int,
-        depth: int,
-        filter: Filter | None,
-        fusion: str,
-    ) -> list[list[Hit]]:
+    def _hybrid_search(self, name: str, r: HybridRequest) -> list[list[Hit]]:
         """RRF of the sparse and the exact dense lists (the RRF retriever on 8.14+, client-side before)."""
+        sparse, dense, limit, depth, filter = r.sparse, r.dense, r.limit, r.depth, r.filter
         out: list[list[Hit]] = []
         for s, d in zip(self._queries(sparse), self._queries(dense), strict=True):
             standard = [{"query": self._dense_query(d, depth, filter)}]

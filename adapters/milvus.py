@@ -33,18 +33,16 @@ from pymilvus.exceptions import MilvusUnavailableException
 
 from csrv2_vdb.credentials import redact
 from csrv2_vdb.errors import EngineError, StoreLockedError, TransientEngineError, UnsupportedError
+from csrv2_vdb.filters import Filter, conditions
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import (
     CollectionInfo,
-    Filter,
     Hit,
+    HybridRequest,
     StoreBase,
-    conditions,
+    WriteBatch,
     hit_from_payload,
-    missing_collection,
     point_id,
-    requested,
-    reuse_existing,
     stored_payload,
 )
 
@@ -119,12 +117,11 @@ class MilvusStore(StoreBase):
         self.dense_search_params = dict(dense_search_params or {})
 
     # ----------------------------------------------------------- collections
-    def create_collection(
-        self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
-    ) -> CollectionInfo:
-        info = requested(self.check_name(name), sparse_dim, dense_dim)
-        if self.client.has_collection(name):
-            return reuse_existing(self.collection_info(name), info, exist_ok)
+    def _exists(self, name: str) -> bool:
+        return bool(self.client.has_collection(name))
+
+    def _create(self, info: CollectionInfo) -> None:
+        name, sparse_dim, dense_dim = info.name, info.sparse_dim, info.dense_dim
         schema = self.client.create_schema(
             auto_id=False,
             enable_dynamic_field=True,
@@ -144,7 +141,6 @@ class MilvusStore(StoreBase):
             )
         with _engine_errors(f"create collection {name!r}"):
             self.client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
-        return info
 
     def drop_collection(self, name: str) -> None:
         self.collection_info(name)
@@ -156,7 +152,7 @@ class MilvusStore(StoreBase):
     def collection_info(self, name: str) -> CollectionInfo:
         self.check_name(name)
         if not self.client.has_collection(name):
-            raise missing_collection(name, self.list_collections())
+            raise self.missing(name)
         described = self.client.describe_collection(name)
         fields = {f["name"]: f for f in described["fields"]}
         dense = fields.get(DENSE)
@@ -170,14 +166,8 @@ class MilvusStore(StoreBase):
         return CollectionInfo(name, sparse_dim, int(dense["params"]["dim"]) if dense else None)
 
     # ------------------------------------------------------------------ data
-    def _upsert(
-        self,
-        name: str,
-        ids: list[str],
-        sparse: SparseBatch | None,
-        dense: np.ndarray | None,
-        payloads: list[dict[str, Any]],
-    ) -> None:
+    def _upsert(self, name: str, batch: WriteBatch) -> None:
+        ids, sparse, dense, payloads = batch.ids, batch.sparse, batch.dense, batch.payloads
         if sparse is not None and (sparse.values < 0).any():
             bad = int(np.argwhere(sparse.values < 0)[0, 0])
             raise UnsupportedError(
@@ -233,16 +223,9 @@ class MilvusStore(StoreBase):
             ),
         )
 
-    def _hybrid_search(
-        self,
-        name: str,
-        sparse: SparseBatch,
-        dense: np.ndarray,
-        limit: int,
-        depth: int,
-        filter: Filter | None,
-        fusion: str,
-    ) -> list[list[Hit]]:
+    def _hybrid_search(self, name: str, r: HybridRequest) -> list[list[Hit]]:
+        sparse, dense, limit, depth, filter = r.sparse, r.dense, r.limit, r.depth, r.filter
+        fusion = r.fusion
         ranker = RRFRanker(self.rrf_k) if fusion == "rrf" else WeightedRanker(*self.weights)
         expr = _expr(filter)
         dense_params = {"metric_type": "IP", "params": self.dense_search_params}

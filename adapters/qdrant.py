@@ -30,18 +30,9 @@ from csrv2_vdb.adapters.qdrant_common import (
     hit_from_point,
     point_vectors,
 )
+from csrv2_vdb.filters import Filter
 from csrv2_vdb.sparse import SparseBatch
-from csrv2_vdb.store import (
-    CollectionInfo,
-    Filter,
-    Hit,
-    StoreBase,
-    missing_collection,
-    point_id,
-    requested,
-    reuse_existing,
-    stored_payload,
-)
+from csrv2_vdb.store import CollectionInfo, Hit, HybridRequest, StoreBase, WriteBatch, point_id, stored_payload
 
 _DIM_KEY = "csrv2_sparse_dim"
 # REST connection failures arrive as ResponseHandlingException, gRPC ones as RpcError (UNAVAILABLE, DEADLINE).
@@ -88,12 +79,11 @@ class QdrantStore(StoreBase):
         self._infos: dict[str, CollectionInfo] = {}
 
     # ----------------------------------------------------------- collections
-    def create_collection(
-        self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
-    ) -> CollectionInfo:
-        info = requested(name, sparse_dim, dense_dim)
-        if self.client.collection_exists(name):
-            return reuse_existing(self.collection_info(name), info, exist_ok)
+    def _exists(self, name: str) -> bool:
+        return bool(self.client.collection_exists(name))
+
+    def _create(self, info: CollectionInfo) -> None:
+        name, sparse_dim, dense_dim = info.name, info.sparse_dim, info.dense_dim
         sparse_params = models.SparseVectorParams(
             index=models.SparseIndexParams(on_disk=False, datatype=models.Datatype.FLOAT32),
             modifier=models.Modifier.IDF if self.sparse_idf else None,
@@ -106,7 +96,6 @@ class QdrantStore(StoreBase):
             sparse_vectors_config={SPARSE: sparse_params} if sparse_dim else None,
             metadata={_DIM_KEY: sparse_dim},
         )
-        return info
 
     def create_payload_index(self, name: str, field: str, kind: str = "keyword") -> None:
         """Index a payload field for filtering (keyword, integer, float, bool); a no-op in local mode."""
@@ -126,7 +115,7 @@ class QdrantStore(StoreBase):
         if name in self._infos:
             return self._infos[name]
         if not self.client.collection_exists(name):
-            raise missing_collection(name, self.list_collections())
+            raise self.missing(name)
         config = self.client.get_collection(name).config
         vectors = config.params.vectors
         dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
@@ -136,14 +125,8 @@ class QdrantStore(StoreBase):
         return info
 
     # ------------------------------------------------------------------ data
-    def _upsert(
-        self,
-        name: str,
-        ids: list[str],
-        sparse: SparseBatch | None,
-        dense: np.ndarray | None,
-        payloads: list[dict[str, Any]],
-    ) -> None:
+    def _upsert(self, name: str, batch: WriteBatch) -> None:
+        ids, sparse, dense, payloads = batch.ids, batch.sparse, batch.dense, batch.payloads
         vectors = point_vectors(len(ids), sparse, dense, models)
         points = [
             models.PointStruct(id=point_id(doc_id), vector=vector, payload=stored_payload(doc_id, payload))
@@ -179,16 +162,9 @@ class QdrantStore(StoreBase):
         results = self._run(name, requests)
         return drop_non_matches(results) if isinstance(query, SparseBatch) else results
 
-    def _hybrid_search(
-        self,
-        name: str,
-        sparse: SparseBatch,
-        dense: np.ndarray,
-        limit: int,
-        depth: int,
-        filter: Filter | None,
-        fusion: str,
-    ) -> list[list[Hit]]:
+    def _hybrid_search(self, name: str, r: HybridRequest) -> list[list[Hit]]:
+        sparse, dense, limit, depth, filter = r.sparse, r.dense, r.limit, r.depth, r.filter
+        fusion = r.fusion
         if fusion == "dbsf":
             fused: Any = models.FusionQuery(fusion=models.Fusion.DBSF)
         elif self.rrf_k is not None:

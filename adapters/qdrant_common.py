@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from csrv2_vdb.filters import Filter, conditions
 from csrv2_vdb.sparse import SparseBatch
-from csrv2_vdb.store import Filter, Hit, conditions, hit_from_payload
+from csrv2_vdb.store import Hit, hit_from_payload
 
 SPARSE = "sparse"
 DENSE = "dense"

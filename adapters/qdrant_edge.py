@@ -31,19 +31,9 @@ from csrv2_vdb.adapters.qdrant_common import (
     point_vectors,
 )
 from csrv2_vdb.errors import StoreLockedError
+from csrv2_vdb.filters import Filter, conditions
 from csrv2_vdb.sparse import SparseBatch
-from csrv2_vdb.store import (
-    CollectionInfo,
-    Filter,
-    Hit,
-    StoreBase,
-    conditions,
-    missing_collection,
-    point_id,
-    requested,
-    reuse_existing,
-    stored_payload,
-)
+from csrv2_vdb.store import CollectionInfo, Hit, HybridRequest, StoreBase, WriteBatch, point_id, stored_payload
 
 _META = "collection.json"
 _SHARD = "shard"
@@ -101,13 +91,12 @@ class QdrantEdgeStore(StoreBase):
             self._lock.close()
 
     # ----------------------------------------------------------- collections
-    def create_collection(
-        self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
-    ) -> CollectionInfo:
-        info = requested(name, sparse_dim, dense_dim)
+    def _exists(self, name: str) -> bool:
+        return (self.path / name / _META).exists()
+
+    def _create(self, info: CollectionInfo) -> None:
+        name, sparse_dim, dense_dim = info.name, info.sparse_dim, info.dense_dim
         directory = self.path / name
-        if (directory / _META).exists():
-            return reuse_existing(self.collection_info(name), info, exist_ok)
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dense_dim, distance=qe.Distance.Dot, hnsw_config=self._hnsw)}
             if dense_dim
@@ -118,7 +107,6 @@ class QdrantEdgeStore(StoreBase):
         self._shards[name] = qe.EdgeShard.create(str(directory / _SHARD), config)
         (directory / _META).write_text(json.dumps({"sparse_dim": sparse_dim, "dense_dim": dense_dim}))
         self._infos[name] = info
-        return info
 
     def drop_collection(self, name: str) -> None:
         self.collection_info(name)
@@ -136,7 +124,7 @@ class QdrantEdgeStore(StoreBase):
         if name not in self._infos:
             meta = self.path / name / _META
             if not meta.exists():
-                raise missing_collection(name, self.list_collections())
+                raise self.missing(name)
             dims = json.loads(meta.read_text())
             self._infos[name] = CollectionInfo(name, dims["sparse_dim"], dims["dense_dim"])
         return self._infos[name]
@@ -159,14 +147,8 @@ class QdrantEdgeStore(StoreBase):
         return bool(self._shard(name).optimize())
 
     # ------------------------------------------------------------------ data
-    def _upsert(
-        self,
-        name: str,
-        ids: list[str],
-        sparse: SparseBatch | None,
-        dense: np.ndarray | None,
-        payloads: list[dict[str, Any]],
-    ) -> None:
+    def _upsert(self, name: str, batch: WriteBatch) -> None:
+        ids, sparse, dense, payloads = batch.ids, batch.sparse, batch.dense, batch.payloads
         vectors = point_vectors(len(ids), sparse, dense, qe)
         points = [
             qe.Point(point_id(doc_id), vector, stored_payload(doc_id, payload))
@@ -193,16 +175,9 @@ class QdrantEdgeStore(StoreBase):
         results = self._run(name, requests)
         return drop_non_matches(results) if isinstance(query, SparseBatch) else results
 
-    def _hybrid_search(
-        self,
-        name: str,
-        sparse: SparseBatch,
-        dense: np.ndarray,
-        limit: int,
-        depth: int,
-        filter: Filter | None,
-        fusion: str,
-    ) -> list[list[Hit]]:
+    def _hybrid_search(self, name: str, r: HybridRequest) -> list[list[Hit]]:
+        sparse, dense, limit, depth, filter = r.sparse, r.dense, r.limit, r.depth, r.filter
+        fusion = r.fusion
         flt = _filter(filter)
         # The stubs type QueryRequest.query as the Fusion namespace; its Rrf/Dbsf members are what it takes.
         fused: Any = qe.Fusion.Rrf(k=self.rrf_k) if fusion == "rrf" else qe.Fusion.Dbsf()

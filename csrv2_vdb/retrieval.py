@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
-from csrv2_vdb.store import Filter, Hit, SparseStore
+from csrv2_vdb.filters import Filter
+from csrv2_vdb.store import Hit, SparseStore
 
 SearchMode = Literal["sparse", "dense", "hybrid"]
 

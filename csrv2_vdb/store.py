@@ -8,7 +8,6 @@ Filters are engine-neutral: {"field": value}, {"field": [any, of, these]}, {"fie
 
 from __future__ import annotations
 
-import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -25,87 +24,16 @@ from csrv2_vdb.errors import (
     InvalidSparseBatchError,
     UnsupportedError,
 )
+from csrv2_vdb.filters import Filter
 from csrv2_vdb.sparse import SparseBatch
 
 # The payload key under which adapters keep the caller's document id.
 ID_FIELD = "_id"
 _ID_NAMESPACE = uuid.UUID("6f1c3c5e-7a51-4f0e-9a43-c5b2d0f3a2e1")
 
-Scalar = str | int | float | bool
 # rrf: reciprocal rank fusion (all engines); dbsf: distribution-based score fusion (Qdrant);
 # weighted: weighted sum of scores (Milvus WeightedRanker). An adapter refuses a method its engine lacks.
 Fusion = Literal["rrf", "dbsf", "weighted"]
-
-
-@dataclass(frozen=True)
-class Range:
-    """Numeric range condition for a payload field."""
-
-    gte: float | None = None
-    gt: float | None = None
-    lte: float | None = None
-    lt: float | None = None
-
-
-Filter = Mapping[str, Scalar | Sequence[Scalar] | Range]
-Condition = tuple[Literal["eq", "any", "range"], str, Any]
-
-
-_INT64 = (-(2**63), 2**63 - 1)
-
-
-def _scalar(key: str, value: Any) -> str | int | float | bool:
-    """A filter value as a plain Python scalar: numpy scalars unwrapped, ints within int64, floats finite."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        if not _INT64[0] <= value <= _INT64[1]:
-            raise ValueError(f"filter on {key!r}: {value} does not fit the engines' 64-bit integers")
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(
-                f"filter on {key!r}: {value} is not a finite number; leave a Range bound as None to open it"
-            )
-        return value
-    raise ValueError(f"filter on {key!r}: expected a string, number or bool, got {type(value).__name__} {value!r}")
-
-
-def _bound(key: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    value = _scalar(key, value)
-    if isinstance(value, bool | str):
-        raise ValueError(f"filter on {key!r}: a Range bound must be a number, got {value!r}")
-    return value
-
-
-def conditions(filter: Filter | None) -> list[Condition]:
-    """A filter as (kind, field, value) triples that every adapter maps to its engine's vocabulary.
-
-    Values are checked here once for every engine (see `_scalar`). An equality on a float becomes a closed
-    range, since engines match only ints, strings and bools exactly.
-    """
-    out: list[Condition] = []
-    for key, value in (filter or {}).items():
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"filter field names must be non-empty strings, got {key!r}")
-        if isinstance(value, Range):
-            bounds = {op: _bound(key, getattr(value, op)) for op in ("gte", "gt", "lte", "lt")}
-            out.append(("range", key, Range(**bounds)))
-        elif isinstance(value, Sequence) and not isinstance(value, str):
-            if not value:
-                raise ValueError(f"filter on {key!r}: an empty list matches nothing; leave the field out instead")
-            out.append(("any", key, [_scalar(key, v) for v in value]))
-        else:
-            scalar = _scalar(key, value)
-            if isinstance(scalar, float):
-                out.append(("range", key, Range(gte=scalar, lte=scalar)))
-            else:
-                out.append(("eq", key, scalar))
-    return out
 
 
 # A collection name every engine can hold: no path separators, dots or spaces (qdrant-edge maps names to
@@ -283,6 +211,30 @@ class StoreBase:
     def check_name(self, name: object) -> str:
         return check_name(name, self.name_pattern, self.name_rule)
 
+    def create_collection(
+        self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
+    ) -> CollectionInfo:
+        """Create a collection holding sparse codes of `sparse_dim` latents and/or dense vectors of `dense_dim`;
+        with exist_ok, an existing one with the same dims is fine."""
+        info = requested(self.check_name(name), sparse_dim, dense_dim)
+        if self._exists(name):
+            return reuse_existing(self.collection_info(name), info, exist_ok)
+        self._create(info)
+        return info
+
+    def missing(self, name: str) -> CollectionNotFoundError:
+        """The error for a collection that does not exist, naming those that do."""
+        return missing_collection(name, self.list_collections())
+
+    def list_collections(self) -> list[str]:
+        raise NotImplementedError
+
+    def _exists(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def _create(self, info: CollectionInfo) -> None:
+        raise NotImplementedError
+
     def collection_info(self, name: str) -> CollectionInfo:
         raise NotImplementedError
 
@@ -299,7 +251,7 @@ class StoreBase:
         """Insert or overwrite documents by id; `vectors` or the sparse=/dense= keywords give the vectors."""
         sparse, dense = split_vectors(vectors, sparse, dense)
         sparse, dense, rows = check_upsert(self.collection_info(name), ids, sparse, dense, payloads)
-        self._upsert(name, [str(i) for i in ids], sparse, dense, rows)
+        self._upsert(name, WriteBatch([str(i) for i in ids], sparse, dense, rows))
 
     def search(
         self, name: str, query: SparseBatch | np.ndarray, *, limit: int = 10, filter: Filter | None = None
@@ -325,32 +277,38 @@ class StoreBase:
         check_limit(limit)
         info = self.collection_info(name)
         sparse, dense = check_sparse(info, sparse), check_dense(info, dense, len(sparse))
-        return self._hybrid_search(name, sparse, dense, limit, self.hybrid_depth * limit, filter, fusion)
+        return self._hybrid_search(name, HybridRequest(sparse, dense, limit, self.hybrid_depth * limit, filter, fusion))
 
-    def _upsert(
-        self,
-        name: str,
-        ids: list[str],
-        sparse: SparseBatch | None,
-        dense: np.ndarray | None,
-        payloads: list[dict[str, Any]],
-    ) -> None:
+    def _upsert(self, name: str, batch: WriteBatch) -> None:
         raise NotImplementedError
 
     def _search(self, name: str, query: SparseBatch | np.ndarray, limit: int, filter: Filter | None) -> list[list[Hit]]:
         raise NotImplementedError
 
-    def _hybrid_search(
-        self,
-        name: str,
-        sparse: SparseBatch,
-        dense: np.ndarray,
-        limit: int,
-        depth: int,
-        filter: Filter | None,
-        fusion: str,
-    ) -> list[list[Hit]]:
+    def _hybrid_search(self, name: str, request: HybridRequest) -> list[list[Hit]]:
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class WriteBatch:
+    """One checked upsert as the adapters receive it: ids as strings, vectors the collection holds, payloads."""
+
+    ids: list[str]
+    sparse: SparseBatch | None
+    dense: np.ndarray | None
+    payloads: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class HybridRequest:
+    """One checked hybrid search: `depth` candidates per side are fused into `limit` hits."""
+
+    sparse: SparseBatch
+    dense: np.ndarray
+    limit: int
+    depth: int
+    filter: Filter | None
+    fusion: str
 
 
 # --------------------------------------------------------------------- checks shared by adapters

@@ -23,8 +23,9 @@ from langchain_qdrant import SparseEmbeddings, SparseVector
 from pydantic import ConfigDict
 
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
+from csrv2_vdb.filters import Filter
 from csrv2_vdb.retrieval import SearchMode, index_texts, search_text
-from csrv2_vdb.store import Filter, Hit, SparseStore
+from csrv2_vdb.store import Hit, SparseStore
 
 
 class CSRv2Retriever(BaseRetriever):

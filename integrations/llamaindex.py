@@ -18,8 +18,9 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
+from csrv2_vdb.filters import Filter
 from csrv2_vdb.retrieval import SearchMode, search_text
-from csrv2_vdb.store import Filter, Hit, SparseStore
+from csrv2_vdb.store import Hit, SparseStore
 
 SparseFn = Callable[[list[str]], tuple[list[list[int]], list[list[float]]]]
 

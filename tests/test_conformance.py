@@ -10,8 +10,9 @@ from csrv2_vdb.errors import (
     InvalidEmbeddingError,
     UnsupportedError,
 )
+from csrv2_vdb.filters import Range
 from csrv2_vdb.sparse import SparseBatch
-from csrv2_vdb.store import Range, SparseStore
+from csrv2_vdb.store import SparseStore
 from tests.conftest import random_sparse
 from tests.engines import ENGINES, SCORE_RTOL, open_engine
 
