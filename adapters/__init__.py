@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from csrv2_vdb.credentials import credentials_from_env
+from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.store import SparseStore
 
 ENGINES = ("qdrant-edge", "qdrant", "milvus", "elasticsearch")
@@ -43,4 +44,4 @@ def open_store(engine: str, location: str, **options: Any) -> SparseStore:
         from csrv2_vdb.adapters.elasticsearch import ElasticsearchStore
 
         return ElasticsearchStore(location, **options)
-    raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    raise InvalidArgumentError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")

@@ -25,7 +25,7 @@ from elastic_transport import ConnectionTimeout
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from csrv2_vdb.credentials import redact
-from csrv2_vdb.errors import BulkWriteError, TransientEngineError, UnsupportedError
+from csrv2_vdb.errors import BulkWriteError, InvalidArgumentError, TransientEngineError, UnsupportedError
 from csrv2_vdb.filters import Filter, conditions
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import CollectionInfo, Hit, HybridRequest, StoreBase, WriteBatch
@@ -150,7 +150,7 @@ class ElasticsearchStore(StoreBase):
         for i, (doc_id, payload) in enumerate(zip(ids, payloads, strict=True)):
             clash = _RESERVED & payload.keys()
             if clash:
-                raise ValueError(f"payload keys {sorted(clash)} are reserved by the Elasticsearch adapter")
+                raise InvalidArgumentError(f"payload keys {sorted(clash)} are reserved by the Elasticsearch adapter")
             source = dict(payload)  # the id is the document's _id, not a payload field
             if features is not None:
                 source[SPARSE] = features[i]

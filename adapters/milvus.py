@@ -32,7 +32,7 @@ from pymilvus import AnnSearchRequest, DataType, MilvusClient, MilvusException, 
 from pymilvus.exceptions import MilvusUnavailableException
 
 from csrv2_vdb.credentials import redact
-from csrv2_vdb.errors import EngineError, StoreLockedError, TransientEngineError, UnsupportedError
+from csrv2_vdb.errors import EngineError, InvalidArgumentError, StoreLockedError, TransientEngineError, UnsupportedError
 from csrv2_vdb.filters import Filter, conditions
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import (
@@ -179,7 +179,7 @@ class MilvusStore(StoreBase):
         for i, (doc_id, payload) in enumerate(zip(ids, payloads, strict=True)):
             clash = _RESERVED & payload.keys()
             if clash:
-                raise ValueError(f"payload keys {sorted(clash)} are reserved by the Milvus adapter")
+                raise InvalidArgumentError(f"payload keys {sorted(clash)} are reserved by the Milvus adapter")
             record = {**stored_payload(doc_id, payload), PK: point_id(doc_id)}
             if sparse_rows is not None:
                 record[SPARSE] = sparse_rows[i]
@@ -293,7 +293,9 @@ def _expr(filter: Filter | None) -> str:
     parts = []
     for kind, key, value in conditions(filter):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or key in _RESERVED:
-            raise ValueError(f"filter field {key!r} is not a Milvus payload field name (letters, digits, '_')")
+            raise InvalidArgumentError(
+                f"filter field {key!r} is not a Milvus payload field name (letters, digits, '_')"
+            )
         if kind == "eq":
             parts.append(f"{key} == {_literal(key, value)}")
         elif kind == "any":

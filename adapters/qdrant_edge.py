@@ -30,7 +30,7 @@ from csrv2_vdb.adapters.qdrant_common import (
     hit_from_point,
     point_vectors,
 )
-from csrv2_vdb.errors import StoreLockedError
+from csrv2_vdb.errors import InvalidArgumentError, StoreLockedError
 from csrv2_vdb.filters import Filter, conditions
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import CollectionInfo, Hit, HybridRequest, StoreBase, WriteBatch, point_id, stored_payload
@@ -55,7 +55,7 @@ class QdrantEdgeStore(StoreBase):
         hnsw_ef_construct: int = 100,
     ) -> None:
         if dense_index not in ("flat", "hnsw"):
-            raise ValueError(f"dense_index must be 'flat' or 'hnsw', got {dense_index!r}")
+            raise InvalidArgumentError(f"dense_index must be 'flat' or 'hnsw', got {dense_index!r}")
         self.path = Path(path)
         # m=0 tells Qdrant to build no graph: dense search stays an exact scan after optimize().
         self._hnsw = qe.HnswIndexConfig(
@@ -207,7 +207,7 @@ def _filter(filter: Filter | None) -> qe.Filter | None:
     for kind, key, value in conditions(filter):
         if kind != "range" and any(isinstance(v, bool) for v in (value if kind == "any" else [value])):
             # qdrant-edge-py 0.9 matches no point for a boolean MatchValue (seen in tests/test_qdrant_edge.py).
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"filter on {key!r}: qdrant-edge cannot match boolean payload values; "
                 "store the field as a string or 0/1"
             )

@@ -61,9 +61,9 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Directory for the head (or Matryoshka projection).")],
     k: Annotated[int | None, typer.Option("--k", help="Target active dims (CSR/CSRv2).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="JSON config; flags given here override it.")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs")] = None,
-    lr: Annotated[float | None, typer.Option("--lr")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Passes over the rows; default: the config's.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Adam learning rate; default: the config's.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed; default: the config's.")] = None,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")] = 200,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/checkpoint.pt.")] = False,
     data: DataOpt = None,
@@ -76,7 +76,7 @@ def train(
 
     builders = {"banking77": banking_task, "medical": medical_task}
     if task not in builders or method not in ("csr", "csrv2", "plain", "mrl"):
-        raise fail(ValueError(f"--task must be one of {sorted(builders)}; --method one of csr, csrv2, plain, mrl"))
+        raise fail(f"--task must be one of {sorted(builders)}; --method one of csr, csrv2, plain, mrl")
     with user_errors():
         rows = builders[task](data or find_data_dir(), Backbone(), cache)
         if method == "mrl":
@@ -130,8 +130,8 @@ def finetune(
     task: Annotated[str, typer.Option("--task", help="banking77 (same-intent pairs) or medical (question, chunk).")],
     out: Annotated[Path, typer.Option("--out", help="Directory for the finetuned backbone (sentence-transformers).")],
     pairs: Annotated[int, typer.Option("--pairs", help="Training pairs (at most).")] = 20_000,
-    epochs: Annotated[int, typer.Option("--epochs")] = 1,
-    lr: Annotated[float, typer.Option("--lr")] = 1e-4,
+    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the pairs.")] = 1,
+    lr: Annotated[float, typer.Option("--lr", help="LoRA learning rate.")] = 1e-4,
     backbone: BackboneOpt = None,
     data: DataOpt = None,
     cache: CacheOpt = Path(".cache/csrv2-vdb"),
@@ -165,7 +165,7 @@ def bench_graphrag(
     per_type: Annotated[int | None, typer.Option("--per-type", help="At most N questions per type.")] = None,
     llm: Annotated[bool, typer.Option("--llm", help="Also run the LLM-judged metrics (CSRV2_LLM_* settings).")] = False,
     llm_base_url: Annotated[str | None, typer.Option("--llm-base-url", help="OpenAI-compatible endpoint.")] = None,
-    llm_model: Annotated[str | None, typer.Option("--llm-model")] = None,
+    llm_model: Annotated[str | None, typer.Option("--llm-model", help="Model name; default CSRV2_LLM_MODEL.")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Parallel LLM calls.")] = 4,
     data: DataOpt = None,
     cache: CacheOpt = Path(".cache/csrv2-vdb"),
@@ -173,11 +173,11 @@ def bench_graphrag(
     """GraphRAG-Bench medical: sparse CSRv2/CSR vs MRL/dense collections, scored per question type."""
     from csrv2_vdb.benchmarks.datasets import find_data_dir
     from csrv2_vdb.benchmarks.graphrag import run_graphrag
-    from csrv2_vdb.benchmarks.llm import ChatClient, LLMSettings
+    from csrv2_vdb.benchmarks.llm import ChatClient, LLMConfig
 
     client = None
     if llm:
-        settings = LLMSettings(concurrency=concurrency)
+        settings = LLMConfig(concurrency=concurrency)
         settings.base_url = llm_base_url or settings.base_url
         settings.model = llm_model or settings.model
         client = ChatClient(settings, cache / "llm")
@@ -196,9 +196,9 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise fail(ValueError(f"{what}: expected comma-separated integers, got {text!r}")) from None
+        raise fail(f"{what}: expected comma-separated integers, got {text!r}") from None
     if not values or min(values) < 1:
-        raise fail(ValueError(f"{what}: expected positive integers, got {text!r}"))
+        raise fail(f"{what}: expected positive integers, got {text!r}")
     return values
 
 
@@ -248,16 +248,16 @@ def bench_retrieval(
     """Latency, throughput, bytes and recall of sparse k vs MRL dims vs dense, per engine, side by side."""
     from csrv2_vdb.benchmarks.datasets import find_data_dir
     from csrv2_vdb.benchmarks.speed import report as rep
-    from csrv2_vdb.benchmarks.speed.retrieval import RetrievalSettings, run_retrieval_bench
+    from csrv2_vdb.benchmarks.speed.retrieval import RetrievalConfig, run_retrieval_bench
     from csrv2_vdb.benchmarks.speed.targets import TARGETS
 
     chosen = tuple(t.strip() for t in targets.split(",") if t.strip())
     unknown = sorted(set(chosen) - set(TARGETS))
     if unknown or not chosen:
-        raise fail(ValueError(f"--targets: unknown {unknown or targets!r}; choose from {', '.join(TARGETS)}"))
+        raise fail(f"--targets: unknown {unknown or targets!r}; choose from {', '.join(TARGETS)}")
     if min(n, queries, batch, repeats, components) < 1:
-        raise fail(ValueError("--n, --queries, --batch, --repeats and --components must be at least 1"))
-    settings = RetrievalSettings(
+        raise fail("--n, --queries, --batch, --repeats and --components must be at least 1")
+    settings = RetrievalConfig(
         n=n, ks=_ints(ks, "--ks"), dims=_ints(dims, "--dims"), targets=chosen, queries=queries, batch=batch,
         repeats=repeats, components=components, floor_rows=min(1_000, n), real_rows=real_rows,
         even_control=even_control, full=full,
@@ -284,9 +284,9 @@ def bench_encoder(
 ) -> None:
     """Texts/s of the backbone alone and with the sparse head, per batch size."""
     from csrv2_vdb.benchmarks.datasets import find_data_dir
-    from csrv2_vdb.benchmarks.speed.encoder import EncoderSettings, markdown, run_encoder_bench
+    from csrv2_vdb.benchmarks.speed.encoder import EncoderConfig, markdown, run_encoder_bench
 
-    settings = EncoderSettings(batch_sizes=_ints(batch_sizes, "--batch-sizes"), texts_per_size=texts, k=k)
+    settings = EncoderConfig(batch_sizes=_ints(batch_sizes, "--batch-sizes"), texts_per_size=texts, k=k)
     with user_errors():
         rows = run_encoder_bench(settings, data or find_data_dir())
     out.mkdir(parents=True, exist_ok=True)
@@ -310,6 +310,6 @@ def bench_bulk(
     from csrv2_vdb.benchmarks.speed.bulk import run_bulk_bench
 
     if min(rows, encode_rows, repeats) < 1:
-        raise fail(ValueError("--rows, --encode-rows and --repeats must be at least 1"))
+        raise fail("--rows, --encode-rows and --repeats must be at least 1")
     with user_errors():
         run_bulk_bench(data or find_data_dir(), cache, out, rows, encode_rows, repeats)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from csrv2_vdb.errors import DataNotFoundError
+from csrv2_vdb.errors import DataNotFoundError, InvalidArgumentError
 
 GRAPHRAG_DIR = "graphrag-bench"
 MANIFEST_HINT = (
@@ -79,7 +79,7 @@ def chunk_words(text: str, size: int = 150, overlap: int = 30, prefix: str = "ch
     the overlap keeps a sentence that straddles a boundary whole in one of the two chunks.
     """
     if not 0 <= overlap < size:
-        raise ValueError(f"need 0 <= overlap < size, got size={size}, overlap={overlap}")
+        raise InvalidArgumentError(f"need 0 <= overlap < size, got size={size}, overlap={overlap}")
     words = text.split()
     step = size - overlap
     starts = range(0, max(len(words) - overlap, 1), step)

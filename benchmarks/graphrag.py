@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -30,6 +31,7 @@ from csrv2_vdb.adapters import open_store
 from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.benchmarks.cache import cached_embed
 from csrv2_vdb.benchmarks.datasets import (
+    Chunk,
     Question,
     answer_token_recall,
     chunk_words,
@@ -40,7 +42,7 @@ from csrv2_vdb.benchmarks.llm import ChatClient
 from csrv2_vdb.benchmarks.reports import pyplot, table, write_csv
 from csrv2_vdb.benchmarks.tasks import medical_split, medical_task, trained_head
 from csrv2_vdb.encoder import mrl_truncate
-from csrv2_vdb.errors import CollectionExistsError
+from csrv2_vdb.errors import CollectionExistsError, InvalidArgumentError
 from csrv2_vdb.store import SparseStore
 from csrv2_vdb.training.trainer import HeadTrainConfig
 
@@ -198,8 +200,90 @@ def methods_for(specs: Sequence[str], backbone: Backbone, data_dir: Path, cache:
         elif kind == "dense":
             out.append(Method("dense", backbone.dim, np.asarray, dense_dim=backbone.dim))
         else:
-            raise ValueError(f"unknown method {spec!r}; use csrv2:K, csr:K, mrl:DIMS or dense")
+            raise InvalidArgumentError(f"unknown method {spec!r}; use csrv2:K, csr:K, mrl:DIMS or dense")
     return out
+
+
+@dataclass
+class Corpus:
+    """What every method is scored on: the chunks, the held-out questions, and the embeddings they share."""
+
+    chunks: list[Chunk]
+    questions: list[Question]
+    chunk_x: np.ndarray
+    query_x: np.ndarray
+    answer_x: list[np.ndarray]  # per question, its reference answer's sentence embeddings
+
+
+def load_eval_corpus(
+    data_dir: Path, cache: Path, backbone: Backbone, chunk_size: int, overlap: int, per_type: int | None
+) -> Corpus:
+    """Chunks and the questions no head trained on (at most `per_type` per question type), embedded once."""
+    text = load_corpus(data_dir)
+    questions = load_questions(data_dir)
+    chunks = chunk_words(text, chunk_size, overlap, prefix="medical")
+    trained_on = set(medical_split(data_dir).train_q)  # the questions the supervised heads saw
+    picked: list[int] = []
+    for qtype in QUESTION_TYPES:
+        rows = [i for i, q in enumerate(questions) if q.question_type == qtype and i not in trained_on]
+        picked += rows[:per_type]
+    eval_q = [questions[i] for i in picked]
+    answer_sents = [sentences(q.answer) for q in eval_q]
+    sent_x = cached_embed(backbone, [s for ss in answer_sents for s in ss], "document", cache)
+    offsets = np.cumsum([0] + [len(s) for s in answer_sents])
+    return Corpus(
+        chunks,
+        eval_q,
+        cached_embed(backbone, [c.text for c in chunks], "document", cache),
+        cached_embed(backbone, [q.question for q in eval_q], "query", cache),
+        [sent_x[offsets[j] : offsets[j + 1]] for j in range(len(eval_q))],
+    )
+
+
+def index_method(store: SparseStore, method: Method, corpus: Corpus, owned: bool) -> str:
+    """A fresh collection of the chunks as `method` encodes them; an existing one is dropped only when `owned`."""
+    name = f"graphrag_{method.name.lower()}_{method.dims}"
+    if name in store.list_collections():
+        if not owned:
+            raise CollectionExistsError(
+                f"collection {name!r} already exists in the store; this run did not create it and will "
+                "not drop it. Drop it yourself, or point --store at another location"
+            )
+        store.drop_collection(name)
+    store.create_collection(name, sparse_dim=method.sparse_dim, dense_dim=method.dense_dim)
+    vectors: Any = method.transform(corpus.chunk_x)
+    ids = [c.id for c in corpus.chunks]
+    for start in range(0, len(ids), 512):
+        store.upsert(name, ids[start : start + 512], vectors[start : start + 512])
+    return name
+
+
+def score_retrieval(
+    corpus: Corpus, retrieved: list[list[int]], client: ChatClient | None, attribution_threshold: float
+) -> dict[str, list]:
+    """Per question, every metric: the offline ones always, the LLM-judged ones with a client."""
+    texts = [[corpus.chunks[i].text for i in r] for r in retrieved]
+    per_q: dict[str, list] = {
+        "answer_token_recall": [answer_token_recall(q.answer, t) for q, t in zip(corpus.questions, texts, strict=True)],
+        "embedding_attribution": [
+            embedding_attribution(a, corpus.chunk_x[r], attribution_threshold)
+            for a, r in zip(corpus.answer_x, retrieved, strict=True)
+        ],
+    }
+    if client is not None:
+        per_q.update(llm_scores(client, corpus.questions, texts))
+    return per_q
+
+
+def by_question_type(method: Method, questions: list[Question], per_q: dict[str, list]) -> list[Score]:
+    """Each metric's mean per question type (questions a judge could not score are left out)."""
+    scores = []
+    for metric, values in per_q.items():
+        for qtype in QUESTION_TYPES:
+            vals = [v for q, v in zip(questions, values, strict=True) if q.question_type == qtype and v is not None]
+            if vals:
+                scores.append(Score(method.name, method.dims, qtype, metric, float(np.mean(vals)), len(vals)))
+    return scores
 
 
 def run_graphrag(
@@ -218,72 +302,27 @@ def run_graphrag(
     attribution_threshold: float = 0.6,
     console: Console | None = None,
 ) -> list[Score]:
-    """Index, retrieve, score; writes scores.csv, scores.md and scores.png under out_dir."""
+    """Index, retrieve, score; writes scores.csv, scores.md and scores.png under out_dir.
+
+    Only the harness's own store (<out>/store) is rebuilt; in a store the user names (`location`), a
+    collection this run did not create is never dropped.
+    """
     console = console or Console()
     backbone = Backbone()
-    text = load_corpus(data_dir)
-    questions = load_questions(data_dir)
-    chunks = chunk_words(text, chunk_size, overlap, prefix="medical")
-    trained_on = set(medical_split(data_dir).train_q)  # the questions the supervised heads saw
-    picked: list[int] = []
-    for qtype in QUESTION_TYPES:
-        rows = [i for i, q in enumerate(questions) if q.question_type == qtype and i not in trained_on]
-        picked += rows[:per_type]
-    eval_q = [questions[i] for i in picked]
-    console.print(f"{len(chunks)} chunks, {len(eval_q)} held-out questions, top-{top_k}, engine {engine}")
-    chunk_x = cached_embed(backbone, [c.text for c in chunks], "document", cache)
-    query_x = cached_embed(backbone, [q.question for q in eval_q], "query", cache)
-    answer_sents = [sentences(q.answer) for q in eval_q]
-    flat = [s for ss in answer_sents for s in ss]
-    sent_x = cached_embed(backbone, flat, "document", cache)
-    offsets = np.cumsum([0] + [len(s) for s in answer_sents])
-    ids = [c.id for c in chunks]
-    position = {c.id: i for i, c in enumerate(chunks)}
+    corpus = load_eval_corpus(data_dir, cache, backbone, chunk_size, overlap, per_type)
+    console.print(f"{len(corpus.chunks)} chunks, {len(corpus.questions)} held-out questions, top-{top_k}, {engine}")
+    position = {c.id: i for i, c in enumerate(corpus.chunks)}
     scores: list[Score] = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    store: SparseStore = open_store(engine, location or str(out_dir / "store"))
-    with store:
+    with open_store(engine, location or str(out_dir / "store")) as store:
         for method in methods_for(methods, backbone, data_dir, cache):
-            name = f"graphrag_{method.name.lower()}_{method.dims}"
-            if name in store.list_collections():
-                # Only the harness's own store (<out>/store) is rebuilt; a collection in a store the user
-                # named was not created by this run and is never dropped.
-                if location is not None:
-                    raise CollectionExistsError(
-                        f"collection {name!r} already exists in {location}; this run did not create it and will "
-                        "not drop it. Drop it yourself, or point --store at another location"
-                    )
-                store.drop_collection(name)
-            store.create_collection(name, sparse_dim=method.sparse_dim, dense_dim=method.dense_dim)
-            vectors = method.transform(chunk_x)
-            for start in range(0, len(ids), 512):
-                part = slice(start, start + 512)
-                store.upsert(name, ids[part], vectors[part])  # type: ignore[index]
-            hits = store.search(name, method.transform(query_x), limit=top_k)  # type: ignore[arg-type]
-            retrieved = [[position[h.id] for h in row] for row in hits]
-            per_q: dict[str, list] = {
-                "answer_token_recall": [
-                    answer_token_recall(q.answer, [chunks[i].text for i in r])
-                    for q, r in zip(eval_q, retrieved, strict=True)
-                ],
-                "embedding_attribution": [
-                    embedding_attribution(sent_x[offsets[j] : offsets[j + 1]], chunk_x[r], attribution_threshold)
-                    for j, r in enumerate(retrieved)
-                ],
-            }
-            if client is not None:
-                per_q.update(llm_scores(client, eval_q, [[chunks[i].text for i in r] for r in retrieved]))
-            for metric, values in per_q.items():
-                for qtype in QUESTION_TYPES:
-                    vals = [
-                        v for q, v in zip(eval_q, values, strict=True) if q.question_type == qtype and v is not None
-                    ]
-                    if vals:
-                        scores.append(Score(method.name, method.dims, qtype, metric, float(np.mean(vals)), len(vals)))
-            console.print(
-                f"  {name}: "
-                + ", ".join(f"{m}={np.mean([v for v in vals if v is not None]):.3f}" for m, vals in per_q.items())
-            )
+            name = index_method(store, method, corpus, owned=location is None)
+            hits = store.search(name, method.transform(corpus.query_x), limit=top_k)
+            per_q = score_retrieval(corpus, [[position[h.id] for h in row] for row in hits], client,
+                                    attribution_threshold)  # fmt: skip
+            scores += by_question_type(method, corpus.questions, per_q)
+            means = (f"{m}={np.mean([v for v in vals if v is not None]):.3f}" for m, vals in per_q.items())
+            console.print(f"  {name}: " + ", ".join(means))
     if client is not None:
         usage = client.usage
         console.print(

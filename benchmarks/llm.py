@@ -29,7 +29,7 @@ class RetryableStatus(Exception):
 
 
 @dataclass
-class LLMSettings:
+class LLMConfig:
     base_url: str = field(default_factory=lambda: os.environ.get("CSRV2_LLM_BASE_URL", "https://api.openai.com/v1"))
     model: str = field(default_factory=lambda: os.environ.get("CSRV2_LLM_MODEL", "gpt-4o-mini"))
     api_key: str = field(
@@ -52,7 +52,7 @@ class Usage:
 class ChatClient:
     """`chat(messages) -> str` against /chat/completions, cached on disk; `map` runs many in parallel."""
 
-    def __init__(self, settings: LLMSettings, cache_dir: str | Path) -> None:
+    def __init__(self, settings: LLMConfig, cache_dir: str | Path) -> None:
         self.settings = settings
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)

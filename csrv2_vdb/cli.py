@@ -54,7 +54,7 @@ def encode(
     from csrv2_vdb.records import read_records
 
     if kind not in ("query", "document"):
-        raise fail(ValueError(f"--kind must be 'query' or 'document', got {kind!r}"))
+        raise fail(f"--kind must be 'query' or 'document', got {kind!r}")
     with user_errors():
         records = read_records(input)
         enc = _encoder(head, backbone, k)
@@ -113,7 +113,7 @@ def index(
     from csrv2_vdb.store import Optimizable
 
     if (head is None) == (mrl_dims is None):
-        raise fail(ValueError("give exactly one of --head (sparse) or --mrl-dims (dense baseline)"))
+        raise fail("give exactly one of --head (sparse) or --mrl-dims (dense baseline)")
     checkpoint = checkpoint or input.with_name(f"{input.name}.{collection}.checkpoint")
     with user_errors():
         if head is not None:
@@ -174,7 +174,7 @@ def search(
     for item in filter or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise fail(ValueError(f"--filter {item!r} must look like field=value"))
+            raise fail(f"--filter {item!r} must look like field=value")
         conditions[key] = filter_value(value)
     with user_errors():
         enc = _encoder(head, backbone, k)
@@ -209,10 +209,10 @@ def train_head_cmd(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the head to.")],
     k: Annotated[int, typer.Option("--k", help="Active dims the head is trained for.")] = 32,
     hidden_dim: Annotated[int | None, typer.Option("--hidden-dim", help="Latents h; default 4 x backbone dim.")] = None,
-    epochs: Annotated[int, typer.Option("--epochs")] = 10,
-    lr: Annotated[float, typer.Option("--lr")] = 1e-4,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
-    seed: Annotated[int, typer.Option("--seed")] = 1227,
+    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the embeddings.")] = 10,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (the reference's 1e-4).")] = 1e-4,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Embeddings per optimizer step.")] = 128,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and shuffling.")] = 1227,
     backbone: BackboneOpt = None,
 ) -> None:
     """Train a sparse head (reconstruction k + 4k/8 + aux) on a frozen backbone's embeddings."""
@@ -231,6 +231,7 @@ def train_head_cmd(
         config = HeadTrainConfig(k=k, hidden_dim=hidden_dim, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
         result = train_head(x, config)
     result.head.save(out)
+    config.save(out / "training-config.json")  # the same files `train` writes
     (out / "training.json").write_text(json.dumps(result.summary(), indent=2))
     console.print(f"head (d={result.head.input_dim}, h={result.head.hidden_dim}, k={k}) written to {out}")
 

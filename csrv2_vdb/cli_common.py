@@ -45,8 +45,8 @@ ApiKeyOpt = Annotated[
 ]
 
 
-def fail(exc: Exception) -> typer.Exit:
-    """Print `exc` as one redacted line; the caller raises the returned exit (code 2)."""
+def fail(exc: Exception | str) -> typer.Exit:
+    """Print `exc` (an error or a message) as one redacted line; the caller raises the returned exit (code 2)."""
     console.print(Text.assemble(("error: ", "bold red"), redact(str(exc))), soft_wrap=True)
     return typer.Exit(2)
 
@@ -60,5 +60,5 @@ def user_errors() -> Iterator[None]:
     """Turn the errors a user can act on into a one-line message and exit code 2 (no traceback)."""
     try:
         yield
-    except (CSRv2Error, ValueError, FileNotFoundError) as exc:
+    except CSRv2Error as exc:  # every error the package raises on bad input derives from it
         raise fail(exc) from exc

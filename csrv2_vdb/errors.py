@@ -12,6 +12,10 @@ class CSRv2Error(Exception):
     """Base class of every error raised by csrv2-vdb."""
 
 
+class InvalidArgumentError(CSRv2Error, ValueError):
+    """An argument or setting the library cannot use (a bad name, limit, filter value, option)."""
+
+
 class InvalidEmbeddingError(CSRv2Error, ValueError):
     """A dense embedding holds NaN/inf or has the wrong shape."""
 
@@ -49,7 +53,7 @@ class StoreLockedError(CSRv2Error, RuntimeError):
 
 
 class DataNotFoundError(CSRv2Error, FileNotFoundError):
-    """An input data file is missing; the message says which file goes where."""
+    """An input data file, model or head is missing; the message says which file goes where."""
 
 
 class UnsupportedError(CSRv2Error, ValueError):

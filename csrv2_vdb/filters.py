@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from csrv2_vdb.errors import InvalidArgumentError
+
 Scalar = str | int | float | bool
 
 
@@ -41,15 +43,17 @@ def _scalar(key: str, value: Any) -> str | int | float | bool:
         return value
     if isinstance(value, int):
         if not _INT64[0] <= value <= _INT64[1]:
-            raise ValueError(f"filter on {key!r}: {value} does not fit the engines' 64-bit integers")
+            raise InvalidArgumentError(f"filter on {key!r}: {value} does not fit the engines' 64-bit integers")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"filter on {key!r}: {value} is not a finite number; leave a Range bound as None to open it"
             )
         return value
-    raise ValueError(f"filter on {key!r}: expected a string, number or bool, got {type(value).__name__} {value!r}")
+    raise InvalidArgumentError(
+        f"filter on {key!r}: expected a string, number or bool, got {type(value).__name__} {value!r}"
+    )
 
 
 def _bound(key: str, value: Any) -> float | None:
@@ -57,7 +61,7 @@ def _bound(key: str, value: Any) -> float | None:
         return None
     value = _scalar(key, value)
     if isinstance(value, bool | str):
-        raise ValueError(f"filter on {key!r}: a Range bound must be a number, got {value!r}")
+        raise InvalidArgumentError(f"filter on {key!r}: a Range bound must be a number, got {value!r}")
     return value
 
 
@@ -70,13 +74,15 @@ def conditions(filter: Filter | None) -> list[Condition]:
     out: list[Condition] = []
     for key, value in (filter or {}).items():
         if not isinstance(key, str) or not key:
-            raise ValueError(f"filter field names must be non-empty strings, got {key!r}")
+            raise InvalidArgumentError(f"filter field names must be non-empty strings, got {key!r}")
         if isinstance(value, Range):
             bounds = {op: _bound(key, getattr(value, op)) for op in ("gte", "gt", "lte", "lt")}
             out.append(("range", key, Range(**bounds)))
         elif isinstance(value, Sequence) and not isinstance(value, str):
             if not value:
-                raise ValueError(f"filter on {key!r}: an empty list matches nothing; leave the field out instead")
+                raise InvalidArgumentError(
+                    f"filter on {key!r}: an empty list matches nothing; leave the field out instead"
+                )
             out.append(("any", key, [_scalar(key, v) for v in value]))
         else:
             scalar = _scalar(key, value)

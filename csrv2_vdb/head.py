@@ -23,7 +23,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from csrv2_vdb.errors import DimensionMismatchError, HeadLoadError, InvalidEmbeddingError, InvalidKError
+from csrv2_vdb.errors import (
+    DataNotFoundError,
+    DimensionMismatchError,
+    HeadLoadError,
+    InvalidEmbeddingError,
+    InvalidKError,
+)
 from csrv2_vdb.sparse import SparseBatch
 
 CONFIG_NAME = "config.json"
@@ -222,7 +228,7 @@ def pretrained_heads() -> list[str]:
 def pretrained_head(name: str) -> SparseHead:
     """A shipped head by name, e.g. "minilm-medical-csrv2-k8"."""
     if not (PRETRAINED_DIR / name / CONFIG_NAME).exists():
-        raise FileNotFoundError(f"no shipped head {name!r}; shipped: {pretrained_heads()}")
+        raise DataNotFoundError(f"no shipped head {name!r}; shipped: {pretrained_heads()}")
     return SparseHead.load(PRETRAINED_DIR / name)
 
 
@@ -235,7 +241,7 @@ def _module_dir(directory: Path) -> Path:
                 return directory / module["path"]
     elif (directory / WEIGHTS_NAME).exists() and (directory / CONFIG_NAME).exists():
         return directory
-    raise FileNotFoundError(
+    raise DataNotFoundError(
         f"{directory} is neither a head directory (config.json + model.safetensors) "
         "nor a SparseEncoder directory with a SparseAutoEncoder module"
     )

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
+from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.filters import Filter
 from csrv2_vdb.store import Hit, SparseStore
 
@@ -30,9 +31,9 @@ def search_text(
 ) -> list[Hit]:
     """Top `limit` hits for one text query."""
     if mode in ("sparse", "hybrid") and encoder is None:
-        raise ValueError(f"search mode {mode!r} needs a CSRv2Encoder (encoder=...)")
+        raise InvalidArgumentError(f"search mode {mode!r} needs a CSRv2Encoder (encoder=...)")
     if mode in ("dense", "hybrid") and dense_encoder is None:
-        raise ValueError(f"search mode {mode!r} needs an MRLEncoder (dense_encoder=...)")
+        raise InvalidArgumentError(f"search mode {mode!r} needs an MRLEncoder (dense_encoder=...)")
     sparse = encoder.encode_queries([query], k=active_dims) if encoder is not None and mode != "dense" else None
     dense = dense_encoder.encode_queries([query]) if dense_encoder is not None and mode != "sparse" else None
     if sparse is not None and dense is not None:

@@ -55,7 +55,7 @@ class SparseBatch:
 
     def _check_duplicates(self) -> None:
         active = self.values != 0
-        if self.k > 1 and active.any():
+        if self.width > 1 and active.any():
             # Sort each row's active indices (padding pushed to the end as -1) and compare neighbours.
             keyed = np.where(active, self.indices, -1)
             keyed = np.sort(keyed, axis=1)
@@ -71,9 +71,18 @@ class SparseBatch:
         return int(self.indices.shape[0])
 
     @property
-    def k(self) -> int:
-        """Slots per row (the width of the arrays), an upper bound on active dims."""
+    def width(self) -> int:
+        """Slots per row (the arrays' second dimension), an upper bound on the active dims of a row.
+
+        `k` means active dims everywhere else (encoders, heads, the CLI); here the arrays may be wider than
+        a row's active entries (padding), so the slot count has its own name.
+        """
         return int(self.indices.shape[1])
+
+    @property
+    def k(self) -> int:
+        """Deprecated name of `width` (kept for code written against 0.1)."""
+        return self.width
 
     @property
     def nnz(self) -> np.ndarray:
@@ -91,8 +100,8 @@ class SparseBatch:
         dims = {b.dim for b in batches}
         if len(dims) != 1:
             raise InvalidSparseBatchError(f"cannot concat batches of different dims {sorted(dims)}")
-        width = max(b.k for b in batches)
-        pad = [((0, 0), (0, width - b.k)) for b in batches]
+        width = max(b.width for b in batches)
+        pad = [((0, 0), (0, width - b.width)) for b in batches]
         return cls(
             np.concatenate([np.pad(b.indices, p) for b, p in zip(batches, pad, strict=True)]),
             np.concatenate([np.pad(b.values, p) for b, p in zip(batches, pad, strict=True)]),
@@ -103,7 +112,7 @@ class SparseBatch:
         """Keep the k largest values of each row (adaptive k at query time)."""
         if k < 1:
             raise InvalidKError(f"k must be at least 1, got {k}")
-        if k >= self.k:
+        if k >= self.width:
             return self
         # Active entries first, largest value first; padding last, so a negative value outranks no padding.
         keyed = np.where(self.values != 0, -self.values.astype(np.float64), np.inf)

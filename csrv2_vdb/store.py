@@ -20,6 +20,7 @@ from csrv2_vdb.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
     DimensionMismatchError,
+    InvalidArgumentError,
     InvalidEmbeddingError,
     InvalidSparseBatchError,
     UnsupportedError,
@@ -47,14 +48,14 @@ MAX_LIMIT = 10_000
 def check_name(name: object, pattern: re.Pattern[str] = NAME_PATTERN, rule: str = NAME_RULE) -> str:
     """A collection name matching `pattern`, or a clear error (a name like "../other" never reaches the engine)."""
     if not isinstance(name, str) or not pattern.fullmatch(name):
-        raise ValueError(f"invalid collection name {name!r}: use {rule}")
+        raise InvalidArgumentError(f"invalid collection name {name!r}: use {rule}")
     return name
 
 
 def check_limit(limit: object) -> int:
     """A search depth in [1, MAX_LIMIT]."""
     if isinstance(limit, bool) or not isinstance(limit, int | np.integer) or not 1 <= limit <= MAX_LIMIT:
-        raise ValueError(f"limit must be an integer in [1, {MAX_LIMIT}], got {limit!r}")
+        raise InvalidArgumentError(f"limit must be an integer in [1, {MAX_LIMIT}], got {limit!r}")
     return int(limit)
 
 
@@ -316,10 +317,10 @@ def requested(name: str, sparse_dim: int | None, dense_dim: int | None) -> Colle
     """The collection a create_collection call asks for (it must store something)."""
     check_name(name)
     if sparse_dim is None and dense_dim is None:
-        raise ValueError("a collection needs sparse_dim and/or dense_dim")
+        raise InvalidArgumentError("a collection needs sparse_dim and/or dense_dim")
     for what, dim in (("sparse_dim", sparse_dim), ("dense_dim", dense_dim)):
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1):
-            raise ValueError(f"{what} must be a positive integer, got {dim!r}")
+            raise InvalidArgumentError(f"{what} must be a positive integer, got {dim!r}")
     return CollectionInfo(name, int(sparse_dim) if sparse_dim else None, int(dense_dim) if dense_dim else None)
 
 
@@ -379,9 +380,9 @@ def check_upsert(
     """Validate one upsert against the collection; returns the vectors and payloads (without the id) to write."""
     n = len(ids)
     if len(set(map(str, ids))) != n:
-        raise ValueError("ids in one upsert must be unique")
+        raise InvalidArgumentError("ids in one upsert must be unique")
     if sparse is None and dense is None:
-        raise ValueError("upsert needs sparse and/or dense vectors")
+        raise InvalidArgumentError("upsert needs sparse and/or dense vectors")
     if (info.sparse_dim is not None) != (sparse is not None) or (info.dense_dim is not None) != (dense is not None):
         raise DimensionMismatchError(
             f"collection {info.name!r} stores sparse={info.sparse_dim is not None}, "
@@ -391,10 +392,10 @@ def check_upsert(
     sparse = check_sparse(info, sparse, n) if sparse is not None else None
     dense = check_dense(info, dense, n) if dense is not None else None
     if payloads is not None and len(payloads) != n:
-        raise ValueError(f"{n} ids but {len(payloads)} payloads")
+        raise InvalidArgumentError(f"{n} ids but {len(payloads)} payloads")
     rows = [dict(p) for p in payloads] if payloads is not None else [{} for _ in range(n)]
     if any(ID_FIELD in row for row in rows):
-        raise ValueError(f"payload key {ID_FIELD!r} is reserved for the document id")
+        raise InvalidArgumentError(f"payload key {ID_FIELD!r} is reserved for the document id")
     return sparse, dense, rows
 
 
@@ -405,10 +406,10 @@ def split_vectors(
     if vectors is None:
         return sparse, dense
     if sparse is not None or dense is not None:
-        raise ValueError("give the vectors either positionally or as sparse=/dense=, not both")
+        raise InvalidArgumentError("give the vectors either positionally or as sparse=/dense=, not both")
     if isinstance(vectors, tuple):
         if len(vectors) != 2:
-            raise ValueError("a vectors pair is (SparseBatch, dense array)")
+            raise InvalidArgumentError("a vectors pair is (SparseBatch, dense array)")
         return vectors[0], vectors[1]
     if isinstance(vectors, SparseBatch):
         return vectors, None

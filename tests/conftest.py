@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +45,37 @@ def random_sparse(n: int, dim: int, k: int, seed: int = 0) -> SparseBatch:
     indices = np.argsort(rng.random((n, dim)), axis=1)[:, :k]
     values = rng.random((n, k)).astype(np.float32) + 0.01
     return SparseBatch(indices, values, dim)
+
+
+@pytest.fixture(scope="session")
+def data_slice(data_dir, tmp_path_factory):
+    """A small copy of the shared data: 5,000 corpus words, 80 questions, three Banking77 intents."""
+    root = tmp_path_factory.mktemp("slice")
+    (root / "graphrag-bench").mkdir()
+    (root / "banking77").mkdir()
+    corpus = json.loads((data_dir / "graphrag-bench" / "medical_corpus.json").read_text())
+    words = corpus[0]["context"].split()[:5000]
+    (root / "graphrag-bench" / "medical_corpus.json").write_text(json.dumps([{"context": " ".join(words)}]))
+    questions = json.loads((data_dir / "graphrag-bench" / "medical_questions.json").read_text())[:80]
+    (root / "graphrag-bench" / "medical_questions.json").write_text(json.dumps(questions))
+    for split, n in (("train", 400), ("test", 150)):
+        with open(data_dir / "banking77" / f"{split}.csv", newline="") as f:
+            rows = [
+                r
+                for r in csv.DictReader(f)
+                if r["category"] in ("card_arrival", "exchange_rate", "lost_or_stolen_card")
+            ]
+        with open(root / "banking77" / f"{split}.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["text", "category"])
+            writer.writeheader()
+            writer.writerows(rows[:n])
+    return root
+
+
+def assert_real_plot(path: Path) -> None:
+    """A PNG that is a picture: readable, at least 300x200 pixels, and not one flat colour."""
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(path)
+    assert pixels.ndim == 3 and pixels.shape[0] >= 200 and pixels.shape[1] >= 300, pixels.shape
+    assert float(pixels[..., :3].std()) > 0.01

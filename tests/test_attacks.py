@@ -44,7 +44,6 @@ from csrv2_vdb.records import read_records
 from csrv2_vdb.sparse import SparseBatch
 from tests.bulk_worker import DIM, records, vectors_for
 from tests.engines import ENGINES, open_engine
-from tests.test_evaluation import data_slice  # noqa: F401  (the fixture)
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -364,13 +363,13 @@ def test_cli_search_filters_an_integer_field(tmp_path, head_dir):
 
 # ------------------------------------------------------------------- 10. caches and stores the run owns
 def test_llm_cache_is_keyed_by_endpoint(tmp_path):
-    from csrv2_vdb.benchmarks.llm import ChatClient, LLMSettings
+    from csrv2_vdb.benchmarks.llm import ChatClient, LLMConfig
     from tests.openai_fake import FakeOpenAI
 
     prompt = [{"role": "user", "content": "Answer the question using only the passages.\n\n[1] Fact one. More."}]
     with FakeOpenAI() as first, FakeOpenAI() as second:
-        a = ChatClient(LLMSettings(base_url=first.url, model="same-name"), tmp_path)
-        b = ChatClient(LLMSettings(base_url=second.url, model="same-name"), tmp_path)
+        a = ChatClient(LLMConfig(base_url=first.url, model="same-name"), tmp_path)
+        b = ChatClient(LLMConfig(base_url=second.url, model="same-name"), tmp_path)
         a.chat(prompt)
         b.chat(prompt)
         assert (first.requests, second.requests) == (1, 1)
@@ -378,7 +377,7 @@ def test_llm_cache_is_keyed_by_endpoint(tmp_path):
         b.close()
 
 
-def test_graphrag_never_drops_a_collection_it_did_not_create(data_slice, tmp_path):  # noqa: F811
+def test_graphrag_never_drops_a_collection_it_did_not_create(data_slice, tmp_path):
     from csrv2_vdb.benchmarks.graphrag import run_graphrag
 
     location = str(tmp_path / "users-store")

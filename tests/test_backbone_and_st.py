@@ -69,9 +69,9 @@ def test_encoder_adaptive_k_and_mismatch(backbone):
     head = SparseHead(384, 1536, k=8)
     enc = CSRv2Encoder(backbone, head)
     docs = enc.encode_documents(TEXTS)
-    assert docs.dim == 1536 and docs.k == 8
+    assert docs.dim == 1536 and docs.width == 8
     one = enc.encode_queries(TEXTS, k=1)
-    assert one.k == 1 and (one.nnz <= 1).all()
+    assert one.width == 1 and (one.nnz <= 1).all()
     with pytest.raises(InvalidKError):
         enc.encode_queries(TEXTS, k=1537)
     with pytest.raises(DimensionMismatchError, match="takes 768-dim"):

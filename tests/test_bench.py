@@ -12,7 +12,7 @@ from csrv2_vdb.benchmarks.speed.corpus import EmbeddingModel, even_codes, latent
 from csrv2_vdb.benchmarks.speed.exact import ExactIndex, recall_at
 from csrv2_vdb.cli import app
 from csrv2_vdb.sparse import SparseBatch
-from tests.conftest import random_sparse
+from tests.conftest import assert_real_plot, random_sparse
 
 
 def _brute_top(scores: np.ndarray, limit: int) -> np.ndarray:
@@ -106,7 +106,7 @@ def test_bench_retrieval_small_run_on_every_target(tmp_path, data_dir) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads((out / "retrieval-3k.json").read_text())
     assert (out / "retrieval-3k.md").read_text().startswith("## Retrieval at N = 3,000")
-    assert (out / "retrieval-3k.png").stat().st_size > 0
+    assert_real_plot(out / "retrieval-3k.png")
     assert not (tmp_path / "work" / "qdrant-edge").exists()  # engines' files removed after the run
     expected = {"sparse-k2", "sparse-k8", "sparse-k2-even", "dense-8", "dense-32", "dense-384"}
     expected |= {"sparse-k2-n1000", "dense-8-n1000"}

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from csrv2_vdb.benchmarks.graphrag import QUESTION_TYPES, _flags, embedding_attribution, run_graphrag, sentences
-from csrv2_vdb.benchmarks.llm import ChatClient, LLMSettings
+from csrv2_vdb.benchmarks.llm import ChatClient, LLMConfig
 from tests.openai_fake import FakeOpenAI
-from tests.test_evaluation import data_slice  # noqa: F401  (the fixture)
 
 
 def test_offline_metrics_by_hand():
@@ -26,7 +25,7 @@ def test_offline_metrics_by_hand():
 
 def test_llm_client_caches_and_limits_concurrency(tmp_path):
     with FakeOpenAI(delay=0.05) as server:
-        client = ChatClient(LLMSettings(base_url=server.url, model="fake", api_key="k", concurrency=3), tmp_path)
+        client = ChatClient(LLMConfig(base_url=server.url, model="fake", api_key="k", concurrency=3), tmp_path)
         prompts = [[{"role": "user", "content": f"Answer the question using only the passages.\n\n[1] Fact {i}. More."}]
                    for i in range(12)]  # fmt: skip
         replies = client.map(prompts)
@@ -36,9 +35,9 @@ def test_llm_client_caches_and_limits_concurrency(tmp_path):
         assert client.map(prompts) == replies and server.requests == 12 and client.usage.cached == 12
 
 
-def test_harness_end_to_end_with_a_fake_llm(data_slice, tmp_path):  # noqa: F811
+def test_harness_end_to_end_with_a_fake_llm(data_slice, tmp_path):
     with FakeOpenAI() as server:
-        client = ChatClient(LLMSettings(base_url=server.url, model="fake", concurrency=4), tmp_path / "llm")
+        client = ChatClient(LLMConfig(base_url=server.url, model="fake", concurrency=4), tmp_path / "llm")
         out = tmp_path / "run"
         scores = run_graphrag(data_slice, out, tmp_path / "cache", ["csrv2:2", "mrl:8", "dense"], per_type=4,
                               client=client)  # fmt: skip

@@ -28,7 +28,7 @@ def test_encode_is_relu_of_top_k_preactivations():
     vals, idx = pre.topk(4, dim=1)
     expected.scatter_(1, idx, vals.relu())
     np.testing.assert_allclose(batch.to_dense(), expected.detach().numpy(), atol=1e-6)
-    assert batch.dim == 64 and batch.k == 4
+    assert batch.dim == 64 and batch.width == 4
 
 
 def test_lower_k_is_a_prefix_of_higher_k():

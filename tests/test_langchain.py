@@ -8,38 +8,20 @@ import pytest
 from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
-from csrv2_vdb import CSRv2Encoder, MRLEncoder
+from csrv2_vdb import MRLEncoder
 from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
-from csrv2_vdb.backbone import Backbone
-from csrv2_vdb.head import pretrained_head
 from csrv2_vdb.integrations.langchain import CSRv2Retriever, CSRv2SparseEmbeddings
+from tests.framework_data import TEXTS, TOPICS, shared_encoder
 
-TEXTS = [
-    "Basal cell skin cancer is usually treated with surgery to remove the cancer.",
-    "Mohs surgery removes skin cancer one thin layer at a time.",
-    "Radiation therapy may treat skin cancer when surgery is not an option.",
-    "Melanoma can spread to the lymph nodes; a sentinel lymph node biopsy checks for this.",
-    "Chemotherapy drugs travel through the bloodstream to kill cancer cells.",
-    "Lung cancer screening uses low-dose CT scans for people who smoked.",
-    "Immunotherapy helps the immune system find and attack cancer cells.",
-    "Ask your care team about side effects of treatment and how to manage them.",
-]
-TOPICS = ["skin", "skin", "skin", "skin", "therapy", "lung", "therapy", "care"]
 _shared: dict = {}
-
-
-def _encoder() -> CSRv2Encoder:
-    if "encoder" not in _shared:
-        _shared["encoder"] = CSRv2Encoder(Backbone(), pretrained_head("minilm-medical-csrv2-k8"), k=32)
-    return _shared["encoder"]
 
 
 def _retriever_params() -> dict:
     if "store" not in _shared:
         store = QdrantEdgeStore(tempfile.mkdtemp())
-        CSRv2Retriever.from_texts(TEXTS, _encoder(), store, "docs", metadatas=[{"topic": t} for t in TOPICS])
+        CSRv2Retriever.from_texts(TEXTS, shared_encoder(), store, "docs", metadatas=[{"topic": t} for t in TOPICS])
         _shared["store"] = store
-    return {"store": _shared["store"], "collection": "docs", "encoder": _encoder(), "k": 2}
+    return {"store": _shared["store"], "collection": "docs", "encoder": shared_encoder(), "k": 2}
 
 
 class TestCSRv2RetrieverStandard(RetrieversIntegrationTests):
@@ -73,24 +55,24 @@ async def test_ainvoke_takes_the_same_keywords():
 
 
 def test_dense_and_hybrid_modes(tmp_path):
-    dense = MRLEncoder(_encoder().backbone, 64)
+    dense = MRLEncoder(shared_encoder().backbone, 64)
     with QdrantEdgeStore(tmp_path / "db") as store:
         documents = [
             Document(page_content=t, metadata={"topic": p}, id=f"doc-{i}")
             for i, (t, p) in enumerate(zip(TEXTS, TOPICS, strict=True))
         ]
-        retriever = CSRv2Retriever.from_documents(documents, _encoder(), store, "both", dense_encoder=dense, k=3)
+        retriever = CSRv2Retriever.from_documents(documents, shared_encoder(), store, "both", dense_encoder=dense, k=3)
         for mode in ("sparse", "dense", "hybrid"):
             docs = retriever.invoke("lung cancer screening with CT scans", search_mode=mode)
             assert docs and docs[0].id == "doc-5", mode
         with pytest.raises(ValueError, match="MRLEncoder"):
-            CSRv2Retriever(store=store, collection="both", encoder=_encoder(), search_mode="dense").invoke("x")
+            CSRv2Retriever(store=store, collection="both", encoder=shared_encoder(), search_mode="dense").invoke("x")
 
 
 def test_sparse_embeddings_inside_langchain_qdrant():
     from langchain_qdrant import QdrantVectorStore, RetrievalMode
 
-    bridge = CSRv2SparseEmbeddings(_encoder())
+    bridge = CSRv2SparseEmbeddings(shared_encoder())
     qdrant = QdrantVectorStore.from_texts(
         TEXTS, sparse_embedding=bridge, retrieval_mode=RetrievalMode.SPARSE, location=":memory:",
         collection_name="lc", metadatas=[{"topic": t} for t in TOPICS],

@@ -12,7 +12,7 @@ from csrv2_vdb import CSRv2Encoder, MRLEncoder
 from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
 from csrv2_vdb.integrations.llamaindex import CSRv2Retriever, sparse_fns
 from csrv2_vdb.retrieval import index_texts
-from tests.test_langchain import TEXTS, TOPICS, _encoder
+from tests.framework_data import TEXTS, TOPICS, shared_encoder
 
 QUERY = "How is skin cancer treated?"
 
@@ -20,8 +20,8 @@ QUERY = "How is skin cancer treated?"
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory):
     store = QdrantEdgeStore(tmp_path_factory.mktemp("li") / "db")
-    dense = MRLEncoder(_encoder().backbone, 384)
-    ids = index_texts(store, "docs", TEXTS, encoder=_encoder(), dense_encoder=dense,
+    dense = MRLEncoder(shared_encoder().backbone, 384)
+    ids = index_texts(store, "docs", TEXTS, encoder=shared_encoder(), dense_encoder=dense,
                       metadatas=[{"topic": t} for t in TOPICS])  # fmt: skip
     yield store, dense, ids
     store.close()
@@ -44,22 +44,22 @@ def _nodes(encoder: CSRv2Encoder) -> list[TextNode]:
 
 def test_retriever_returns_nodes_with_scores(indexed):
     store, dense, _ = indexed
-    retriever = CSRv2Retriever(store, "docs", encoder=_encoder(), similarity_top_k=3)
+    retriever = CSRv2Retriever(store, "docs", encoder=shared_encoder(), similarity_top_k=3)
     nodes = retriever.retrieve(QUERY)
     assert 1 <= len(nodes) <= 3 and all(isinstance(n, NodeWithScore) for n in nodes)
     assert nodes[0].node.get_content() in TEXTS and nodes[0].node.metadata["topic"] in TOPICS
     assert [n.score for n in nodes] == sorted((n.score for n in nodes), reverse=True)
-    only_lung = CSRv2Retriever(store, "docs", encoder=_encoder(), filters={"topic": "lung"}).retrieve(
+    only_lung = CSRv2Retriever(store, "docs", encoder=shared_encoder(), filters={"topic": "lung"}).retrieve(
         "cancer screening"
     )
     assert [n.node.metadata["topic"] for n in only_lung] == ["lung"]
-    hybrid = CSRv2Retriever(store, "docs", encoder=_encoder(), dense_encoder=dense, search_mode="hybrid")
+    hybrid = CSRv2Retriever(store, "docs", encoder=shared_encoder(), dense_encoder=dense, search_mode="hybrid")
     assert hybrid.retrieve(QueryBundle("lung cancer screening with CT scans"))[0].node.get_content() == TEXTS[5]
 
 
 async def test_aretrieve_matches_retrieve(indexed):
     store, _, _ = indexed
-    retriever = CSRv2Retriever(store, "docs", encoder=_encoder(), similarity_top_k=3)
+    retriever = CSRv2Retriever(store, "docs", encoder=shared_encoder(), similarity_top_k=3)
     assert [n.node.node_id for n in await retriever.aretrieve(QUERY)] == [
         n.node.node_id for n in retriever.retrieve(QUERY)
     ]
@@ -69,15 +69,15 @@ def test_sparse_fns_inside_llama_index_qdrant_hybrid(indexed):
     from llama_index.vector_stores.qdrant import QdrantVectorStore
     from qdrant_client import QdrantClient
 
-    doc_fn, query_fn = sparse_fns(_encoder())
+    doc_fn, query_fn = sparse_fns(shared_encoder())
     vector_store = QdrantVectorStore(
         collection_name="li", client=QdrantClient(":memory:"), enable_hybrid=True,
         sparse_doc_fn=doc_fn, sparse_query_fn=query_fn,
     )  # fmt: skip
-    vector_store.add(_nodes(_encoder()))
+    vector_store.add(_nodes(shared_encoder()))
     query = VectorStoreQuery(query_str=QUERY, similarity_top_k=3, sparse_top_k=3, mode=VectorStoreQueryMode.SPARSE)
     theirs = vector_store.query(query)
-    ours = CSRv2Retriever(indexed[0], "docs", encoder=_encoder(), similarity_top_k=3).retrieve(QUERY)
+    ours = CSRv2Retriever(indexed[0], "docs", encoder=shared_encoder(), similarity_top_k=3).retrieve(QUERY)
     assert [n.get_content() for n in theirs.nodes] == [n.node.get_content() for n in ours]
     assert theirs.similarities == pytest.approx([n.score for n in ours], rel=1e-5)
 
@@ -90,11 +90,11 @@ def test_sparse_function_inside_llama_index_milvus(indexed, tmp_path):
     asyncio.set_event_loop(asyncio.new_event_loop())  # MilvusVectorStore also opens an async client
     vector_store = MilvusVectorStore(
         uri=str(tmp_path / "li.db"), dim=384, overwrite=True, enable_sparse=True,
-        sparse_embedding_function=CSRv2SparseEmbeddingFunction(_encoder()), similarity_metric="IP",
+        sparse_embedding_function=CSRv2SparseEmbeddingFunction(shared_encoder()), similarity_metric="IP",
     )  # fmt: skip
-    vector_store.add(_nodes(_encoder()))
+    vector_store.add(_nodes(shared_encoder()))
     theirs = vector_store.query(VectorStoreQuery(query_str=QUERY, similarity_top_k=3, mode=VectorStoreQueryMode.SPARSE))
-    everything = CSRv2Retriever(indexed[0], "docs", encoder=_encoder(), similarity_top_k=len(TEXTS))
+    everything = CSRv2Retriever(indexed[0], "docs", encoder=shared_encoder(), similarity_top_k=len(TEXTS))
     exact = {n.node.get_content(): n.score for n in everything.retrieve(QUERY)}
     assert theirs.nodes[0].get_content() == max(exact, key=exact.__getitem__)
     # llama-index-vector-stores-milvus 0.9 hard-codes drop_ratio_search=0.2: the smallest fifth of the query

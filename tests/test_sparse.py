@@ -58,7 +58,7 @@ def test_top_keeps_largest_values():
 
 def test_concat_pads_to_widest():
     out = SparseBatch.concat([random_sparse(2, 50, 2), random_sparse(3, 50, 4, seed=1)])
-    assert len(out) == 5 and out.k == 4 and out.nnz.tolist() == [2, 2, 4, 4, 4]
+    assert len(out) == 5 and out.width == 4 and out.nnz.tolist() == [2, 2, 4, 4, 4]
     with pytest.raises(InvalidSparseBatchError, match="different dims"):
         SparseBatch.concat([random_sparse(1, 50, 2), random_sparse(1, 60, 2)])
 

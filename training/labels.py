@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from csrv2_vdb.errors import InvalidArgumentError
+
 
 def classification_labels(classes: Sequence[str]) -> np.ndarray:
     """Class names -> integer labels (sorted names, so the mapping is stable)."""
@@ -59,7 +61,7 @@ class LabelBatchSampler:
 
     def __init__(self, labels: np.ndarray, batch_size: int, per_label: int = 2, seed: int = 0) -> None:
         if batch_size < per_label:
-            raise ValueError(f"batch_size {batch_size} must be at least per_label {per_label}")
+            raise InvalidArgumentError(f"batch_size {batch_size} must be at least per_label {per_label}")
         self.labels = np.asarray(labels)
         self.batch_size = batch_size
         self.per_label = per_label

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from csrv2_vdb.errors import InvalidEmbeddingError
+from csrv2_vdb.errors import InvalidArgumentError, InvalidEmbeddingError
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.training.labels import LabelBatchSampler
 from csrv2_vdb.training.losses import inbatch_contrastive, label_contrastive, reconstruction_losses
@@ -62,11 +62,16 @@ class HeadTrainConfig:
     @classmethod
     def load(cls, path: str | Path | None, **overrides: object) -> HeadTrainConfig:
         """A config file (JSON), with keyword overrides (None values ignored)."""
-        values = json.loads(Path(path).read_text()) if path else {}
+        try:
+            values = json.loads(Path(path).read_text()) if path else {}
+        except (OSError, ValueError) as exc:
+            raise InvalidArgumentError(f"cannot read the config {path}: {exc}") from None
+        if not isinstance(values, dict):
+            raise InvalidArgumentError(f"{path} must hold a JSON object of settings")
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)} in {path}; known: {sorted(known)}")
+            raise InvalidArgumentError(f"unknown config keys {sorted(unknown)} in {path}; known: {sorted(known)}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -105,14 +110,7 @@ def train_head(
 ) -> TrainResult:
     """Train a SparseHead on (n, d) unit-norm embeddings; `labels` (n,) feed CSRv2's supervised loss."""
     config = config or HeadTrainConfig()
-    x_all = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
-    if x_all.ndim != 2 or len(x_all) == 0:
-        raise InvalidEmbeddingError(f"training needs an (n, d) array with n > 0, got {tuple(x_all.shape)}")
-    if not torch.isfinite(x_all).all():
-        raise InvalidEmbeddingError("training embeddings hold NaN or inf")
-    if labels is not None and len(labels) != len(x_all):
-        raise ValueError(f"{len(x_all)} embeddings but {len(labels)} labels")
-    y_all = torch.as_tensor(labels) if labels is not None else None
+    x_all, y_all = _training_tensors(embeddings, labels)
 
     torch.manual_seed(config.seed)
     head = SparseHead(
@@ -127,7 +125,7 @@ def train_head(
     if resume and ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         if state["config"] != asdict(config):
-            raise ValueError(f"{ckpt} was written by another config; resume with the same settings")
+            raise InvalidArgumentError(f"{ckpt} was written by another config; resume with the same settings")
         head.load_state_dict(state["head"])
         optimizer.load_state_dict(state["optimizer"])
         step, result.epoch_losses = state["step"], state["epoch_losses"]
@@ -142,19 +140,9 @@ def train_head(
             if max_steps is not None and step >= max_steps:
                 break
             k = annealed_k(step, total, config.k, config.start_k(), config.anneal_ratio, head.hidden_dim)
-            x = x_all[torch.as_tensor(batch)]
-            losses, out = reconstruction_losses(head, x, k, config.aux_coef)
-            if config.method == "csr" or (config.method == "csrv2" and y_all is None):
-                losses["cl"] = config.cl_coef * inbatch_contrastive(out.latents, out.latents, config.tau)
-            elif config.method == "csrv2" and y_all is not None:
-                y = y_all[torch.as_tensor(batch)]
-                losses["cl"] = config.cl_coef * label_contrastive(out.latents, out.latents, y, config.tau)
-            loss = sum(losses.values(), torch.zeros(()))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            rows = torch.as_tensor(batch)
+            terms = _step(head, optimizer, config, x_all[rows], y_all[rows] if y_all is not None else None, k)
             step += 1
-            terms = {name: float(v.detach()) for name, v in losses.items()}
             for name, value in terms.items():
                 totals[name] = totals.get(name, 0.0) + value / len(batches)
             bar.set_postfix({"k": k, **{name: f"{v:.4f}" for name, v in terms.items()}}, refresh=False)
@@ -172,6 +160,39 @@ def train_head(
     head.k = config.k
     head.eval()
     return result
+
+
+def _training_tensors(embeddings: np.ndarray, labels: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The training rows as tensors, or a clear error (empty, NaN, labels of another length)."""
+    x_all = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
+    if x_all.ndim != 2 or len(x_all) == 0:
+        raise InvalidEmbeddingError(f"training needs an (n, d) array with n > 0, got {tuple(x_all.shape)}")
+    if not torch.isfinite(x_all).all():
+        raise InvalidEmbeddingError("training embeddings hold NaN or inf")
+    if labels is not None and len(labels) != len(x_all):
+        raise InvalidArgumentError(f"{len(x_all)} embeddings but {len(labels)} labels")
+    return x_all, torch.as_tensor(labels) if labels is not None else None
+
+
+def _step(
+    head: SparseHead,
+    optimizer: torch.optim.Optimizer,
+    config: HeadTrainConfig,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    k: int,
+) -> dict[str, float]:
+    """One optimizer step: reconstruction terms, plus CSR's in-batch or CSRv2's label contrastive term."""
+    losses, out = reconstruction_losses(head, x, k, config.aux_coef)
+    if config.method == "csr" or (config.method == "csrv2" and y is None):
+        losses["cl"] = config.cl_coef * inbatch_contrastive(out.latents, out.latents, config.tau)
+    elif config.method == "csrv2" and y is not None:
+        losses["cl"] = config.cl_coef * label_contrastive(out.latents, out.latents, y, config.tau)
+    loss = sum(losses.values(), torch.zeros(()))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {name: float(v.detach()) for name, v in losses.items()}
 
 
 def _save_checkpoint(

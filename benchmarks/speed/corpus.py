@@ -18,6 +18,7 @@ from sklearn.cluster import KMeans
 from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.benchmarks.cache import cached_embed
 from csrv2_vdb.benchmarks.datasets import chunk_words, load_corpus
+from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.sparse import SparseBatch
 
@@ -40,7 +41,7 @@ class EmbeddingModel:
     def fit(cls, embeddings: np.ndarray, components: int = 1, seed: int = 0) -> EmbeddingModel:
         x = np.asarray(embeddings, dtype=np.float64)
         if x.ndim != 2 or len(x) <= components:
-            raise ValueError(f"need an (n > {components}, d) array of embeddings to fit, got shape {x.shape}")
+            raise InvalidArgumentError(f"need an (n > {components}, d) array of embeddings to fit, got shape {x.shape}")
         if components == 1:
             labels, means = np.zeros(len(x), dtype=int), x.mean(axis=0, keepdims=True)
         else:
@@ -108,4 +109,4 @@ def even_codes(codes: SparseBatch, seed: int) -> SparseBatch:
         clash = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
         if not clash.any():
             return SparseBatch(indices.astype(np.int32), codes.values.copy(), codes.dim)
-        indices[clash] = rng.integers(0, codes.dim, (int(clash.sum()), codes.k))
+        indices[clash] = rng.integers(0, codes.dim, (int(clash.sum()), codes.width))

@@ -18,14 +18,14 @@ from csrv2_vdb.head import SparseHead, pretrained_head
 
 
 @dataclass
-class EncoderSettings:
+class EncoderConfig:
     batch_sizes: tuple[int, ...] = (1, 8, 32, 64, 128, 256)
     texts_per_size: int = 256  # texts timed at every batch size (at least one batch)
     k: int = 32
     head: str | None = "minilm-medical-csrv2-k8"  # shipped head name; None: a random head of the same shape
 
 
-def run_encoder_bench(settings: EncoderSettings, data_dir: Path) -> list[dict[str, Any]]:
+def run_encoder_bench(settings: EncoderConfig, data_dir: Path) -> list[dict[str, Any]]:
     """One row per batch size: median ms per batch for backbone and head, texts/s without and with head."""
     backbone = Backbone()
     head = pretrained_head(settings.head) if settings.head else SparseHead(backbone.dim, k=settings.k)
@@ -62,7 +62,7 @@ def run_encoder_bench(settings: EncoderSettings, data_dir: Path) -> list[dict[st
     return rows
 
 
-def markdown(rows: list[dict[str, Any]], settings: EncoderSettings, command: str) -> str:
+def markdown(rows: list[dict[str, Any]], settings: EncoderConfig, command: str) -> str:
     lines = [
         "## Encoder throughput (backbone alone vs with the head)",
         "",

@@ -31,7 +31,7 @@ from csrv2_vdb.head import pretrained_head
 
 
 @dataclass
-class RetrievalSettings:
+class RetrievalConfig:
     """What one `bench retrieval` run measures."""
 
     n: int = 1_000_000
@@ -60,7 +60,7 @@ class Workload:
     exact: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def configs_for(settings: RetrievalSettings, full_dim: int) -> list[Config]:
+def configs_for(settings: RetrievalConfig, full_dim: int) -> list[Config]:
     """Sparse k, MRL dims and full dense (exact, and each target's ANN), plus the two floor collections."""
     out = [Config("sparse", k, "inverted") for k in settings.ks]
     out += [Config("dense", d, "flat") for d in settings.dims if d < full_dim]
@@ -76,7 +76,7 @@ def configs_for(settings: RetrievalSettings, full_dim: int) -> list[Config]:
 
 
 def build_workload(
-    settings: RetrievalSettings, data_dir: Path, cache_dir: Path, console: Console
+    settings: RetrievalConfig, data_dir: Path, cache_dir: Path, console: Console
 ) -> tuple[Workload, dict[str, Any]]:
     """Synthetic documents and held-out queries in every representation, and what they look like."""
     backbone = Backbone()
@@ -132,7 +132,7 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure_target(
-    target: Target, configs: list[Config], work: Workload, settings: RetrievalSettings, console: Console
+    target: Target, configs: list[Config], work: Workload, settings: RetrievalConfig, console: Console
 ) -> dict[str, Any]:
     """Build every config the target supports, measure its memory, then time them all in rotating rounds."""
     configs = [c for c in configs if target.supports(c)]
@@ -167,7 +167,7 @@ def _build(target: Target, config: Config, work: Workload, console: Console) -> 
     return out
 
 
-def _memory_per_vector(target: Target, config: Config, work: Workload, settings: RetrievalSettings) -> float | None:
+def _memory_per_vector(target: Target, config: Config, work: Workload, settings: RetrievalConfig) -> float | None:
     """Array bytes for numpy; for engines, their process's RSS growth while the collection loads and answers
     its first 20 queries (a working set: mmapped data not yet read does not count)."""
     rows = config.rows or settings.n
@@ -180,7 +180,7 @@ def _memory_per_vector(target: Target, config: Config, work: Workload, settings:
 
 
 def _time_rounds(
-    target: Target, configs: list[Config], work: Workload, settings: RetrievalSettings, results: dict[str, Any]
+    target: Target, configs: list[Config], work: Workload, settings: RetrievalConfig, results: dict[str, Any]
 ) -> dict[str, list[dict[str, float]]]:
     """p50/p99 of single-query calls and batch throughput per config and round; recall@10 from round 1."""
     n_single = min(settings.queries, target.max_queries or settings.queries)
@@ -231,7 +231,7 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_retrieval_bench(
-    settings: RetrievalSettings, data_dir: Path, cache_dir: Path, work_dir: Path, out: Path, console: Console
+    settings: RetrievalConfig, data_dir: Path, cache_dir: Path, work_dir: Path, out: Path, console: Console
 ) -> dict[str, Any]:
     """The whole run; writes the JSON result to `out` after each target, and returns it."""
     started = time.perf_counter()

@@ -20,6 +20,7 @@ import numpy as np
 import psutil
 
 from csrv2_vdb.benchmarks.speed.exact import ExactIndex
+from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import SparseStore
 
@@ -293,7 +294,7 @@ def make_target(name: str, root: Path) -> Target:
         return QdrantLocalTarget(root / name)
     if name in ("numpy", "numpy-accumulator"):
         return NumpyTarget(accumulate=name == "numpy-accumulator")
-    raise ValueError(f"unknown benchmark target {name!r}; choose from {', '.join(TARGETS)}")
+    raise InvalidArgumentError(f"unknown benchmark target {name!r}; choose from {', '.join(TARGETS)}")
 
 
 def _batches(n: int, size: int) -> Iterator[tuple[int, int]]:
