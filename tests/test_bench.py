@@ -152,3 +152,12 @@ def test_bench_encoder_reports_both_throughputs(tmp_path, data_dir) -> None:
         assert r["texts_per_s_backbone"] > r["texts_per_s_with_head"] > 0
         assert 0 < r["head_share"] < 1
     assert "| 4 |" in (tmp_path / "encoder.md").read_text()
+
+
+def test_benchmark_targets_name_engines_from_the_one_table():
+    from csrv2_vdb.adapters import ENGINES
+    from csrv2_vdb.benchmarks.speed import targets
+
+    stores = [c for c in vars(targets).values() if isinstance(c, type) and issubclass(c, targets.StoreTarget)]
+    engines = {c.engine for c in stores if c is not targets.StoreTarget}
+    assert engines == {"qdrant-edge", "milvus", "qdrant"} and engines <= set(ENGINES)

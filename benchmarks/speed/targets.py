@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import psutil
 
+from csrv2_vdb.adapters import open_store
 from csrv2_vdb.benchmarks.speed.exact import ExactIndex
 from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.sparse import SparseBatch
@@ -147,7 +148,13 @@ class NumpyTarget(Target):
 
 
 class StoreTarget(Target):
-    """Collections in a `SparseStore`; `stores[index]` serves configs with that dense index."""
+    """Collections in a `SparseStore`; `stores[index]` serves configs with that dense index.
+
+    A target's `name` labels an engine in one deployment (milvus-lite: Milvus on Milvus Lite); `engine` is
+    the `open_store` name it opens, so the engines themselves are listed only in `csrv2_vdb.adapters.ENGINES`.
+    """
+
+    engine = ""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -203,14 +210,13 @@ class StoreTarget(Target):
 
 class QdrantEdgeTarget(StoreTarget):
     name = "qdrant-edge"
+    engine = "qdrant-edge"
     ann = "hnsw"
 
     def open(self) -> None:
-        from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
-
         self.stores = {
-            "exact": QdrantEdgeStore(self.root / "flat", dense_index="flat"),
-            "hnsw": QdrantEdgeStore(self.root / "hnsw", dense_index="hnsw"),
+            "exact": open_store(self.engine, str(self.root / "flat"), dense_index="flat"),
+            "hnsw": open_store(self.engine, str(self.root / "hnsw"), dense_index="hnsw"),
         }
 
     def finish(self, store: Any, name: str) -> None:
@@ -221,6 +227,7 @@ class MilvusLiteTarget(StoreTarget):
     """Milvus Lite 2.5 (its C++ engine in a child process); dense ANN is IVF_FLAT, the best it builds."""
 
     name = "milvus-lite"
+    engine = "milvus"
     ann = "ivf_flat"
 
     def __init__(self, root: Path, nlist: int = 1024, nprobe: int = 16) -> None:
@@ -228,12 +235,11 @@ class MilvusLiteTarget(StoreTarget):
         super().__init__(root)
 
     def open(self) -> None:
-        from csrv2_vdb.adapters.milvus import MilvusStore
-
-        exact = MilvusStore(str(self.root / "milvus.db"))
+        exact: Any = open_store(self.engine, str(self.root / "milvus.db"))
         self.stores = {
             "exact": exact,
-            "ivf_flat": MilvusStore(
+            "ivf_flat": open_store(
+                self.engine,
                 "",
                 client=exact.client,
                 dense_index="IVF_FLAT",
@@ -274,12 +280,11 @@ class QdrantLocalTarget(StoreTarget):
     """qdrant-client's local mode: pure Python and numpy, meant for tests; here as a reference at 100k."""
 
     name = "qdrant-local"
+    engine = "qdrant"
     max_queries = 20  # its sparse search is a Python loop: about 0.3 s per query at 100k points
 
     def open(self) -> None:
-        from csrv2_vdb.adapters.qdrant import QdrantStore
-
-        self.stores = {"exact": QdrantStore(path=str(self.root / "local"))}
+        self.stores = {"exact": open_store(self.engine, str(self.root / "local"))}
 
     def memory_pid(self) -> int | None:
         return None  # local mode loads every collection at open: no per-collection figure
