@@ -14,6 +14,7 @@ from typing import Any
 
 from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.benchmarks.datasets import chunk_words, load_corpus
+from csrv2_vdb.benchmarks.reports import table
 from csrv2_vdb.head import SparseHead, pretrained_head
 
 
@@ -69,12 +70,9 @@ def markdown(rows: list[dict[str, Any]], settings: EncoderConfig, command: str) 
         f"Reproduce: `{command}`. all-MiniLM-L6-v2 on 150-word medical chunks; head `{settings.head}` "
         f"at k = {settings.k}; medians over the batches of {settings.texts_per_size} texts per batch size.",
         "",
-        "| batch | backbone ms/batch | head ms/batch | texts/s backbone | texts/s with head | head / backbone |",
-        "|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['batch']} | {r['backbone_ms']:.1f} | {r['head_ms']:.2f} | {r['texts_per_s_backbone']:.1f} "
-            f"| {r['texts_per_s_with_head']:.1f} | {r['head_share']:.2%} |"
-        )
+    header = ["batch", "backbone ms/batch", "head ms/batch", "texts/s backbone", "texts/s with head", "head / backbone"]
+    lines += table(header, [[r["batch"], f"{r['backbone_ms']:.1f}", f"{r['head_ms']:.2f}",
+                             f"{r['texts_per_s_backbone']:.1f}", f"{r['texts_per_s_with_head']:.1f}",
+                             f"{r['head_share']:.2%}"] for r in rows])  # fmt: skip
     return "\n".join(lines) + "\n"

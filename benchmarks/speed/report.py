@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from csrv2_vdb.benchmarks.reports import pyplot
+from csrv2_vdb.benchmarks.reports import pyplot, table
 
 # Published speed-ups the run is compared with (CSRv2 paper, 1M database; CSR paper at matched quality).
 PAPER = {"dense-16 / sparse-k2": 7.8, "dense-384 / sparse-k2": 306.0}
@@ -23,84 +23,78 @@ def _num(value: float | None, fmt: str = "{:,.0f}") -> str:
 
 def config_table(name: str, target: dict[str, Any]) -> list[str]:
     """One row per config; memory is RSS growth for engines (blank under the noise), exact bytes for numpy."""
-    lines = [
-        "| config | index | rows | build s | disk B/vec | memory B/vec | p50 ms (min–max) | p99 ms"
-        " | batch q/s (min–max) | recall@10 vs exact |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["config", "index", "rows", "build s", "disk B/vec", "memory B/vec", "p50 ms (min–max)", "p99 ms",
+              "batch q/s (min–max)", "recall@10 vs exact"]  # fmt: skip
+    rows = []
     for config, c in target["configs"].items():
         memory = c.get("memory_bytes_per_vector")
         if not name.startswith("numpy") and memory is not None and memory * c["rows"] < MEMORY_NOISE_BYTES:
             memory = None
-        lines.append(
-            f"| {config} | {c['index']} | {c['rows']:,} | {c['build_s']:.1f} | {_num(c.get('disk_bytes_per_vector'))}"
-            f" | {_num(memory)} | {_spread(c['p50_ms'])} | {c['p99_ms']['median']:.3g}"
-            f" | {_spread(c['qps'], '{:,.0f}')} | {_num(c.get('recall_at_10'), '{:.3f}')} |"
-        )
-    return lines
+        rows.append([
+            config, c["index"], f"{c['rows']:,}", f"{c['build_s']:.1f}", _num(c.get("disk_bytes_per_vector")),
+            _num(memory), _spread(c["p50_ms"]), f"{c['p99_ms']['median']:.3g}", _spread(c["qps"], "{:,.0f}"),
+            _num(c.get("recall_at_10"), "{:.3f}"),
+        ])  # fmt: skip
+    return table(header, rows)
 
 
 def ratio_table(target: dict[str, Any], sparse_ks: list[int]) -> list[str]:
     """Rows: comparators; columns: sparse k; cells: p50 latency ratio, median (min–max) over rounds."""
     ratios = target["ratios"]
     comparators = sorted({key.split(" / ")[0] for key in ratios}, key=lambda n: (len(n), n))
-    head = "| p50 latency of … / sparse | " + " | ".join(f"k={k}" for k in sparse_ks) + " |"
-    lines = [head, "|---|" + "---|" * len(sparse_ks)]
-    for comp in comparators:
-        cells = [_spread(ratios[f"{comp} / sparse-k{k}"]["p50_latency"]) for k in sparse_ks]
-        lines.append(f"| {comp} | " + " | ".join(cells) + " |")
-    return lines
+    rows = [
+        [comp, *(_spread(ratios[f"{comp} / sparse-k{k}"]["p50_latency"]) for k in sparse_ks)] for comp in comparators
+    ]
+    return table(["p50 latency of … / sparse", *(f"k={k}" for k in sparse_ks)], rows)
 
 
 def headline_table(report: dict[str, Any]) -> list[str]:
-    lines = [
-        "| target | ratio | paper | p50 latency ratio (min–max) | batch throughput ratio (min–max) |",
-        "|---|---|---|---|---|",
-    ]
+    rows = []
     for name, target in report["targets"].items():
         extra = ["dense-384-hnsw / sparse-k2", "dense-384-ivf_flat / sparse-k2", "dense-16 / sparse-k2-even"]
         for key in [*PAPER, *extra]:
             if key in target["ratios"]:
                 r = target["ratios"][key]
                 paper = f"{PAPER[key]:g}x" if key in PAPER else "–"
-                lines.append(f"| {name} | {key} | {paper} | {_spread(r['p50_latency'])} | {_spread(r['throughput'])} |")
-    return lines
+                rows.append([name, key, paper, _spread(r["p50_latency"]), _spread(r["throughput"])])
+    header = ["target", "ratio", "paper", "p50 latency ratio (min–max)", "batch throughput ratio (min–max)"]
+    return table(header, rows)
 
 
 def floor_table(report: dict[str, Any]) -> list[str]:
     """Per-query engine overhead: p50 on the tiny floor collections next to the full-size ones."""
     settings = report["settings"]
     small = f"-n{settings['floor_rows']}"
-    lines = [
-        f"| target | collection | p50 ms, full size | p50 ms, {settings['floor_rows']:,} rows | share that is floor |",
-        "|---|---|---|---|---|",
-    ]
+    rows = []
     for name, target in report["targets"].items():
         for floor, c in target["configs"].items():
             if not floor.endswith(small):
                 continue
             full = target["configs"][floor.removesuffix(small)]
             share = c["p50_ms"]["median"] / full["p50_ms"]["median"]
-            lines.append(
-                f"| {name} | {floor.removesuffix(small)} | {full['p50_ms']['median']:.3g} | "
-                f"{c['p50_ms']['median']:.3g} | {share:.0%} |"
-            )
-    return lines
+            rows.append([name, floor.removesuffix(small), f"{full['p50_ms']['median']:.3g}",
+                         f"{c['p50_ms']['median']:.3g}", f"{share:.0%}"])  # fmt: skip
+    header = ["target", "collection", "p50 ms, full size", f"p50 ms, {settings['floor_rows']:,} rows",
+              "share that is floor"]  # fmt: skip
+    return table(header, rows)
 
 
 def usage_table(report: dict[str, Any]) -> list[str]:
-    usage = report["workload"]["latent_usage"]
-    lines = [
-        "| k | corpus | dead latents | postings in top 1% latents | postings touched per query | skew vs even use |",
-        "|---|---|---|---|---|---|",
+    rows = [
+        [
+            k[1:],
+            side,
+            f"{u['dead_latents']:.1%}",
+            f"{u['top1pct_postings_share']:.1%}",
+            f"{u['postings_per_query']:,.0f}",
+            f"{u['skew']:.2f}",
+        ]
+        for k, sides in report["workload"]["latent_usage"].items()
+        for side, u in sides.items()
     ]
-    for k, sides in usage.items():
-        for side, u in sides.items():
-            lines.append(
-                f"| {k[1:]} | {side} | {u['dead_latents']:.1%} | {u['top1pct_postings_share']:.1%} "
-                f"| {u['postings_per_query']:,.0f} | {u['skew']:.2f} |"
-            )
-    return lines
+    header = ["k", "corpus", "dead latents", "postings in top 1% latents", "postings touched per query",
+              "skew vs even use"]  # fmt: skip
+    return table(header, rows)
 
 
 def markdown(report: dict[str, Any], command: str) -> str:
