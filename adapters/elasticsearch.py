@@ -109,7 +109,7 @@ class ElasticsearchStore(StoreBase):
         if dense_dim:
             properties[DENSE] = {"type": "dense_vector", "dims": dense_dim, "index": True, "similarity": "dot_product"}
         mappings = {
-            "_meta": {"csrv2_sparse_dim": sparse_dim, "csrv2_dense_dim": dense_dim},
+            "_meta": {"csrv2_sparse_dim": sparse_dim, "csrv2_dense_dim": dense_dim, "csrv2_encoder": info.encoder},
             "dynamic_templates": [{"strings": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}}],
             "properties": properties,
         }
@@ -134,7 +134,9 @@ class ElasticsearchStore(StoreBase):
         except NotFoundError:
             raise self.missing(name) from None
         meta = mapping.get("_meta", {})
-        return CollectionInfo(name, meta.get("csrv2_sparse_dim"), meta.get("csrv2_dense_dim"))
+        return CollectionInfo(
+            name, meta.get("csrv2_sparse_dim"), meta.get("csrv2_dense_dim"), meta.get("csrv2_encoder")
+        )
 
     # ------------------------------------------------------------------ data
     def _upsert(self, name: str, batch: WriteBatch) -> None:

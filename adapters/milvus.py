@@ -125,7 +125,7 @@ class MilvusStore(StoreBase):
         schema = self.client.create_schema(
             auto_id=False,
             enable_dynamic_field=True,
-            description=json.dumps({"sparse_dim": sparse_dim, "pk": _PK_SCHEME}),
+            description=json.dumps({"sparse_dim": sparse_dim, "pk": _PK_SCHEME, "encoder": info.encoder}),
         )
         schema.add_field(PK, DataType.VARCHAR, is_primary=True, max_length=36)  # a UUID string
         index = self.client.prepare_index_params()
@@ -163,7 +163,7 @@ class MilvusStore(StoreBase):
                 "document ids); writing to it would duplicate documents. Re-index into a new collection"
             )
         sparse_dim = meta.get("sparse_dim")
-        return CollectionInfo(name, sparse_dim, int(dense["params"]["dim"]) if dense else None)
+        return CollectionInfo(name, sparse_dim, int(dense["params"]["dim"]) if dense else None, meta.get("encoder"))
 
     # ------------------------------------------------------------------ data
     def _upsert(self, name: str, batch: WriteBatch) -> None:

@@ -35,6 +35,7 @@ from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import CollectionInfo, Hit, HybridRequest, StoreBase, WriteBatch, point_id, stored_payload
 
 _DIM_KEY = "csrv2_sparse_dim"
+_ENCODER_KEY = "csrv2_encoder"
 # REST connection failures arrive as ResponseHandlingException, gRPC ones as RpcError (UNAVAILABLE, DEADLINE).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
@@ -94,7 +95,7 @@ class QdrantStore(StoreBase):
             if dense_dim
             else {},
             sparse_vectors_config={SPARSE: sparse_params} if sparse_dim else None,
-            metadata={_DIM_KEY: sparse_dim},
+            metadata={_DIM_KEY: sparse_dim, _ENCODER_KEY: info.encoder},
         )
 
     def create_payload_index(self, name: str, field: str, kind: str = "keyword") -> None:
@@ -119,8 +120,10 @@ class QdrantStore(StoreBase):
         config = self.client.get_collection(name).config
         vectors = config.params.vectors
         dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
-        sparse_dim = (config.metadata or {}).get(_DIM_KEY)
-        info = CollectionInfo(name, int(sparse_dim) if sparse_dim else None, dense.size if dense else None)
+        meta = config.metadata or {}
+        sparse_dim = meta.get(_DIM_KEY)
+        dense_dim = dense.size if dense else None
+        info = CollectionInfo(name, int(sparse_dim) if sparse_dim else None, dense_dim, meta.get(_ENCODER_KEY))
         self._infos[name] = info
         return info
 

@@ -105,7 +105,8 @@ class QdrantEdgeStore(StoreBase):
         )
         directory.mkdir(parents=True, exist_ok=True)
         self._shards[name] = qe.EdgeShard.create(str(directory / _SHARD), config)
-        (directory / _META).write_text(json.dumps({"sparse_dim": sparse_dim, "dense_dim": dense_dim}))
+        meta = {"sparse_dim": sparse_dim, "dense_dim": dense_dim, "encoder": info.encoder}
+        (directory / _META).write_text(json.dumps(meta))
         self._infos[name] = info
 
     def drop_collection(self, name: str) -> None:
@@ -126,7 +127,7 @@ class QdrantEdgeStore(StoreBase):
             if not meta.exists():
                 raise self.missing(name)
             dims = json.loads(meta.read_text())
-            self._infos[name] = CollectionInfo(name, dims["sparse_dim"], dims["dense_dim"])
+            self._infos[name] = CollectionInfo(name, dims["sparse_dim"], dims["dense_dim"], dims.get("encoder"))
         return self._infos[name]
 
     def _shard(self, name: str) -> qe.EdgeShard:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -118,8 +118,9 @@ def index(
     with user_errors():
         if head is not None:
             sparse_enc = _encoder(head, backbone, k)
-            encode, dims = sparse_enc.encode_documents, {"sparse_dim": sparse_enc.dim}
-            encoder_id, base, active = f"head:{sparse_enc.head.fingerprint()}", sparse_enc.backbone, sparse_enc.k
+            encode = sparse_enc.encode_documents
+            dims: dict[str, Any] = {"sparse_dim": sparse_enc.dim, "encoder": sparse_enc.identity}
+            encoder_id, base, active = sparse_enc.identity, sparse_enc.backbone, sparse_enc.k
         else:
             dense_enc = MRLEncoder(Backbone(backbone), mrl_dims or 0)
             encode, dims = dense_enc.encode_documents, {"dense_dim": dense_enc.dims}
@@ -170,6 +171,8 @@ def search(
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Search a sparse collection with a text query; prints JSON hits (id, score, payload)."""
+    from csrv2_vdb.store import check_encoder
+
     conditions = {}
     for item in filter or []:
         key, sep, value = item.partition("=")
@@ -179,6 +182,7 @@ def search(
     with user_errors():
         enc = _encoder(head, backbone, k)
         with _open(engine, store, api_key) as db:
+            check_encoder(db.collection_info(collection), enc.identity)
             hits = db.search(collection, enc.encode_queries([query]), limit=limit, filter=conditions or None)[0]
     for hit in hits:
         typer.echo(json.dumps({"id": hit.id, "score": round(hit.score, 6), "payload": hit.payload}))

@@ -25,6 +25,7 @@ class CSRv2Encoder:
         self.backbone = backbone
         self.head = head.eval()
         self.k = head.check_k(head.k if k is None else k)
+        self._identity: str | None = None
 
     @classmethod
     def load(cls, head_dir: str | Path, backbone: Backbone | None = None, k: int | None = None) -> CSRv2Encoder:
@@ -35,6 +36,14 @@ class CSRv2Encoder:
     def dim(self) -> int:
         """Latent dimension h of the sparse vectors."""
         return self.head.hidden_dim
+
+    @property
+    def identity(self) -> str:
+        """What a collection records as the writer of its codes: the head's content hash (not k: a query may
+        use fewer active dims than the documents, which is the adaptive-k promise)."""
+        if self._identity is None:
+            self._identity = f"csrv2-head:{self.head.fingerprint()[:16]}"
+        return self._identity
 
     def encode_embeddings(self, dense: np.ndarray, k: int | None = None) -> SparseBatch:
         """Precomputed backbone embeddings -> SparseBatch."""

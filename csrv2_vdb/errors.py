@@ -86,3 +86,7 @@ class InvalidRecordError(CSRv2Error, ValueError):
 
 class HeadLoadError(CSRv2Error, ValueError):
     """A head directory is corrupt or truncated; the message names the file."""
+
+
+class EncoderMismatchError(CSRv2Error, ValueError):
+    """Sparse codes of one encoder (head, normalisation) meet a collection written by another."""

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
 from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.filters import Filter
-from csrv2_vdb.store import Hit, SparseStore
+from csrv2_vdb.store import Hit, SparseStore, check_encoder
 
 SearchMode = Literal["sparse", "dense", "hybrid"]
 
@@ -34,6 +34,8 @@ def search_text(
         raise InvalidArgumentError(f"search mode {mode!r} needs a CSRv2Encoder (encoder=...)")
     if mode in ("dense", "hybrid") and dense_encoder is None:
         raise InvalidArgumentError(f"search mode {mode!r} needs an MRLEncoder (dense_encoder=...)")
+    if encoder is not None and mode != "dense":
+        check_encoder(store.collection_info(collection), encoder.identity)
     sparse = encoder.encode_queries([query], k=active_dims) if encoder is not None and mode != "dense" else None
     dense = dense_encoder.encode_queries([query]) if dense_encoder is not None and mode != "sparse" else None
     if sparse is not None and dense is not None:
@@ -59,7 +61,11 @@ def index_texts(
     ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(texts))]
     metadatas = list(metadatas) if metadatas is not None else [{} for _ in texts]
     store.create_collection(
-        collection, sparse_dim=encoder.dim, dense_dim=dense_encoder.dims if dense_encoder else None, exist_ok=True
+        collection,
+        sparse_dim=encoder.dim,
+        dense_dim=dense_encoder.dims if dense_encoder else None,
+        exist_ok=True,
+        encoder=encoder.identity,
     )
     for start in range(0, len(texts), batch_size):
         part = slice(start, start + batch_size)

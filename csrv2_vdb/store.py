@@ -20,6 +20,7 @@ from csrv2_vdb.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
     DimensionMismatchError,
+    EncoderMismatchError,
     InvalidArgumentError,
     InvalidEmbeddingError,
     InvalidSparseBatchError,
@@ -77,11 +78,17 @@ class Hit:
 
 @dataclass(frozen=True)
 class CollectionInfo:
-    """What a collection stores: sparse latent dim and/or dense dim."""
+    """What a collection stores: sparse latent dim and/or dense dim, and which encoder wrote its sparse codes.
+
+    `encoder` is the writing encoder's identity (`CSRv2Encoder.identity`: a hash of the head's weights, and
+    the normalisation), or None when the writer did not say. Codes of two heads share no meaning, so a
+    query encoded by another head is refused (`check_encoder`) instead of returning unrelated hits.
+    """
 
     name: str
     sparse_dim: int | None
     dense_dim: int | None
+    encoder: str | None = None
 
 
 def hit_from_payload(payload: Mapping[str, Any], score: float, fallback_id: object = None) -> Hit:
@@ -116,7 +123,13 @@ class SparseStore(Protocol):
     transient_errors: tuple[type[BaseException], ...]
 
     def create_collection(
-        self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
+        self,
+        name: str,
+        *,
+        sparse_dim: int | None = None,
+        dense_dim: int | None = None,
+        exist_ok: bool = False,
+        encoder: str | None = None,
     ) -> CollectionInfo: ...
 
     def drop_collection(self, name: str) -> None: ...
@@ -213,11 +226,18 @@ class StoreBase:
         return check_name(name, self.name_pattern, self.name_rule)
 
     def create_collection(
-        self, name: str, *, sparse_dim: int | None = None, dense_dim: int | None = None, exist_ok: bool = False
+        self,
+        name: str,
+        *,
+        sparse_dim: int | None = None,
+        dense_dim: int | None = None,
+        exist_ok: bool = False,
+        encoder: str | None = None,
     ) -> CollectionInfo:
-        """Create a collection holding sparse codes of `sparse_dim` latents and/or dense vectors of `dense_dim`;
-        with exist_ok, an existing one with the same dims is fine."""
-        info = requested(self.check_name(name), sparse_dim, dense_dim)
+        """Create a collection holding sparse codes of `sparse_dim` latents and/or dense vectors of `dense_dim`,
+        recording the `encoder` that writes them; with exist_ok, an existing one with the same dims and
+        encoder is fine."""
+        info = requested(self.check_name(name), sparse_dim, dense_dim, encoder)
         if self._exists(name):
             return reuse_existing(self.collection_info(name), info, exist_ok)
         self._create(info)
@@ -313,7 +333,7 @@ class HybridRequest:
 
 
 # --------------------------------------------------------------------- checks shared by adapters
-def requested(name: str, sparse_dim: int | None, dense_dim: int | None) -> CollectionInfo:
+def requested(name: str, sparse_dim: int | None, dense_dim: int | None, encoder: str | None = None) -> CollectionInfo:
     """The collection a create_collection call asks for (it must store something)."""
     check_name(name)
     if sparse_dim is None and dense_dim is None:
@@ -321,17 +341,31 @@ def requested(name: str, sparse_dim: int | None, dense_dim: int | None) -> Colle
     for what, dim in (("sparse_dim", sparse_dim), ("dense_dim", dense_dim)):
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1):
             raise InvalidArgumentError(f"{what} must be a positive integer, got {dim!r}")
-    return CollectionInfo(name, int(sparse_dim) if sparse_dim else None, int(dense_dim) if dense_dim else None)
+    if encoder is not None and (not isinstance(encoder, str) or not encoder or sparse_dim is None):
+        raise InvalidArgumentError(f"encoder must name the writer of sparse codes, got {encoder!r}")
+    return CollectionInfo(name, int(sparse_dim) if sparse_dim else None, int(dense_dim) if dense_dim else None, encoder)
 
 
 def reuse_existing(existing: CollectionInfo, wanted: CollectionInfo, exist_ok: bool) -> CollectionInfo:
-    """create_collection on an existing name: fine with exist_ok and the same dims, an error otherwise."""
-    if exist_ok and existing == wanted:
+    """create_collection on an existing name: fine with exist_ok, the same dims and the same encoder."""
+    same_dims = (existing.sparse_dim, existing.dense_dim) == (wanted.sparse_dim, wanted.dense_dim)
+    if exist_ok and same_dims:
+        check_encoder(existing, wanted.encoder)
         return existing
     raise CollectionExistsError(
         f"collection {wanted.name!r} already exists ({existing}); "
         "drop it first or pass exist_ok=True with the same dims"
     )
+
+
+def check_encoder(info: CollectionInfo, encoder: str | None) -> None:
+    """Refuse to mix codes of two encoders: `encoder` (None: not known) must be the one that wrote `info`."""
+    if encoder is not None and info.encoder is not None and encoder != info.encoder:
+        raise EncoderMismatchError(
+            f"collection {info.name!r} holds codes written by encoder {info.encoder}; these come from "
+            f"{encoder}. Codes of different heads (or normalisations) are not comparable: use the head that "
+            "indexed the collection, or index into a new collection"
+        )
 
 
 def missing_collection(name: str, existing: list[str]) -> CollectionNotFoundError:

@@ -29,6 +29,7 @@ from csrv2_vdb.errors import (
     CheckpointError,
     CollectionExistsError,
     EmptyTextError,
+    EncoderMismatchError,
     EngineError,
     HeadLoadError,
     InvalidKError,
@@ -619,3 +620,33 @@ def test_qdrant_edge_stores_some_floats_one_ulp_off(tmp_path):
         assert db.search("f", _one_hot(1, 4))[0][0].payload["f"] == 0.9999899864196776
         assert db.count("f", filter={"f": 0.9999899864196777}) == 0
         assert db.count("f", filter={"f": Range(gte=0.99998, lte=0.99999)}) == 1
+
+
+def test_searching_with_another_head_is_refused(tmp_path, head_dir):
+    """A collection indexed with one head, queried with another: an error, not unrelated hits with exit 0."""
+    import torch
+
+    from csrv2_vdb.encoder import CSRv2Encoder
+    from csrv2_vdb.retrieval import index_texts, search_text
+
+    torch.manual_seed(5)
+    other = SparseHead(384, 1536, k=8).save(tmp_path / "other")
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"id": "a", "text": "skin cancer surgery"}) + "\n")
+    store = str(tmp_path / "db")
+    assert runner.invoke(app, ["index", "--input", str(path), "--head", str(head_dir), "--store", store,
+                               "--collection", "c"]).exit_code == 0  # fmt: skip
+    same = runner.invoke(
+        app, ["search", "skin cancer surgery", "--head", str(head_dir), "--store", store, "--collection", "c"]
+    )
+    assert same.exit_code == 0 and '"id": "a"' in same.stdout
+    for args in (["search", "skin"], ["index", "--input", str(path)]):
+        result = runner.invoke(app, [*args, "--head", str(other), "--store", store, "--collection", "c"])
+        assert result.exit_code == 2 and "not comparable" in result.output, result.output
+    with open_store("qdrant-edge", store) as db:
+        assert db.count("c") == 1
+        first, second = CSRv2Encoder.load(head_dir), CSRv2Encoder.load(other)
+        index_texts(db, "d", ["a text"], encoder=first)
+        assert search_text(db, "d", "a text", encoder=first)[0].id == "0"
+        with pytest.raises(EncoderMismatchError):
+            search_text(db, "d", "a text", encoder=second)

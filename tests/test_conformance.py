@@ -7,6 +7,7 @@ from csrv2_vdb.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
     DimensionMismatchError,
+    EncoderMismatchError,
     InvalidEmbeddingError,
     UnsupportedError,
 )
@@ -125,6 +126,20 @@ def test_filters(engine):
     assert len(hits) == len(best) and {h.id for h in hits} <= {f"doc-{i}" for i in allowed}
     floor = true[best[-1]] * (1 - SCORE_RTOL.get(name, 0.0)) - 1e-6
     assert all(true[int(h.id.split("-")[1])] >= floor for h in hits)
+
+
+def test_a_collection_remembers_the_encoder_that_wrote_it(engine):
+    store, reopen, _ = engine
+    store.create_collection("e", sparse_dim=64, encoder="csrv2-head:aaaa")
+    store.create_collection("plain", sparse_dim=64)
+    store = reopen()
+    assert store.collection_info("e").encoder == "csrv2-head:aaaa"
+    assert store.collection_info("plain").encoder is None
+    store.create_collection("e", sparse_dim=64, exist_ok=True, encoder="csrv2-head:aaaa")
+    with pytest.raises(EncoderMismatchError, match="not comparable"):
+        store.create_collection("e", sparse_dim=64, exist_ok=True, encoder="csrv2-head:bbbb")
+    with pytest.raises(ValueError, match="encoder must name"):
+        store.create_collection("d", dense_dim=4, encoder="csrv2-head:aaaa")
 
 
 def test_upsert_overwrites_and_delete(engine):
