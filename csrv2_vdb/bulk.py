@@ -80,6 +80,10 @@ class Checkpoint:
                 "delete it to start over (re-indexing is harmless: upserts overwrite)"
             ) from None
         differs = [k for k in sorted(set(theirs) | set(self.run)) if theirs.get(k) != self.run.get(k)]
+        if differs and not done:
+            # A run that committed nothing (it failed on its first batch) leaves nothing to protect: start over.
+            self._write()
+            return done
         if differs:
             field = differs[0]
             raise CheckpointError(

@@ -117,17 +117,33 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     with open_store("qdrant-edge", str(tmp_path / "db")) as store:
         store.create_collection("bulk", sparse_dim=DIM)
         run = {"input": "a.jsonl", "k": 8}
-        with pytest.raises(ConnectionError):  # a run that dies after its checkpoint was opened
-            bulk_index(FlakyStore(store, fail_on={1, 2}), "bulk", records(10), vectors_for, checkpoint=checkpoint,
-                       run=run, max_retries=1, backoff=0.0, progress=False)  # fmt: skip
+        with pytest.raises(ConnectionError):  # a run that dies after two committed batches
+            bulk_index(FlakyStore(store, fail_on={3, 4}), "bulk", records(10), vectors_for, checkpoint=checkpoint,
+                       run=run, batch_size=2, writers=1, max_retries=1, backoff=0.0, progress=False)  # fmt: skip
+        assert json.loads(checkpoint.read_text())["done_below"] == 2 and store.count("bulk") == 4
         for other, field in (({"input": "b.jsonl", "k": 8}, "input"), ({"input": "a.jsonl", "k": 4}, "k")):
             with pytest.raises(CheckpointError, match=f"another run: {field} was"):
-                bulk_index(store, "bulk", records(10), vectors_for, checkpoint=checkpoint, run=other, progress=False)
-        with pytest.raises(CheckpointError, match="batch_size was 256 there and is 5 now"):
+                bulk_index(store, "bulk", records(10), vectors_for, checkpoint=checkpoint, run=other, batch_size=2,
+                           progress=False)  # fmt: skip
+        with pytest.raises(CheckpointError, match="batch_size was 2 there and is 5 now"):
             bulk_index(store, "bulk", records(10), vectors_for, checkpoint=checkpoint, run=run, batch_size=5,
                        progress=False)  # fmt: skip
-        assert store.count("bulk") == 0
-        bulk_index(store, "bulk", records(10), vectors_for, checkpoint=checkpoint, run=run, progress=False)
+        assert store.count("bulk") == 4  # nothing written by the refused runs
+        report = bulk_index(store, "bulk", records(10), vectors_for, checkpoint=checkpoint, run=run, batch_size=2,
+                            progress=False)  # fmt: skip
+        assert report.batches_skipped == 2 and store.count("bulk") == 10 and not checkpoint.exists()
+
+
+def test_a_checkpoint_that_recorded_nothing_does_not_block_a_corrected_run(tmp_path):
+    """A run that failed on its first batch (say, a wrong setting) committed nothing: the corrected run starts."""
+    checkpoint = tmp_path / "ck"
+    with open_store("qdrant-edge", str(tmp_path / "db")) as store:
+        store.create_collection("bulk", sparse_dim=DIM)
+        with pytest.raises(ConnectionError):
+            bulk_index(FlakyStore(store, fail_on={1, 2}), "bulk", records(10), vectors_for, checkpoint=checkpoint,
+                       run={"k": 4}, max_retries=1, backoff=0.0, progress=False)  # fmt: skip
+        assert json.loads(checkpoint.read_text())["done_below"] == 0
+        bulk_index(store, "bulk", records(10), vectors_for, checkpoint=checkpoint, run={"k": 8}, progress=False)
         assert store.count("bulk") == 10 and not checkpoint.exists()
 
 
