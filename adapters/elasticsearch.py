@@ -73,6 +73,7 @@ class ElasticsearchStore(StoreBase):
         max_retries: int = 5,
         index_prefix: str = "",
     ) -> None:
+        super().__init__()
         if client is None:
             auth = (username, password) if username is not None and password is not None else None
             client = Elasticsearch(url, api_key=api_key, basic_auth=auth)
@@ -115,8 +116,7 @@ class ElasticsearchStore(StoreBase):
         }
         self.client.indices.create(index=self._index(name), mappings=mappings)
 
-    def drop_collection(self, name: str) -> None:
-        self.collection_info(name)
+    def _drop(self, name: str) -> None:
         self.client.indices.delete(index=self._index(name))
 
     def list_collections(self) -> list[str]:
@@ -127,7 +127,7 @@ class ElasticsearchStore(StoreBase):
     def _index(self, name: str) -> str:
         return f"{self.prefix}{self.check_name(name)}"
 
-    def collection_info(self, name: str) -> CollectionInfo:
+    def _read_info(self, name: str) -> CollectionInfo:
         try:
             index = self._index(name)
             mapping = self.client.indices.get_mapping(index=index)[index]["mappings"]

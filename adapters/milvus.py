@@ -104,6 +104,7 @@ class MilvusStore(StoreBase):
         dense_search_params: Mapping[str, Any] | None = None,
         client: MilvusClient | None = None,
     ) -> None:
+        super().__init__()
         if client is None:
             client = _connect(uri, token)
         self.client = client
@@ -142,15 +143,13 @@ class MilvusStore(StoreBase):
         with _engine_errors(f"create collection {name!r}"):
             self.client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
 
-    def drop_collection(self, name: str) -> None:
-        self.collection_info(name)
+    def _drop(self, name: str) -> None:
         self.client.drop_collection(name)
 
     def list_collections(self) -> list[str]:
         return sorted(self.client.list_collections())
 
-    def collection_info(self, name: str) -> CollectionInfo:
-        self.check_name(name)
+    def _read_info(self, name: str) -> CollectionInfo:
         if not self.client.has_collection(name):
             raise self.missing(name)
         described = self.client.describe_collection(name)

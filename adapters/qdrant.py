@@ -67,6 +67,7 @@ class QdrantStore(StoreBase):
         rrf_k: int | None = None,
         client: QdrantClient | None = None,
     ) -> None:
+        super().__init__()
         self.client = client or QdrantClient(
             url=url, api_key=api_key, location=location, path=path, prefer_grpc=prefer_grpc and url is not None
         )
@@ -76,8 +77,6 @@ class QdrantStore(StoreBase):
         # Local mode persists through one sqlite connection that concurrent writers corrupt; serialise them.
         local = client is None and url is None
         self._writes: AbstractContextManager[Any] = threading.Lock() if local else nullcontext()
-        # Dims never change for a collection; caching them saves a round trip per upsert and search.
-        self._infos: dict[str, CollectionInfo] = {}
 
     # ----------------------------------------------------------- collections
     def _exists(self, name: str) -> bool:
@@ -103,18 +102,13 @@ class QdrantStore(StoreBase):
         self.collection_info(name)
         self.client.create_payload_index(name, field, models.PayloadSchemaType(kind))
 
-    def drop_collection(self, name: str) -> None:
-        self.collection_info(name)
-        self._infos.pop(name, None)
+    def _drop(self, name: str) -> None:
         self.client.delete_collection(name)
 
     def list_collections(self) -> list[str]:
         return sorted(c.name for c in self.client.get_collections().collections)
 
-    def collection_info(self, name: str) -> CollectionInfo:
-        self.check_name(name)
-        if name in self._infos:
-            return self._infos[name]
+    def _read_info(self, name: str) -> CollectionInfo:
         if not self.client.collection_exists(name):
             raise self.missing(name)
         config = self.client.get_collection(name).config
@@ -123,9 +117,7 @@ class QdrantStore(StoreBase):
         meta = config.metadata or {}
         sparse_dim = meta.get(_DIM_KEY)
         dense_dim = dense.size if dense else None
-        info = CollectionInfo(name, int(sparse_dim) if sparse_dim else None, dense_dim, meta.get(_ENCODER_KEY))
-        self._infos[name] = info
-        return info
+        return CollectionInfo(name, int(sparse_dim) if sparse_dim else None, dense_dim, meta.get(_ENCODER_KEY))
 
     # ------------------------------------------------------------------ data
     def _upsert(self, name: str, batch: WriteBatch) -> None:

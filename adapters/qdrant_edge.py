@@ -54,6 +54,7 @@ class QdrantEdgeStore(StoreBase):
         hnsw_m: int = 16,
         hnsw_ef_construct: int = 100,
     ) -> None:
+        super().__init__()
         if dense_index not in ("flat", "hnsw"):
             raise InvalidArgumentError(f"dense_index must be 'flat' or 'hnsw', got {dense_index!r}")
         self.path = Path(path)
@@ -77,7 +78,6 @@ class QdrantEdgeStore(StoreBase):
         self._lock.write(str(os.getpid()))
         self._lock.flush()
         self._shards: dict[str, qe.EdgeShard] = {}
-        self._infos: dict[str, CollectionInfo] = {}
         self._opening = threading.Lock()  # writer threads must not open the same shard twice
 
     def close(self) -> None:
@@ -107,28 +107,23 @@ class QdrantEdgeStore(StoreBase):
         self._shards[name] = qe.EdgeShard.create(str(directory / _SHARD), config)
         meta = {"sparse_dim": sparse_dim, "dense_dim": dense_dim, "encoder": info.encoder}
         (directory / _META).write_text(json.dumps(meta))
-        self._infos[name] = info
 
-    def drop_collection(self, name: str) -> None:
-        self.collection_info(name)
+    def _drop(self, name: str) -> None:
         shard = self._shards.pop(name, None)
         if shard is not None:
             shard.close()
-        self._infos.pop(name, None)
         shutil.rmtree(self.path / name)
 
     def list_collections(self) -> list[str]:
         return sorted(p.parent.name for p in self.path.glob(f"*/{_META}"))
 
-    def collection_info(self, name: str) -> CollectionInfo:
-        self.check_name(name)  # names are sub-directories: "../other" or "" must never reach the file system
-        if name not in self._infos:
-            meta = self.path / name / _META
-            if not meta.exists():
-                raise self.missing(name)
-            dims = json.loads(meta.read_text())
-            self._infos[name] = CollectionInfo(name, dims["sparse_dim"], dims["dense_dim"], dims.get("encoder"))
-        return self._infos[name]
+    def _read_info(self, name: str) -> CollectionInfo:
+        # The name was checked first: names are sub-directories, "../other" never reaches the file system.
+        meta = self.path / name / _META
+        if not meta.exists():
+            raise self.missing(name)
+        dims = json.loads(meta.read_text())
+        return CollectionInfo(name, dims["sparse_dim"], dims["dense_dim"], dims.get("encoder"))
 
     def _shard(self, name: str) -> qe.EdgeShard:
         self.collection_info(name)

@@ -182,11 +182,8 @@ class SparseBatch:
 
     def to_dense(self) -> np.ndarray:
         """(n, dim) float32 array. Only for small dims or few rows."""
-        out = np.zeros((len(self), self.dim), dtype=np.float32)
-        active = self.values != 0  # padding slots carry index 0: writing them would zero a real latent 0
-        rows = np.broadcast_to(np.arange(len(self))[:, None], self.indices.shape)
-        out[rows[active], self.indices[active]] = self.values[active]
-        return out
+        # Through scipy, which drops the padding: a padding slot (index 0) must never overwrite a real latent 0.
+        return np.asarray(self.to_scipy().toarray(), dtype=np.float32)
 
     @classmethod
     def from_dense(cls, dense: np.ndarray, k: int | None = None) -> SparseBatch:

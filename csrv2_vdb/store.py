@@ -80,8 +80,8 @@ class Hit:
 class CollectionInfo:
     """What a collection stores: sparse latent dim and/or dense dim, and which encoder wrote its sparse codes.
 
-    `encoder` is the writing encoder's identity (`CSRv2Encoder.identity`: a hash of the head's weights, and
-    the normalisation), or None when the writer did not say. Codes of two heads share no meaning, so a
+    `encoder` is the writing encoder's identity (`CSRv2Encoder.identity`: a hash of the head's config and
+    weights), or None when the writer did not say. Codes of two heads share no meaning, so a
     query encoded by another head is refused (`check_encoder`) instead of returning unrelated hits.
     """
 
@@ -198,10 +198,12 @@ class PayloadIndexable(Protocol):
 
 
 class StoreBase:
-    """What the adapters share: argument checks before any engine call, the context manager, close.
+    """What the adapters share: argument checks before any engine call, the collection-info cache, the
+    context manager, close.
 
-    An adapter sets `engine`, `fusions` (and `name_pattern`/`name_rule` where its engine is stricter) and
-    implements the engine calls `_upsert`, `_search` and `_hybrid_search` on vectors already checked here.
+    An adapter sets `engine`, `fusions` (and `name_pattern`/`name_rule` where its engine is stricter), calls
+    `super().__init__()`, and implements the engine calls `_exists`, `_create`, `_read_info`, `_drop`,
+    `_upsert`, `_search` and `_hybrid_search` on arguments already checked here.
     """
 
     engine = "engine"
@@ -212,6 +214,10 @@ class StoreBase:
     # hybrid_search asks each side for hybrid_depth * limit candidates before fusing: the one setting for it.
     hybrid_depth = 2
     client: Any
+
+    def __init__(self) -> None:
+        # A collection's dims and encoder never change: read once per store, not on every call.
+        self._infos: dict[str, CollectionInfo] = {}
 
     def __enter__(self) -> Any:
         return self
@@ -241,7 +247,13 @@ class StoreBase:
         if self._exists(name):
             return reuse_existing(self.collection_info(name), info, exist_ok)
         self._create(info)
+        self._infos[name] = info
         return info
+
+    def drop_collection(self, name: str) -> None:
+        self.collection_info(name)
+        self._infos.pop(name, None)
+        self._drop(name)
 
     def missing(self, name: str) -> CollectionNotFoundError:
         """The error for a collection that does not exist, naming those that do."""
@@ -257,6 +269,16 @@ class StoreBase:
         raise NotImplementedError
 
     def collection_info(self, name: str) -> CollectionInfo:
+        """The collection's dims and encoder (cached); `CollectionNotFoundError` when it does not exist."""
+        self.check_name(name)
+        if name not in self._infos:
+            self._infos[name] = self._read_info(name)
+        return self._infos[name]
+
+    def _read_info(self, name: str) -> CollectionInfo:
+        raise NotImplementedError
+
+    def _drop(self, name: str) -> None:
         raise NotImplementedError
 
     def upsert(
@@ -334,8 +356,7 @@ class HybridRequest:
 
 # --------------------------------------------------------------------- checks shared by adapters
 def requested(name: str, sparse_dim: int | None, dense_dim: int | None, encoder: str | None = None) -> CollectionInfo:
-    """The collection a create_collection call asks for (it must store something)."""
-    check_name(name)
+    """The collection a create_collection call asks for (it must store something); the caller checked the name."""
     if sparse_dim is None and dense_dim is None:
         raise InvalidArgumentError("a collection needs sparse_dim and/or dense_dim")
     for what, dim in (("sparse_dim", sparse_dim), ("dense_dim", dense_dim)):
