@@ -6,6 +6,7 @@ Keys hash the model settings and the exact inputs, so a changed corpus or settin
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def cached_embed(backbone: Backbone, texts: Sequence[str], kind: Kind, cache_dir
         return np.load(path)
     vectors = backbone.embed(texts, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # one per process: two runs may fill the same entry
     np.save(tmp, vectors)
     tmp.replace(path)
     return vectors

@@ -11,7 +11,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from csrv2_vdb.cli_common import BackboneOpt, CacheOpt, DataOpt, EngineOpt, console, fail, user_errors
+from csrv2_vdb.cli_common import (
+    BackboneOpt,
+    CacheOpt,
+    DataOpt,
+    EngineOpt,
+    HeadOpt,
+    NormalizeOpt,
+    console,
+    fail,
+    user_errors,
+)
 
 harness_app = typer.Typer()
 bench_app = typer.Typer(help="Benchmarks and evaluation harnesses.", no_args_is_help=True)
@@ -56,27 +66,80 @@ def demo(
 
 @harness_app.command()
 def train(
-    method: Annotated[str, typer.Option("--method", help="csr, csrv2, plain (reconstruction only) or mrl.")],
-    task: Annotated[str, typer.Option("--task", help="banking77 (intent labels) or medical (question-chunk labels).")],
     out: Annotated[Path, typer.Option("--out", help="Directory for the head (or Matryoshka projection).")],
-    k: Annotated[int | None, typer.Option("--k", help="Target active dims (CSR/CSRv2).")] = None,
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="Your data: .jsonl/.csv/.parquet/.txt rows with 'text' (label-free), 'text' + 'label' (CSRv2, class "
+            "labels) or 'query' + 'positive' [+ 'negative'] (CSRv2, pair labels); or .npy / an 'embedding' column "
+            "of backbone embeddings.",
+        ),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="Instead of --input: banking77 or medical (the reproduction).")
+    ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option("--method", help="csrv2, csr, plain (reconstruction only) or mrl; default: by the data."),
+    ] = None,
+    k: Annotated[int | None, typer.Option("--k", help="Active dims the head is trained for (default 8).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="JSON config; flags given here override it.")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Passes over the rows; default: the config's.")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Adam learning rate; default: the config's.")] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", help="Adam learning rate; default 3e-4 label-free, 1e-3 with labels or pairs."),
+    ] = None,
+    max_rows: Annotated[int, typer.Option("--max-rows", help="Train on a seeded sample of at most N rows.")] = 200_000,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed; default: the config's.")] = None,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")] = 200,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/checkpoint.pt.")] = False,
+    backbone: BackboneOpt = None,
     data: DataOpt = None,
     cache: CacheOpt = Path(".cache/csrv2-vdb"),
 ) -> None:
-    """Train a CSR / CSRv2 head or a Matryoshka projection on cached frozen-backbone embeddings of a task."""
+    """Train a head on your data (--input), or a CSR / CSRv2 head or Matryoshka projection on a task (--task).
+
+    With --input and no other flag the measured defaults apply (docs/quality.md): texts only -> label-free
+    reconstruction at k = 8 and 2 with latents started at the corpus's own rows (lr 3e-4); labels or pairs ->
+    CSRv2 (supervised contrastive, k annealed 64 -> 8, lr 1e-3); at least 1,500 steps on small files; a
+    seeded sample of at most --max-rows rows. Any k can be asked for at encode time.
+    """
+    from csrv2_vdb.backbone import Backbone
+
+    if (input is None) == (task is None):
+        raise fail("give --input FILE (your data) or --task banking77|medical")
+    if method is not None and method not in ("csr", "csrv2", "plain", "mrl"):
+        raise fail(f"--method must be one of csr, csrv2, plain, mrl; got {method!r}")
+    if input is not None:
+        from csrv2_vdb.training.fit import fit_head
+
+        if method == "mrl":
+            raise fail("--method mrl trains on a --task; a head for your data is csrv2, csr or plain")
+        with user_errors():
+            base = Backbone(backbone) if input.suffix != ".npy" else None
+            overrides = {"method": method, "k": k, "epochs": epochs, "lr": lr, "seed": seed}
+            result = fit_head(
+                input, out, backbone=base, config=config, overrides=overrides,
+                max_rows=max_rows, resume=resume, checkpoint_every=checkpoint_every, log=console.print,
+            )  # fmt: skip
+        head = result.head
+        console.print(f"head (d={head.input_dim}, h={head.hidden_dim}, k={head.k}) written to {out}")
+        return
+    _train_task(task or "", method or "csrv2", out, k, config, epochs, lr, seed, checkpoint_every, resume, data, cache)
+
+
+def _train_task(
+    task: str, method: str, out: Path, k: int | None, config: Path | None, epochs: int | None, lr: float | None,
+    seed: int | None, checkpoint_every: int, resume: bool, data: Path | None, cache: Path,
+) -> None:  # fmt: skip
     from csrv2_vdb.backbone import Backbone
     from csrv2_vdb.benchmarks.datasets import find_data_dir
     from csrv2_vdb.benchmarks.tasks import banking_task, medical_task
 
     builders = {"banking77": banking_task, "medical": medical_task}
-    if task not in builders or method not in ("csr", "csrv2", "plain", "mrl"):
-        raise fail(f"--task must be one of {sorted(builders)}; --method one of csr, csrv2, plain, mrl")
+    if task not in builders:
+        raise fail(f"--task must be one of {sorted(builders)}")
     with user_errors():
         rows = builders[task](data or find_data_dir(), Backbone(), cache)
         if method == "mrl":
@@ -102,7 +165,19 @@ def train(
 @harness_app.command("eval")
 def evaluate(
     out: Annotated[Path, typer.Option("--out", help="Where results.csv/.md/.png go.")] = Path("docs/reproduction"),
-    ks: Annotated[str, typer.Option("--ks", help="Comma-separated k for CSR and CSRv2.")] = "2,4,8,16,32,64",
+    corpus: Annotated[
+        Path | None, typer.Option("--corpus", help="Your documents (.jsonl/.parquet: id, text): evaluate on them.")
+    ] = None,
+    queries: Annotated[
+        Path | None,
+        typer.Option("--queries", help="Your queries (.jsonl: id, text, and 'relevant': ids, unless --qrels)."),
+    ] = None,
+    qrels: Annotated[
+        Path | None, typer.Option("--qrels", help="Judgements: JSONL {query_id, doc_id} or TSV query_id, doc_id.")
+    ] = None,
+    head: HeadOpt = None,
+    normalize: NormalizeOpt = None,
+    ks: Annotated[str, typer.Option("--ks", help="Comma-separated k for the sparse codes.")] = "2,4,8,16,32,64",
     dims: Annotated[str, typer.Option("--dims", help="Comma-separated MRL dims.")] = "2,4,8,16,32,64",
     tasks: Annotated[str, typer.Option("--tasks", help="banking77 and/or medical.")] = "banking77,medical",
     epochs: Annotated[int, typer.Option("--epochs", help="Head training epochs (same for CSR and CSRv2).")] = 10,
@@ -111,17 +186,30 @@ def evaluate(
     data: DataOpt = None,
     cache: CacheOpt = Path(".cache/csrv2-vdb"),
 ) -> None:
-    """CSRv2 vs CSR vs MRL at each k: classification, clustering, retrieval, dead latents (trains what is missing)."""
+    """Your data (--corpus/--queries): nDCG@10, recall@10, MRR@10 of a head at each k against MRL and dense,
+    scored through an embedded engine. Without them: the paper's comparison (CSRv2 vs CSR vs MRL) on the tasks."""
     from csrv2_vdb.backbone import Backbone
-    from csrv2_vdb.benchmarks.datasets import find_data_dir
-    from csrv2_vdb.benchmarks.reproduction import run_reproduction
-    from csrv2_vdb.training.trainer import HeadTrainConfig
 
+    k_values, dim_values = _ints(ks, "--ks"), _ints(dims, "--dims")
+    if (corpus is None) != (queries is None):
+        raise fail("give both --corpus and --queries (or neither, for the tasks' reproduction)")
     with user_errors():
+        if corpus is not None and queries is not None:
+            from csrv2_vdb.benchmarks.corpus_eval import load_eval_set, run_corpus_eval
+            from csrv2_vdb.encoder import CSRv2Encoder
+
+            encoder = CSRv2Encoder.load(head, Backbone(backbone), max(k_values), normalize)
+            run_corpus_eval(
+                load_eval_set(corpus, queries, qrels), encoder, out, cache, k_values, dim_values, console=Console()
+            )
+            return
+        from csrv2_vdb.benchmarks.datasets import find_data_dir
+        from csrv2_vdb.benchmarks.reproduction import run_reproduction
+        from csrv2_vdb.training.trainer import HeadTrainConfig
+
         run_reproduction(
-            data or find_data_dir(), out, cache, backbone=Backbone(backbone),
-            ks=[int(v) for v in ks.split(",")], dims=[int(v) for v in dims.split(",")], tasks=tasks.split(","),
-            config=HeadTrainConfig(lr=lr, epochs=epochs), console=Console(),
+            data or find_data_dir(), out, cache, backbone=Backbone(backbone), ks=k_values, dims=dim_values,
+            tasks=tasks.split(","), config=HeadTrainConfig(lr=lr, epochs=epochs), console=Console(),
         )  # fmt: skip
 
 
@@ -190,6 +278,46 @@ def bench_graphrag(
     finally:
         if client is not None:
             client.close()
+
+
+@bench_app.command("quality")
+def bench_quality(
+    out: Annotated[Path, typer.Option("--out", help="Where quality.csv/.md and the fitted heads go.")] = Path(
+        "docs/quality"
+    ),
+    general_head: Annotated[
+        Path | None,
+        typer.Option("--train-general", help="Also train the general head from scratch into this directory."),
+    ] = None,
+    data: DataOpt = None,
+    cache: CacheOpt = Path(".cache/csrv2-vdb"),
+) -> None:
+    """docs/quality.md: label-free fitting, the shipped heads and the package-description test (about 15 min)."""
+    from collections.abc import Sequence
+
+    import numpy as np
+
+    from csrv2_vdb.backbone import Backbone, Kind
+    from csrv2_vdb.benchmarks.cache import cached_embed
+    from csrv2_vdb.benchmarks.datasets import find_data_dir
+    from csrv2_vdb.benchmarks.quality import run_quality, train_general_head
+    from csrv2_vdb.head import SparseHead, pretrained_head, pretrained_heads
+    from csrv2_vdb.training.fit import fit_head
+
+    data_dir = data or find_data_dir()
+    with user_errors():
+        heads = {name: pretrained_head(name) for name in pretrained_heads()}
+        backbone = Backbone()
+        if general_head is not None:
+            heads["general (trained now)"] = train_general_head(data_dir, backbone, cache, general_head)
+
+        def embed(batch: Sequence[str], kind: Kind) -> np.ndarray:
+            return cached_embed(backbone, batch, kind, cache)
+
+        def fit(texts: Path, head_dir: Path, overrides: dict[str, object]) -> SparseHead:
+            return fit_head(texts, head_dir, embed=embed, overrides=overrides, log=console.print).head
+
+        run_quality(data_dir, out, cache, heads, Console(), fit)
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:

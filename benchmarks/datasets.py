@@ -158,3 +158,19 @@ def answer_qrels(
         if best >= min_recall:
             qrels[qi] = {int(i) for i in np.flatnonzero(shares == best)}
     return qrels
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    title: str
+    body: str
+
+
+def load_debian(data_dir: Path) -> list[Package]:
+    """Debian package descriptions (one-line title, long body): general-domain text for the general head."""
+    path = data_dir / "debian" / "descriptions.jsonl"
+    if not path.is_file():
+        raise DataNotFoundError(f"missing the Debian descriptions: expected {path}; point --data at shared/data")
+    with open(path, encoding="utf-8") as f:
+        return [Package(r["package"], r["title"], r["body"]) for r in map(json.loads, f)]

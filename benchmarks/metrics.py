@@ -44,10 +44,17 @@ def clustering_v_measure(features: Features, labels: np.ndarray, seeds: int = 3)
     return float(np.mean(scores))
 
 
-def retrieval_metrics(queries: Features, docs: Features, qrels: dict[int, set[int]], k: int = 10) -> dict[str, float]:
-    """nDCG@k and recall@k of cosine ranking; qrels maps query row -> relevant doc rows."""
+def retrieval_metrics(
+    queries: Features, docs: Features, qrels: dict[int, set[int]], k: int = 10, cosine: bool = True
+) -> dict[str, float]:
+    """nDCG@k and recall@k of cosine ranking (or, `cosine=False`, of the dot product with the documents' own
+    norms, as an engine ranks stored codes); qrels maps query row -> relevant doc rows."""
     rows = sorted(qrels)
-    q, d = as_matrix(queries), as_matrix(docs)
+    q = as_matrix(queries)  # a query's norm never changes its ranking
+    if cosine:
+        d = as_matrix(docs)
+    else:
+        d = docs.to_scipy() if isinstance(docs, SparseBatch) else np.asarray(docs, dtype=np.float32)
     scores = q[rows] @ d.T
     scores = scores.toarray() if sp.issparse(scores) else np.asarray(scores)
     relevance = np.zeros_like(scores)

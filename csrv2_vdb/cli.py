@@ -20,7 +20,7 @@ from csrv2_vdb.cli_common import (
     EngineOpt,
     HeadOpt,
     KOpt,
-    console,
+    NormalizeOpt,
     fail,
     say,
     user_errors,
@@ -34,19 +34,20 @@ app = typer.Typer(
 )
 
 
-def _encoder(head: Path, backbone: str | None, k: int | None):
+def _encoder(head: str | None, backbone: str | None, k: int | None, normalize: bool | None = None):
     from csrv2_vdb.backbone import Backbone
     from csrv2_vdb.encoder import CSRv2Encoder
 
-    return CSRv2Encoder.load(head, Backbone(backbone), k)
+    return CSRv2Encoder.load(head, Backbone(backbone), k, normalize)
 
 
 @app.command()
 def encode(
     input: Annotated[Path, typer.Option("--input", help=".txt (one text per line) or .jsonl with id/text fields.")],
-    head: HeadOpt,
     output: Annotated[Path, typer.Option("--output", help="JSON lines: {id, indices, values}.")],
+    head: HeadOpt = None,
     k: KOpt = None,
+    normalize: NormalizeOpt = None,
     kind: Annotated[str, typer.Option("--kind", help="query or document (selects the backbone prompt).")] = "document",
     backbone: BackboneOpt = None,
 ) -> None:
@@ -57,7 +58,7 @@ def encode(
         raise fail(f"--kind must be 'query' or 'document', got {kind!r}")
     with user_errors():
         records = read_records(input)
-        enc = _encoder(head, backbone, k)
+        enc = _encoder(head, backbone, k, normalize)
         texts = [r["text"] for r in records]
         batch = enc.encode_queries(texts) if kind == "query" else enc.encode_documents(texts)
     with open(output, "w") as f:
@@ -91,12 +92,13 @@ def index(
         str, typer.Option("--store", help="qdrant-edge: a directory; qdrant: URL or path; milvus: URI or .db file.")
     ],
     collection: CollectionOpt,
-    head: Annotated[Path | None, typer.Option("--head", help="Head directory: index sparse codes.")] = None,
+    head: HeadOpt = None,
     mrl_dims: Annotated[
-        int | None, typer.Option("--mrl-dims", help="Instead of a head: index MRL-truncated dense vectors.")
+        int | None, typer.Option("--mrl-dims", help="Instead of sparse codes: index MRL-truncated dense vectors.")
     ] = None,
     engine: EngineOpt = "qdrant-edge",
     k: KOpt = None,
+    normalize: NormalizeOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Documents per encode-and-upsert batch.")] = 256,
     writers: Annotated[int, typer.Option("--writers", help="Threads writing batches to the engine.")] = 2,
     checkpoint: Annotated[
@@ -112,12 +114,12 @@ def index(
     from csrv2_vdb.records import iter_records
     from csrv2_vdb.store import Optimizable
 
-    if (head is None) == (mrl_dims is None):
-        raise fail("give exactly one of --head (sparse) or --mrl-dims (dense baseline)")
+    if head is not None and mrl_dims is not None:
+        raise fail("give --head (sparse codes) or --mrl-dims (dense baseline), not both")
     checkpoint = checkpoint or input.with_name(f"{input.name}.{collection}.checkpoint")
     with user_errors():
-        if head is not None:
-            sparse_enc = _encoder(head, backbone, k)
+        if mrl_dims is None:
+            sparse_enc = _encoder(head, backbone, k, normalize)
             encode = sparse_enc.encode_documents
             dims: dict[str, Any] = {"sparse_dim": sparse_enc.dim, "encoder": sparse_enc.identity}
             encoder_id, base, active = sparse_enc.identity, sparse_enc.backbone, sparse_enc.k
@@ -153,11 +155,12 @@ def index(
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="Query text.")],
-    head: HeadOpt,
     store: Annotated[str, typer.Option("--store", help="Where the collection lives (see `index --help`).")],
     collection: CollectionOpt,
+    head: HeadOpt = None,
     engine: EngineOpt = "qdrant-edge",
     k: KOpt = None,
+    normalize: NormalizeOpt = None,
     limit: Annotated[int, typer.Option("--limit", help="Hits to return.")] = 5,
     filter: Annotated[
         list[str] | None,
@@ -180,9 +183,12 @@ def search(
             raise fail(f"--filter {item!r} must look like field=value")
         conditions[key] = filter_value(value)
     with user_errors():
-        enc = _encoder(head, backbone, k)
+        enc = _encoder(head, backbone, k, normalize)  # a broken head fails before the store is opened
         with _open(engine, store, api_key) as db:
-            check_encoder(db.collection_info(collection), enc.identity)
+            info = db.collection_info(collection)
+            if normalize is None and info.encoder:  # search as the collection was written
+                enc = enc.normalized_as(info.encoder.endswith(":l2"))
+            check_encoder(info, enc.identity)
             hits = db.search(collection, enc.encode_queries([query]), limit=limit, filter=conditions or None)[0]
     for hit in hits:
         typer.echo(json.dumps({"id": hit.id, "score": round(hit.score, 6), "payload": hit.payload}))
@@ -205,39 +211,18 @@ def filter_value(text: str) -> str | int | float | bool:
     return text
 
 
-@app.command("train-head")
-def train_head_cmd(
-    input: Annotated[
-        Path, typer.Option("--input", help=".txt / .jsonl texts, or a .npy array of backbone embeddings.")
-    ],
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the head to.")],
-    k: Annotated[int, typer.Option("--k", help="Active dims the head is trained for.")] = 32,
-    hidden_dim: Annotated[int | None, typer.Option("--hidden-dim", help="Latents h; default 4 x backbone dim.")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the embeddings.")] = 10,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (the reference's 1e-4).")] = 1e-4,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Embeddings per optimizer step.")] = 128,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and shuffling.")] = 1227,
-    backbone: BackboneOpt = None,
-) -> None:
-    """Train a sparse head (reconstruction k + 4k/8 + aux) on a frozen backbone's embeddings."""
-    import numpy as np
+@app.command()
+def heads() -> None:
+    """List the shipped heads: name, domain, what each was trained on, and its measured quality."""
+    from csrv2_vdb.head import DEFAULT_HEAD, head_card, pretrained_heads
 
-    from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
-
-    with user_errors():
-        if input.suffix == ".npy":
-            x = np.load(input)
-        else:
-            from csrv2_vdb.backbone import Backbone
-            from csrv2_vdb.records import read_records
-
-            x = Backbone(backbone).embed([r["text"] for r in read_records(input, require_ids=False)], "document")
-        config = HeadTrainConfig(k=k, hidden_dim=hidden_dim, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-        result = train_head(x, config)
-    result.head.save(out)
-    config.save(out / "training-config.json")  # the same files `train` writes
-    (out / "training.json").write_text(json.dumps(result.summary(), indent=2))
-    console.print(f"head (d={result.head.input_dim}, h={result.head.hidden_dim}, k={k}) written to {out}")
+    for name in pretrained_heads():
+        card = head_card(name)
+        typer.echo(f"{name}{' (default)' if name == DEFAULT_HEAD else ''}")
+        for label, key in (("domain", "domain"), ("trained on", "trained_on"), ("measured", "evaluation")):
+            typer.echo(f"  {label}: {card.get(key, '?')}")
+    typer.echo("All take all-MiniLM-L6-v2 embeddings (d=384). For best quality fit a head on your corpus: "
+               "csrv2-vdb train --input docs.jsonl --out my-head")  # fmt: skip
 
 
 # The harness commands (demo, eval, train, finetune, bench ...): the one import from the library into

@@ -22,7 +22,21 @@ from csrv2_vdb.errors import CSRv2Error
 console = Console(stderr=True)
 
 HeadOpt = Annotated[
-    Path, typer.Option("--head", help="Head directory (config.json + model.safetensors) from train-head.")
+    str | None,
+    typer.Option(
+        "--head",
+        help="Head directory (from `csrv2-vdb train`) or a shipped head's name (`csrv2-vdb heads`); default: "
+        "the general head. A head fitted on your corpus gives the best quality.",
+    ),
+]
+NormalizeOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--normalize/--no-normalize",
+        help="L2-normalise the codes (the engine's dot product then ranks by cosine); default: on from k=16, "
+        "as measured. A collection records it; search as it was indexed.",
+        show_default=False,
+    ),
 ]
 KOpt = Annotated[int | None, typer.Option("--k", help="Active dims per vector; default: the head's own k.")]
 BackboneOpt = Annotated[

@@ -7,30 +7,58 @@ from pathlib import Path
 
 import numpy as np
 
-from csrv2_vdb.backbone import Backbone, Kind
+from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.errors import DimensionMismatchError, InvalidEmbeddingError, InvalidKError
-from csrv2_vdb.head import SparseHead
+from csrv2_vdb.head import SparseHead, resolve_head
 from csrv2_vdb.sparse import SparseBatch
+
+# Document codes are L2-normalised (the engine's dot product becomes a cosine) from this k on: measured on
+# held-out questions, normalising helps at large k and costs at small k (docs/quality.md, "dot or cosine").
+NORMALIZE_FROM_K = 16
+
+
+def default_normalize(k: int) -> bool:
+    """Whether codes of `k` active dims are normalised when the caller does not say."""
+    return k >= NORMALIZE_FROM_K
 
 
 class CSRv2Encoder:
-    """Backbone + sparse head. `k` is the default number of active dims; each call may lower it (adaptive)."""
+    """Backbone + sparse head. `k` is the default number of active dims; each call may lower it (adaptive).
 
-    def __init__(self, backbone: Backbone, head: SparseHead, k: int | None = None) -> None:
+    `normalize` scales every code to unit length, so an engine's dot product ranks by cosine; None picks
+    the measured default for `k`. A collection records it with the head (`identity`), since codes written
+    one way and searched the other rank differently.
+    """
+
+    def __init__(
+        self, backbone: Backbone, head: SparseHead, k: int | None = None, normalize: bool | None = None
+    ) -> None:
         if head.input_dim != backbone.dim:
             raise DimensionMismatchError(
                 f"the head takes {head.input_dim}-dim embeddings but the backbone {backbone.model_path} "
-                f"gives {backbone.dim}; train a head on this backbone (csrv2-vdb train-head) or load the matching one"
+                f"gives {backbone.dim}; train a head on this backbone (csrv2-vdb train) or load the matching one"
             )
         self.backbone = backbone
         self.head = head.eval()
         self.k = head.check_k(head.k if k is None else k)
+        self.normalize = default_normalize(self.k) if normalize is None else bool(normalize)
         self._identity: str | None = None
 
     @classmethod
-    def load(cls, head_dir: str | Path, backbone: Backbone | None = None, k: int | None = None) -> CSRv2Encoder:
-        """A saved head with the offline default backbone unless one is given."""
-        return cls(backbone or Backbone(), SparseHead.load(head_dir), k)
+    def load(
+        cls,
+        head: str | Path | None = None,
+        backbone: Backbone | None = None,
+        k: int | None = None,
+        normalize: bool | None = None,
+    ) -> CSRv2Encoder:
+        """A head directory or shipped head name (default: the general head), with the offline backbone
+        unless one is given."""
+        return cls(backbone or Backbone(), resolve_head(head), k, normalize)
+
+    def normalized_as(self, normalize: bool) -> CSRv2Encoder:
+        """This encoder (same backbone, head and k) with the given normalisation, e.g. a collection's."""
+        return self if normalize == self.normalize else CSRv2Encoder(self.backbone, self.head, self.k, normalize)
 
     @property
     def dim(self) -> int:
@@ -39,25 +67,22 @@ class CSRv2Encoder:
 
     @property
     def identity(self) -> str:
-        """What a collection records as the writer of its codes: the head's content hash (not k: a query may
-        use fewer active dims than the documents, which is the adaptive-k promise)."""
+        """What a collection records as the writer of its codes: the head's content hash and the normalisation
+        (not k: a query may use fewer active dims than the documents, which is the adaptive-k promise)."""
         if self._identity is None:
-            self._identity = f"csrv2-head:{self.head.fingerprint()[:16]}"
+            self._identity = f"csrv2-head:{self.head.fingerprint()[:16]}" + (":l2" if self.normalize else "")
         return self._identity
 
     def encode_embeddings(self, dense: np.ndarray, k: int | None = None) -> SparseBatch:
         """Precomputed backbone embeddings -> SparseBatch."""
-        return self.head.encode(dense, self.head.check_k(self.k if k is None else k))
-
-    def _encode(self, texts: Sequence[str], kind: Kind, k: int | None) -> SparseBatch:
-        k = self.head.check_k(self.k if k is None else k)
-        return self.head.encode(self.backbone.embed(texts, kind), k)
+        codes = self.head.encode(dense, self.head.check_k(self.k if k is None else k))
+        return codes.normalized() if self.normalize else codes
 
     def encode_queries(self, texts: Sequence[str], k: int | None = None) -> SparseBatch:
-        return self._encode(texts, "query", k)
+        return self.encode_embeddings(self.backbone.embed(texts, "query"), k)
 
     def encode_documents(self, texts: Sequence[str], k: int | None = None) -> SparseBatch:
-        return self._encode(texts, "document", k)
+        return self.encode_embeddings(self.backbone.embed(texts, "document"), k)
 
 
 def mrl_truncate(dense: np.ndarray, dims: int) -> np.ndarray:

@@ -40,11 +40,18 @@ FIRE_EPS = 1e-5
 
 @dataclass
 class HeadOutput:
-    """What one training forward gives: codes, reconstruction and the pre-activations they came from."""
+    """What one training forward gives: the top-k code (values largest first, their latents), the
+    reconstruction and the pre-activations it came from."""
 
-    latents: torch.Tensor
+    values: torch.Tensor
+    indices: torch.Tensor
     recon: torch.Tensor
     pre: torch.Tensor
+
+    @property
+    def latents(self) -> torch.Tensor:
+        """The code as a dense (n, h) tensor (for the contrastive losses)."""
+        return torch.zeros_like(self.pre).scatter(-1, self.indices, self.values)
 
 
 class SparseHead(nn.Module):
@@ -109,34 +116,44 @@ class SparseHead(nn.Module):
             info = {"mu": mu, "std": std}
         return F.linear(x - self.pre_bias, self.encoder.weight, self.latent_bias), info
 
-    def top_k(self, pre: torch.Tensor, k: int) -> torch.Tensor:
-        """ReLU(TopK(pre, k)) as a dense (n, h) tensor; in training, also updates the dead-latent counters."""
+    def top_k(self, pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """ReLU(TopK(pre, k)) as (values, latents) of shape (n, k), largest first; in training, also updates the
+        dead-latent counters."""
         vals, idx = torch.topk(pre, k, dim=-1)
-        z = torch.zeros_like(pre).scatter(-1, idx, F.relu(vals))
         if self.training and torch.is_grad_enabled():
-            fired = torch.zeros_like(self.stats_last_nonzero)
-            fired.scatter_add_(0, idx.reshape(-1), (vals > FIRE_EPS).long().reshape(-1))
-            self.stats_last_nonzero *= 1 - fired.clamp(max=1)
-            self.stats_last_nonzero += 1
-        return z
+            with torch.no_grad():
+                fired = torch.zeros_like(self.stats_last_nonzero)
+                fired[idx[vals > FIRE_EPS]] = 1
+                self.stats_last_nonzero *= 1 - fired
+                self.stats_last_nonzero += 1
+        return F.relu(vals), idx
 
-    def aux_latents(self, pre: torch.Tensor) -> torch.Tensor:
-        """Top-k_aux among latents dead for more than `dead_threshold` calls (zeros if none are dead)."""
-        dead = (self.stats_last_nonzero > self.dead_threshold).to(pre.dtype)
-        vals, idx = torch.topk(pre * dead, self.k_aux, dim=-1)
-        return torch.zeros_like(pre).scatter(-1, idx, F.relu(vals))
+    def aux_latents(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k_aux among latents dead for more than `dead_threshold` calls, as (values, latents)."""
+        dead = self.stats_last_nonzero > self.dead_threshold
+        k = max(1, min(self.k_aux, int(dead.sum())))
+        vals, idx = torch.topk(pre.masked_fill(~dead, float("-inf")), k, dim=-1)
+        return F.relu(vals).nan_to_num(0.0), idx
 
-    def decode(self, z: torch.Tensor, info: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """x_hat = W^T z + b_pre (undoing the standardisation when `normalize` is on)."""
-        out = F.linear(z, self.encoder.weight.t()) + self.pre_bias
+    def decode(
+        self, values: torch.Tensor, indices: torch.Tensor, info: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """x_hat = W^T z + b_pre for the sparse code z = (values, latents): a sum of k decoder rows per sample
+        (an embedding bag: O(k d) per row instead of O(h d)); undoes the standardisation when `normalize` is on."""
+        n, k = indices.shape
+        offsets = torch.arange(0, n * k, k, device=indices.device)
+        out = F.embedding_bag(
+            indices.reshape(-1), self.encoder.weight, offsets, mode="sum", per_sample_weights=values.reshape(-1)
+        )
+        out = out + self.pre_bias
         if info:
             out = out * info["std"] + info["mu"]
         return out
 
     def forward(self, x: torch.Tensor, k: int | None = None) -> HeadOutput:
         pre, info = self.pre_activations(x)
-        z = self.top_k(pre, self.check_k(self.k if k is None else k))
-        return HeadOutput(latents=z, recon=self.decode(z, info), pre=pre)
+        values, indices = self.top_k(pre, self.check_k(self.k if k is None else k))
+        return HeadOutput(values, indices, self.decode(values, indices, info), pre)
 
     # --------------------------------------------------------------- inference
     def encode(self, x: np.ndarray | torch.Tensor, k: int | None = None) -> SparseBatch:
@@ -216,8 +233,11 @@ class SparseHead(nn.Module):
 
 
 _CONFIG_KEYS = ("input_dim", "hidden_dim", "k", "k_aux", "normalize", "dead_threshold")
-# Heads shipped with the package (trained on all-MiniLM-L6-v2 by `csrv2-vdb eval`; see heads/README.md).
+# Heads shipped with the package, each with a card.json (domain, training data, measured quality); see
+# heads/README.md. The default serves any domain; the others are fitted to one and best only there.
 PRETRAINED_DIR = Path(__file__).parent / "heads"
+DEFAULT_HEAD = "minilm-general-csrv2"
+CARD_NAME = "card.json"
 
 
 def pretrained_heads() -> list[str]:
@@ -225,11 +245,34 @@ def pretrained_heads() -> list[str]:
     return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_NAME).exists())
 
 
-def pretrained_head(name: str) -> SparseHead:
-    """A shipped head by name, e.g. "minilm-medical-csrv2-k8"."""
-    if not (PRETRAINED_DIR / name / CONFIG_NAME).exists():
+def head_card(name: str) -> dict[str, Any]:
+    """A shipped head's card: its domain, what it was trained on, and its measured quality."""
+    path = _shipped(name) / CARD_NAME
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def pretrained_head(name: str | None = None) -> SparseHead:
+    """A shipped head by name, e.g. "minilm-medical-csrv2-k8"; no name gives the general default head."""
+    return SparseHead.load(_shipped(name or DEFAULT_HEAD))
+
+
+def resolve_head(head: str | Path | None) -> SparseHead:
+    """A head from a directory, a shipped head's name, or (None) the general default head."""
+    if head is None:
+        return pretrained_head()
+    if Path(head).exists():
+        return SparseHead.load(head)
+    if str(head) in pretrained_heads():
+        return pretrained_head(str(head))
+    raise DataNotFoundError(
+        f"{str(head)!r} is neither a head directory nor a shipped head; shipped: {pretrained_heads()}"
+    )
+
+
+def _shipped(name: str) -> Path:
+    if name not in pretrained_heads():
         raise DataNotFoundError(f"no shipped head {name!r}; shipped: {pretrained_heads()}")
-    return SparseHead.load(PRETRAINED_DIR / name)
+    return PRETRAINED_DIR / name
 
 
 def _module_dir(directory: Path) -> Path:

@@ -121,6 +121,12 @@ class SparseBatch:
             np.take_along_axis(self.indices, order, 1), np.take_along_axis(self.values, order, 1), self.dim
         )
 
+    def normalized(self) -> SparseBatch:
+        """Each row scaled to unit L2 norm (all-zero rows stay zero): dot products become cosines."""
+        norms = np.linalg.norm(self.values.astype(np.float64), axis=1, keepdims=True)
+        values = (self.values / np.where(norms > 0, norms, 1.0)).astype(self.values.dtype)
+        return SparseBatch(self.indices, values, self.dim)
+
     # ------------------------------------------------------------ conversions
     def rows(self) -> Iterator[tuple[list[int], list[float]]]:
         """Each row as (sorted indices, values) without padding: the form every engine takes."""

@@ -35,8 +35,8 @@ def _commands() -> dict:
 def test_every_command_and_option_explains_itself():
     """Library and harness commands are all on one app; each has a summary and every option a help text."""
     commands = _commands()
-    assert {"encode", "index", "search", "train-head", "demo", "eval", "train", "finetune", "bench graphrag",
-            "bench retrieval", "bench encoder", "bench bulk"} <= set(commands)  # fmt: skip
+    assert {"encode", "index", "search", "heads", "demo", "eval", "train", "finetune", "bench graphrag",
+            "bench retrieval", "bench encoder", "bench bulk", "bench quality"} <= set(commands)  # fmt: skip
     undocumented = [
         f"{name} {param.opts[0]}"
         for name, command in commands.items()
@@ -47,7 +47,7 @@ def test_every_command_and_option_explains_itself():
     assert all((command.help or "").strip() for command in commands.values())
 
 
-@pytest.mark.parametrize("command", ["encode", "index", "search", "train-head", "demo"])
+@pytest.mark.parametrize("command", ["encode", "index", "search", "train", "heads", "demo"])
 def test_help_is_useful_on_its_own(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0
@@ -65,7 +65,7 @@ def workspace(tmp_path_factory):
             f.write(json.dumps({"id": doc_id, "text": text, "topic": topic}) + "\n")
     result = runner.invoke(
         app,
-        ["train-head", "--input", str(root / "docs.jsonl"), "--out", str(root / "head"), "--k", "8", "--epochs", "3"],
+        ["train", "--input", str(root / "docs.jsonl"), "--out", str(root / "head"), "--k", "8", "--epochs", "3"],
     )
     assert result.exit_code == 0, result.output
     return root

@@ -10,6 +10,8 @@ Both contrastive terms use the reference code's "sum inside the log" form with t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -23,16 +25,27 @@ def nmse(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def reconstruction_losses(
-    head: SparseHead, x: torch.Tensor, k: int, aux_coef: float = 0.1
+    head: SparseHead, x: torch.Tensor, k: int, aux_coef: float = 0.1, extra_ks: Sequence[int] = ()
 ) -> tuple[dict[str, torch.Tensor], HeadOutput]:
-    """The weighted reconstruction terms for one batch, and the top-k output they came from."""
-    out_k = head(x, k)
-    out_4k = head(x, min(4 * k, head.hidden_dim))
-    losses = {"k": F.mse_loss(out_k.recon, x), "4k": F.mse_loss(out_4k.recon, x) / 8}
+    """The weighted reconstruction terms for one batch, and the top-k output they came from.
+
+    One top-4k serves every term: its first k entries are the top-k code (counted for dead latents), and
+    each of `extra_ks` adds the MSE of its own prefix, averaged with the k term (one head for many k).
+    """
+    pre, info = head.pre_activations(x)
+    k4 = min(4 * k, head.hidden_dim)
+    vals4, idx4 = torch.topk(pre, min(max([k4, *extra_ks]), head.hidden_dim), dim=-1)
+    relu4 = F.relu(vals4)
+    values, indices = head.top_k(pre, k)
+    out_k = HeadOutput(values, indices, head.decode(values, indices, info), pre)
+    mse_k = F.mse_loss(out_k.recon, x)
+    for extra in extra_ks:
+        mse_k = mse_k + F.mse_loss(head.decode(relu4[:, :extra], idx4[:, :extra], info), x)
+    losses = {"k": mse_k / (1 + len(extra_ks)), "4k": F.mse_loss(head.decode(relu4[:, :k4], idx4[:, :k4], info), x) / 8}
     if aux_coef > 0 and bool((head.stats_last_nonzero > head.dead_threshold).any()):
-        z_aux = head.aux_latents(out_k.pre)
+        aux_values, aux_indices = head.aux_latents(pre)
         residual = x - out_k.recon.detach() + head.pre_bias.detach()
-        losses["aux"] = aux_coef * nmse(head.decode(z_aux), residual).nan_to_num(0.0)
+        losses["aux"] = aux_coef * nmse(head.decode(aux_values, aux_indices), residual).nan_to_num(0.0)
     return losses, out_k
 
 

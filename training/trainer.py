@@ -49,7 +49,14 @@ class HeadTrainConfig:
     lr: float = 1e-4
     batch_size: int = 128
     epochs: int = 10
+    also_ks: list[int] = field(default_factory=list)  # more k reconstructed at each step (one head, many k)
+    init: Literal["random", "samples"] = "random"  # "samples": latents start at centred training rows
+    min_steps: int = 0  # more epochs when `epochs` would give fewer optimizer steps (small training sets)
     seed: int = 1227
+
+    def epochs_for(self, steps_per_epoch: int) -> int:
+        """`epochs`, raised so that at least `min_steps` steps are taken."""
+        return max(self.epochs, -(-self.min_steps // max(steps_per_epoch, 1)))
 
     def start_k(self) -> int | None:
         if self.method != "csrv2":
@@ -60,8 +67,9 @@ class HeadTrainConfig:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
-    def load(cls, path: str | Path | None, **overrides: object) -> HeadTrainConfig:
-        """A config file (JSON), with keyword overrides (None values ignored)."""
+    def load(cls, path: str | Path | None, base: HeadTrainConfig | None = None, **overrides: object) -> HeadTrainConfig:
+        """`base` (default: the class defaults), then a config file's (JSON) values, then keyword overrides
+        (None values ignored)."""
         try:
             values = json.loads(Path(path).read_text()) if path else {}
         except (OSError, ValueError) as exc:
@@ -73,7 +81,7 @@ class HeadTrainConfig:
         if unknown:
             raise InvalidArgumentError(f"unknown config keys {sorted(unknown)} in {path}; known: {sorted(known)}")
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls(**{**(asdict(base) if base is not None else {}), **values})
 
 
 @dataclass
@@ -102,24 +110,38 @@ def train_head(
     config: HeadTrainConfig | None = None,
     labels: np.ndarray | None = None,
     *,
+    init: SparseHead | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
     max_steps: int | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train a SparseHead on (n, d) unit-norm embeddings; `labels` (n,) feed CSRv2's supervised loss."""
+    """Train a SparseHead on (n, d) unit-norm embeddings; `labels` (n,) feed CSRv2's supervised loss.
+
+    `init` starts from a copy of an existing head (fine-tuning it) instead of a fresh one.
+    """
     config = config or HeadTrainConfig()
     x_all, y_all = _training_tensors(embeddings, labels)
 
     torch.manual_seed(config.seed)
+    hidden = init.hidden_dim if init is not None else config.hidden_dim
     head = SparseHead(
-        x_all.shape[1], config.hidden_dim, k=config.k, k_aux=config.k_aux, dead_threshold=config.dead_threshold
+        x_all.shape[1], hidden, k=config.k, k_aux=config.k_aux, dead_threshold=config.dead_threshold
     ).train()
+    if init is not None:
+        if init.input_dim != x_all.shape[1]:
+            raise InvalidArgumentError(
+                f"the head to start from takes {init.input_dim}-dim embeddings, not {x_all.shape[1]}"
+            )
+        head.load_state_dict(init.state_dict())
+    elif config.init == "samples":
+        _init_from_samples(head, x_all, config.seed)
     optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, eps=6.25e-10)
     result = TrainResult(head, config)
     steps_per_epoch = len(_epoch_batches(len(x_all), config, labels, 0))
-    total = config.epochs * steps_per_epoch
+    epochs = config.epochs_for(steps_per_epoch)
+    total = epochs * steps_per_epoch
     step = 0
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
     if resume and ckpt is not None and ckpt.exists():
@@ -133,7 +155,7 @@ def train_head(
     bar = tqdm(
         total=total, initial=step, desc=f"train {config.method} k={config.k}", disable=not progress, mininterval=0.5
     )
-    for epoch in range(step // steps_per_epoch, config.epochs):
+    for epoch in range(step // steps_per_epoch, epochs):
         batches = _epoch_batches(len(x_all), config, labels, epoch)
         totals: dict[str, float] = {}
         for batch in batches[step - epoch * steps_per_epoch :]:
@@ -162,6 +184,19 @@ def train_head(
     return result
 
 
+def _init_from_samples(head: SparseHead, x: torch.Tensor, seed: int) -> None:
+    """b_pre = the mean row, and each latent = a distinct training row, centred and normalised: the latents
+    start as prototypes of the corpus, so texts near one share it (measured: better nDCG and fewer dead
+    latents on held-out questions than the default random start)."""
+    mean = x.mean(dim=0)
+    rows = torch.as_tensor(
+        np.random.default_rng(seed).choice(len(x), head.hidden_dim, replace=len(x) < head.hidden_dim)
+    )
+    with torch.no_grad():
+        head.pre_bias.copy_(mean)
+        head.encoder.weight.copy_(torch.nn.functional.normalize(x[rows] - mean, dim=1))
+
+
 def _training_tensors(embeddings: np.ndarray, labels: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The training rows as tensors, or a clear error (empty, NaN, labels of another length)."""
     x_all = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
@@ -183,7 +218,8 @@ def _step(
     k: int,
 ) -> dict[str, float]:
     """One optimizer step: reconstruction terms, plus CSR's in-batch or CSRv2's label contrastive term."""
-    losses, out = reconstruction_losses(head, x, k, config.aux_coef)
+    extra = [e for e in config.also_ks if e != k and e <= head.hidden_dim]
+    losses, out = reconstruction_losses(head, x, k, config.aux_coef, extra)
     if config.method == "csr" or (config.method == "csrv2" and y is None):
         losses["cl"] = config.cl_coef * inbatch_contrastive(out.latents, out.latents, config.tau)
     elif config.method == "csrv2" and y is not None:

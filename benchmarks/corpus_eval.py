@@ -1,0 +1,209 @@
+"""`csrv2-vdb eval --corpus docs.jsonl --queries q.jsonl`: what a head gives on the user's own data, scored by an
+engine exactly as it will serve it (the engine ranks by the dot product of the stored codes).
+
+The corpus is embedded once; every configuration (sparse at each k, MRL at each dims, the full dense
+embedding) is written to its own collection of an embedded qdrant-edge store (or the engine given),
+searched with every query, and scored with nDCG@10, recall@10 and MRR@10 against the relevance judgements.
+Queries name their relevant documents in a field (`relevant`: a list of document ids) or in a qrels file
+(JSONL {"query_id", "doc_id"} or TSV query_id<TAB>doc_id[<TAB>score], BEIR's layout; score 0 = not relevant).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from csrv2_vdb.backbone import Backbone
+from csrv2_vdb.benchmarks.cache import cached_embed
+from csrv2_vdb.benchmarks.reports import log_ticks, pyplot, write_csv
+from csrv2_vdb.encoder import CSRv2Encoder, mrl_truncate
+from csrv2_vdb.errors import InvalidRecordError
+from csrv2_vdb.records import read_records
+from csrv2_vdb.sparse import SparseBatch
+from csrv2_vdb.store import SparseStore
+
+CUTOFF = 10
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Documents and queries as texts, and each query's relevant document rows."""
+
+    doc_ids: list[str]
+    doc_texts: list[str]
+    query_texts: list[str]
+    qrels: dict[int, set[int]]  # query row -> relevant document rows
+
+
+def load_eval_set(corpus: Path, queries: Path, qrels: Path | None = None) -> EvalSet:
+    """Read the corpus (id, text), the queries (id, text, optional `relevant`) and the judgements."""
+    docs = read_records(corpus)
+    rows = {d["id"]: i for i, d in enumerate(docs)}
+    if len(rows) != len(docs):
+        raise InvalidRecordError(f"{corpus}: document ids repeat; every document needs its own id")
+    query_records = read_records(queries)
+    judged = _read_qrels(qrels) if qrels is not None else _field_qrels(queries, query_records)
+    relevant: dict[int, set[int]] = {}
+    for qi, record in enumerate(query_records):
+        wanted = judged.get(record["id"], set())
+        unknown = sorted(wanted - rows.keys())
+        if unknown:
+            raise InvalidRecordError(f"query {record['id']!r} names documents not in {corpus}: {unknown[:5]}")
+        if wanted:
+            relevant[qi] = {rows[d] for d in wanted}
+    if not relevant:
+        raise InvalidRecordError(f"no query of {queries} has a relevant document; nothing can be scored")
+    return EvalSet([d["id"] for d in docs], [d["text"] for d in docs], [q["text"] for q in query_records], relevant)
+
+
+def _field_qrels(path: Path, records: Sequence[dict]) -> dict[str, set[str]]:
+    judged: dict[str, set[str]] = {}
+    for record in records:
+        value = record.get("relevant")
+        if value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str | int) and not isinstance(v, bool) for v in values):
+            raise InvalidRecordError(f"{path}: query {record['id']!r}: 'relevant' must list document ids")
+        judged[record["id"]] = {str(v) for v in values}
+    if not judged:
+        raise InvalidRecordError(f"{path}: no query has a 'relevant' field; add one or pass --qrels FILE")
+    return judged
+
+
+def _read_qrels(path: Path) -> dict[str, set[str]]:
+    """Judgements from JSONL {"query_id", "doc_id"[, "score"]} or TSV (a header line is skipped)."""
+    judged: dict[str, set[str]] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            if path.suffix == ".jsonl":
+                try:
+                    obj = json.loads(line)
+                    qid, did, score = obj["query_id"], obj["doc_id"], obj.get("score", 1)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise InvalidRecordError(f"{path}:{n}: expected {{query_id, doc_id[, score]}} ({exc})") from None
+            else:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) < 2:
+                    raise InvalidRecordError(f"{path}:{n}: expected query_id<TAB>doc_id[<TAB>score]")
+                qid, did = parts[0], parts[1]
+                try:
+                    score = float(parts[2]) if len(parts) > 2 else 1
+                except ValueError:
+                    if n == 1:
+                        continue  # header
+                    raise InvalidRecordError(f"{path}:{n}: score {parts[2]!r} is not a number") from None
+            if float(score) > 0:
+                judged.setdefault(str(qid), set()).add(str(did))
+    return judged
+
+
+@dataclass
+class EvalRow:
+    method: str  # sparse, MRL or dense
+    dims: int  # active dims k, or dense dims
+    ndcg_at_10: float
+    recall_at_10: float
+    mrr_at_10: float
+    hit_at_5: float  # share of queries with a relevant document in the top 5
+
+
+def ranking_metrics(
+    ranked: Mapping[int, Sequence[int]], qrels: dict[int, set[int]]
+) -> tuple[float, float, float, float]:
+    """Mean nDCG@10, recall@10, MRR@10 and hit@5 (binary relevance) of ranked document rows per query row."""
+    ndcg, recall, mrr, hit = [], [], [], []
+    for qi, relevant in qrels.items():
+        top = list(ranked[qi])[:CUTOFF]
+        gains = [1.0 if d in relevant else 0.0 for d in top]
+        ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), CUTOFF)))
+        ndcg.append(sum(g / math.log2(i + 2) for i, g in enumerate(gains)) / ideal)
+        recall.append(sum(gains) / len(relevant))
+        mrr.append(next((1 / (i + 1) for i, g in enumerate(gains) if g), 0.0))
+        hit.append(float(any(gains[:5])))
+    return float(np.mean(ndcg)), float(np.mean(recall)), float(np.mean(mrr)), float(np.mean(hit))
+
+
+def run_corpus_eval(
+    data: EvalSet,
+    encoder: CSRv2Encoder,
+    out_dir: Path,
+    cache: Path,
+    ks: Sequence[int] = (2, 4, 8, 16, 32, 64),
+    dims: Sequence[int] = (2, 4, 8, 16, 32, 64),
+    store: SparseStore | None = None,
+    console: Console | None = None,
+) -> list[EvalRow]:
+    """Score every configuration through `store` (default: a temporary qdrant-edge store); write CSV and PNG."""
+    console = console or Console()
+    backbone: Backbone = encoder.backbone
+    doc_x = cached_embed(backbone, data.doc_texts, "document", cache)
+    query_x = cached_embed(backbone, data.query_texts, "query", cache)
+    if store is None:
+        from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
+
+        with tempfile.TemporaryDirectory(prefix="csrv2-eval-") as tmp, QdrantEdgeStore(tmp) as temporary:
+            return run_corpus_eval(data, encoder, out_dir, cache, ks, dims, temporary, console)
+    rows: list[EvalRow] = []
+    queries = sorted(data.qrels)
+    row_of = {d: i for i, d in enumerate(data.doc_ids)}
+    configs: list[tuple[str, int, dict[str, Any], SparseBatch | np.ndarray, SparseBatch | np.ndarray]] = []
+    for k in ks:
+        spec: dict[str, Any] = {"sparse_dim": encoder.dim, "encoder": encoder.identity}
+        configs.append(
+            ("sparse", k, spec, encoder.encode_embeddings(doc_x, k), encoder.encode_embeddings(query_x[queries], k))
+        )
+    for m in [*dims, backbone.dim]:
+        method = "dense" if m == backbone.dim else "MRL"
+        configs.append((method, m, {"dense_dim": m}, mrl_truncate(doc_x, m), mrl_truncate(query_x[queries], m)))
+    for method, size, spec, docs, qs in configs:
+        name = f"csrv2_eval_{method.lower()}_{size}"
+        store.create_collection(name, **spec)
+        try:
+            for start in range(0, len(data.doc_ids), 1024):
+                store.upsert(name, data.doc_ids[start : start + 1024], docs[start : start + 1024])
+            hits = store.search(name, qs, limit=CUTOFF)
+        finally:
+            store.drop_collection(name)
+        ranked = {qi: [row_of[h.id] for h in hs] for qi, hs in zip(queries, hits, strict=True)}
+        rows.append(EvalRow(method, size, *ranking_metrics(ranked, data.qrels)))
+    write_eval_reports(rows, out_dir, len(data.doc_ids), len(data.qrels), console)
+    return rows
+
+
+def write_eval_reports(rows: list[EvalRow], out_dir: Path, n_docs: int, n_queries: int, console: Console) -> None:
+    table = Table(title=f"{n_docs} documents, {n_queries} judged queries, scored by the engine")
+    for column in ("method", "k/dims", "nDCG@10", "recall@10", "MRR@10", "hit@5"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        scores = (r.ndcg_at_10, r.recall_at_10, r.mrr_at_10, r.hit_at_5)
+        table.add_row(r.method, str(r.dims), *(f"{v:.3f}" for v in scores))
+    console.print(table)
+    write_csv(rows, out_dir / "eval.csv")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for method, marker in (("sparse", "o"), ("MRL", "s")):
+        sel = [r for r in rows if r.method == method]
+        if sel:
+            ax.plot([r.dims for r in sel], [r.ndcg_at_10 for r in sel], marker=marker, label=method)
+    for r in rows:
+        if r.method == "dense":
+            ax.axhline(r.ndcg_at_10, color="gray", linestyle="--", label=f"dense ({r.dims})")
+    log_ticks(ax, sorted({r.dims for r in rows if r.method != "dense"}))
+    ax.set(xlabel="active dims k / MRL dims", ylabel="nDCG@10")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "eval.png", dpi=110)
+    plt.close(fig)
+    console.print(f"wrote {out_dir / 'eval.csv'} and {out_dir / 'eval.png'}")

@@ -1,0 +1,223 @@
+"""docs/quality.md's numbers: label-free fitting, the general head and the package-description test.
+
+    csrv2-vdb bench quality --out docs/quality        (about 15 minutes on 2 cores, most of it embedding)
+
+- General head (`minilm-general-csrv2`): reconstruction on Debian package titles and descriptions (no
+  Python package: those are the package test's corpus) and Banking77 train texts; no medical text, no
+  Banking77 test row.
+- Label-free fitting: `fit_head`'s defaults on the medical chunks and their sentences, no question.
+- Medical questions (held-out half of the seeded split) are scored in two halves: "tune" (looked at while
+  choosing the defaults) and "final" (not looked at). Scores by dot product (as the engines rank) and cosine.
+- Package-description test: 1,286 descriptions of Debian `python3-*` packages, 50 of their one-line titles as
+  queries (the title's own package is the answer); `train --input corpus.jsonl` with no other flag, then
+  hit@5 through qdrant-edge. Nothing was tuned on it.
+- Banking77: logistic-probe accuracy on the test split over codes of the general head (no head training
+  on Banking77 labels).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from csrv2_vdb.backbone import Backbone
+from csrv2_vdb.benchmarks.cache import cached_embed
+from csrv2_vdb.benchmarks.corpus_eval import EvalSet, run_corpus_eval
+from csrv2_vdb.benchmarks.datasets import load_banking77, load_debian
+from csrv2_vdb.benchmarks.metrics import classification_accuracy, dead_latent_ratio, retrieval_metrics
+from csrv2_vdb.benchmarks.reports import table, write_csv
+from csrv2_vdb.benchmarks.tasks import medical_split
+from csrv2_vdb.encoder import CSRv2Encoder, mrl_truncate
+from csrv2_vdb.head import SparseHead
+from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
+
+KS = (2, 4, 8, 16, 32, 64)
+Fit = Callable[[Path, Path, dict[str, object]], SparseHead]  # (texts file, head dir, setting overrides) -> head
+EXCLUDED_PACKAGES = ("python3-", "python-", "pypy")  # the package test's domain stays unseen
+GENERAL_BODIES = 24_000
+GENERAL_CONFIG = HeadTrainConfig(
+    method="plain", k=8, also_ks=[2], init="samples", lr=3e-4, batch_size=256, epochs=1, min_steps=3000
+)
+
+
+@dataclass
+class QualityRow:
+    head: str
+    eval_set: str  # medical-tune, medical-final, banking77, packages
+    metric: str
+    method: str  # sparse-dot, sparse-cos, MRL, dense
+    dims: int
+    score: float
+
+
+def general_training_rows(data_dir: Path, backbone: Backbone, cache: Path) -> np.ndarray:
+    """Debian titles (each with its description) and a seeded sample of descriptions, and Banking77 train."""
+    packages = [p for p in load_debian(data_dir) if not p.name.startswith(EXCLUDED_PACKAGES)]
+    titles = list(dict.fromkeys(p.title for p in load_debian(data_dir)))
+    bodies = list(dict.fromkeys(p.body for p in packages))
+    keep = np.sort(np.random.default_rng(0).permutation(len(bodies))[:GENERAL_BODIES])
+    bodies = [bodies[i] for i in keep]
+    title_x = cached_embed(backbone, titles, "query", cache)
+    body_x = cached_embed(backbone, bodies, "document", cache)
+    title_row = {t: i for i, t in enumerate(titles)}
+    kept = set(bodies)
+    paired = [title_row[p.title] for p in packages if p.body in kept]
+    banking = cached_embed(backbone, load_banking77(data_dir).train_texts, "document", cache)
+    return np.concatenate([title_x[paired], body_x, banking])
+
+
+def train_general_head(data_dir: Path, backbone: Backbone, cache: Path, out: Path) -> SparseHead:
+    head = train_head(general_training_rows(data_dir, backbone, cache), GENERAL_CONFIG).head
+    head.save(out)
+    GENERAL_CONFIG.save(out / "training-config.json")
+    return head
+
+
+def package_eval_set(data_dir: Path, n_docs: int = 1286, n_queries: int = 50, seed: int = 0) -> EvalSet:
+    """Descriptions of `python3-*` packages as the corpus, titles of some as queries (their package answers)."""
+    packages = {p.body: p for p in load_debian(data_dir) if p.name.startswith("python3-")}
+    chosen = [list(packages.values())[i] for i in np.sort(np.random.default_rng(seed).permutation(len(packages)))]
+    docs = chosen[:n_docs] if len(chosen) <= n_docs else [chosen[i] for i in _sample(len(chosen), n_docs, seed)]
+    asked = [docs[i] for i in _sample(len(docs), n_queries, seed + 1)]
+    return EvalSet([d.name for d in docs], [d.body for d in docs], [a.title for a in asked],
+                   {qi: {docs.index(a)} for qi, a in enumerate(asked)})  # fmt: skip
+
+
+def _sample(n: int, size: int, seed: int) -> list[int]:
+    return sorted(np.random.default_rng(seed).choice(n, size, replace=False).tolist())
+
+
+def write_eval_files(data: EvalSet, out: Path) -> tuple[Path, Path]:
+    """The eval set as the corpus.jsonl / queries.jsonl a user would give `train` and `eval`."""
+    out.mkdir(parents=True, exist_ok=True)
+    corpus, queries = out / "corpus.jsonl", out / "queries.jsonl"
+    with open(corpus, "w") as f:
+        for doc_id, text in zip(data.doc_ids, data.doc_texts, strict=True):
+            f.write(json.dumps({"id": doc_id, "text": text}) + "\n")
+    with open(queries, "w") as f:
+        for qi, text in enumerate(data.query_texts):
+            relevant = [data.doc_ids[d] for d in sorted(data.qrels.get(qi, ()))]
+            f.write(json.dumps({"id": f"q{qi}", "text": text, "relevant": relevant}) + "\n")
+    return corpus, queries
+
+
+def head_rows(name: str, head: SparseHead, query_x: np.ndarray, doc_x: np.ndarray, qrels: dict[int, set[int]],
+              eval_set: str, ks: tuple[int, ...] = KS) -> list[QualityRow]:  # fmt: skip
+    """nDCG@10 / recall@10 at each k, by dot product (raw codes, as an engine ranks) and by cosine."""
+    rows = []
+    for k in ks:
+        queries, docs = head.encode(query_x, k), head.encode(doc_x, k)
+        for method, scores in (("sparse-dot", retrieval_metrics(queries, docs, qrels, cosine=False)),
+                               ("sparse-cos", retrieval_metrics(queries, docs, qrels))):  # fmt: skip
+            rows += [QualityRow(name, eval_set, m, method, k, v) for m, v in scores.items()]
+    return rows
+
+
+def baseline_rows(query_x: np.ndarray, doc_x: np.ndarray, qrels: dict[int, set[int]], eval_set: str) -> list:
+    rows = []
+    for m in [*KS, doc_x.shape[1]]:
+        method = "dense" if m == doc_x.shape[1] else "MRL"
+        scores = retrieval_metrics(mrl_truncate(query_x, m), mrl_truncate(doc_x, m), qrels)
+        rows += [QualityRow("-", eval_set, metric, method, m, v) for metric, v in scores.items()]
+    return rows
+
+
+def run_quality(
+    data_dir: Path, out: Path, cache: Path, heads: dict[str, SparseHead], console: Console | None = None,
+    fit: Fit | None = None,
+) -> list[QualityRow]:  # fmt: skip
+    """Every table of docs/quality.md; `heads` are scored on the medical halves and Banking77, and `fit`
+    (texts file, head directory, setting overrides -> head) is run on the package corpus and on the medical
+    corpus, with its defaults and once per k."""
+    console = console or Console()
+    backbone = Backbone()
+    out.mkdir(parents=True, exist_ok=True)
+    work = cache / "quality"  # fitted heads, the texts they were fitted on, per-head evaluation files
+    work.mkdir(parents=True, exist_ok=True)
+    split = medical_split(data_dir, 0)
+    q_x = cached_embed(backbone, [q.question for q in split.questions], "query", cache)
+    c_x = cached_embed(backbone, [c.text for c in split.chunks], "document", cache)
+    halves = {"medical-tune": split.test_q[0::2], "medical-final": split.test_q[1::2]}
+    rows: list[QualityRow] = []
+    all_heads = dict(heads)
+    if fit is not None:
+        medical_file = work / "medical-texts.jsonl"
+        with open(medical_file, "w") as f:
+            for i, text in enumerate([c.text for c in split.chunks]):
+                f.write(json.dumps({"id": i, "text": text}) + "\n")
+        all_heads["label-free fit (medical chunks)"] = fit(medical_file, work / "medical-fit", {})
+        # the same fit trained at one k only, scored at that k: what one head for every k is compared with
+        per_k = {k: fit(medical_file, work / f"medical-fit-k{k}", {"k": k, "also_ks": []}) for k in KS}
+    for eval_set, questions in halves.items():
+        qrels = {i: split.qrels[q] for i, q in enumerate(questions)}
+        rows += baseline_rows(q_x[questions], c_x, qrels, eval_set)
+        for name, head in all_heads.items():
+            rows += head_rows(name, head, q_x[questions], c_x, qrels, eval_set)
+        if fit is not None:
+            for k, head in per_k.items():
+                rows += head_rows("label-free fit, one head per k", head, q_x[questions], c_x, qrels, eval_set, (k,))
+    for name, head in all_heads.items():
+        rows.append(QualityRow(name, "medical-chunks", "dead@2", "sparse", 2, dead_latent_ratio(head.encode(c_x, 2))))
+    rows += _banking_rows(data_dir, backbone, cache, heads)
+    rows += _package_rows(data_dir, backbone, cache, heads, out, work, fit, console)
+    write_csv(rows, out / "quality.csv")
+    (out / "quality.md").write_text("\n".join(quality_tables(rows)) + "\n")
+    console.print(f"wrote {out / 'quality.csv'} and {out / 'quality.md'}")
+    return rows
+
+
+def _banking_rows(data_dir: Path, backbone: Backbone, cache: Path, heads: dict[str, SparseHead]) -> list:
+    data = load_banking77(data_dir)
+    train_x = cached_embed(backbone, data.train_texts, "document", cache)
+    test_x = cached_embed(backbone, data.test_texts, "document", cache)
+    names = sorted(set(data.train_labels))
+    y_train = np.array([names.index(c) for c in data.train_labels])
+    y_test = np.array([names.index(c) for c in data.test_labels])
+    rows = []
+    for m in (8, 64):
+        acc = classification_accuracy(mrl_truncate(train_x, m), y_train, mrl_truncate(test_x, m), y_test)
+        rows.append(QualityRow("-", "banking77", "accuracy", "MRL", m, acc))
+    for name, head in heads.items():
+        for k in (2, 8, 32):
+            acc = classification_accuracy(head.encode(train_x, k), y_train, head.encode(test_x, k), y_test)
+            rows.append(QualityRow(name, "banking77", "accuracy", "sparse", k, acc))
+    return rows
+
+
+def _package_rows(
+    data_dir: Path, backbone: Backbone, cache: Path, heads: dict[str, SparseHead], out: Path, work: Path,
+    fit: Fit | None, console: Console,
+) -> list[QualityRow]:  # fmt: skip
+    """hit@5 through qdrant-edge; the corpus and queries files are written to `out/packages` for re-runs."""
+    data = package_eval_set(data_dir)
+    corpus, _ = write_eval_files(data, out / "packages")
+    candidates = dict(heads)
+    if fit is not None:
+        candidates["train --input corpus.jsonl (defaults)"] = fit(corpus, work / "packages-fit", {})
+    rows = []
+    for i, (name, head) in enumerate(candidates.items()):
+        encoder = CSRv2Encoder(backbone, head, k=8, normalize=False)
+        evals = run_corpus_eval(data, encoder, work / f"packages-{i}", cache, (2, 8, 32), (8, 32), console=console)
+        for r in evals:
+            label = name if r.method == "sparse" else "-"
+            rows.append(QualityRow(label, "packages", "hit@5", r.method, r.dims, r.hit_at_5))
+    return rows
+
+
+def quality_tables(rows: list[QualityRow]) -> list[str]:
+    """Markdown: one table per (eval set, metric), a row per head and scoring, a column per k / dims."""
+    lines: list[str] = []
+    for eval_set, metric in dict.fromkeys((r.eval_set, r.metric) for r in rows):
+        sel = [r for r in rows if (r.eval_set, r.metric) == (eval_set, metric)]
+        sizes = sorted({r.dims for r in sel})
+        body = []
+        for head, method in dict.fromkeys((r.head, r.method) for r in sel):
+            by = {r.dims: r.score for r in sel if (r.head, r.method) == (head, method)}
+            body.append([head, method, *(f"{by[s]:.3f}" if s in by else "" for s in sizes)])
+        lines += [f"### {eval_set}: {metric}", "", *table(["head", "scoring", *map(str, sizes)], body), ""]
+    return lines

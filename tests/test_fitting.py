@@ -1,0 +1,210 @@
+"""Quality on the user's data: `train --input` layouts and defaults, multi-k and sample-initialised training,
+shipped heads by name, normalised codes recorded with a collection, and `eval --corpus --queries`."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from csrv2_vdb.cli import app
+from csrv2_vdb.errors import DataNotFoundError, EncoderMismatchError, InvalidRecordError
+from csrv2_vdb.head import DEFAULT_HEAD, SparseHead, head_card, pretrained_head, pretrained_heads, resolve_head
+from csrv2_vdb.training.data import load_training_set
+from csrv2_vdb.training.fit import default_config, fit_head
+from csrv2_vdb.training.losses import reconstruction_losses
+from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
+from tests.conftest import assert_real_plot
+
+runner = CliRunner()
+
+
+def _fake_embed(texts, kind):
+    """A deterministic stand-in embedder: one unit vector per distinct text (kind-independent)."""
+    out = np.stack([np.random.default_rng(abs(hash(t)) % 2**32).normal(size=16) for t in texts]).astype(np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_texts_only_train_label_free_with_their_sentences(tmp_path):
+    path = _jsonl(tmp_path / "t.jsonl", [{"text": "One short sentence here ok. And a second sentence follows it."},
+                                         {"text": "No split in this single text at all"}])  # fmt: skip
+    data = load_training_set(path, _fake_embed, log=lambda _: None)
+    assert data.mode == "label-free" and data.labels is None
+    assert len(data.embeddings) == 4  # two texts + two sentences of the first
+    assert default_config(data).method == "plain" and default_config(data).init == "samples"
+
+
+def test_labels_and_pairs_become_csrv2_labels(tmp_path):
+    with open(tmp_path / "l.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerows([["text", "label"], ["a b", "x"], ["c d", "y"], ["e f", "x"]])
+    labelled = load_training_set(tmp_path / "l.csv", _fake_embed)
+    assert labelled.mode == "labels" and labelled.labels.tolist() == [0, 1, 0]
+    assert default_config(labelled).method == "csrv2" and default_config(labelled).lr == 1e-3
+
+    pairs = _jsonl(tmp_path / "p.jsonl", [{"query": "q1", "positive": ["d1", "d2"], "negative": "d3"},
+                                          {"query": "q2", "positive": "d2"}])  # fmt: skip
+    data = load_training_set(pairs, _fake_embed)
+    assert data.mode == "pairs"
+    # q1 with d1 and d2 share a label, q2 with d2 another; d3 (a negative) has a label of its own.
+    assert len(data.embeddings) == len(data.labels) == 3 + 2 + 1
+    assert sorted(np.bincount(data.labels).tolist()) == [1, 2, 3]
+
+
+def test_precomputed_embeddings(tmp_path):
+    x = np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    data = load_training_set(tmp_path / "x.npy", None)
+    np.testing.assert_array_equal(data.embeddings, x)
+    x[3, 1] = np.nan
+    np.save(tmp_path / "bad.npy", x)
+    with pytest.raises(Exception, match="NaN"):
+        load_training_set(tmp_path / "bad.npy", None)
+
+
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [
+        ([{"body": "x"}], "training needs 'text'"),
+        ([{"text": "fine"}, {"text": "  "}], r"t\.jsonl:2: 'text' must be a non-empty string"),
+        ([{"query": "q", "positive": None}], "'positive' is missing"),
+        ([{"text": "a", "label": None}], "'label' is missing"),
+    ],
+)
+def test_bad_training_rows_name_file_and_row(tmp_path, rows, match):
+    with pytest.raises(InvalidRecordError, match=match):
+        load_training_set(_jsonl(tmp_path / "t.jsonl", rows), _fake_embed)
+
+
+def test_unknown_file_type_and_missing_file(tmp_path):
+    (tmp_path / "t.xlsx").write_text("x")
+    with pytest.raises(InvalidRecordError, match="unknown file type"):
+        load_training_set(tmp_path / "t.xlsx", _fake_embed)
+    with pytest.raises(DataNotFoundError):
+        load_training_set(tmp_path / "none.jsonl", _fake_embed)
+
+
+def test_extra_ks_average_their_reconstructions():
+    torch.manual_seed(0)
+    head = SparseHead(16, 64, k=4).train()
+    x = torch.nn.functional.normalize(torch.randn(32, 16), dim=1)
+    single, _ = reconstruction_losses(head, x, 4, aux_coef=0)
+    both, out = reconstruction_losses(head, x, 4, aux_coef=0, extra_ks=[2])
+    with torch.no_grad():
+        two = head.decode(out.values[:, :2], out.indices[:, :2])
+    expected = (single["k"] + torch.nn.functional.mse_loss(two, x)) / 2
+    torch.testing.assert_close(both["k"], expected)
+    torch.testing.assert_close(both["4k"], single["4k"])
+
+
+def test_sample_initialised_latents_are_centred_training_rows():
+    x = np.random.default_rng(1).normal(size=(200, 16)).astype(np.float32)
+    config = HeadTrainConfig(k=4, hidden_dim=32, init="samples", epochs=0)
+    head = train_head(x, config, progress=False).head
+    np.testing.assert_allclose(head.pre_bias.detach().numpy(), x.mean(0), atol=1e-5)
+    centred = (x - x.mean(0)) / np.linalg.norm(x - x.mean(0), axis=1, keepdims=True)
+    weights = head.encoder.weight.detach().numpy()
+    # every latent is one of the centred, normalised rows
+    assert np.abs(weights @ centred.T).max(axis=1).min() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_fit_head_runs_the_defaults_and_saves_them(tmp_path):
+    texts = [f"Document {i} talks about topic {i % 5}. It has a second sentence about {i}." for i in range(60)]
+    path = _jsonl(tmp_path / "docs.jsonl", [{"id": i, "text": t} for i, t in enumerate(texts)])
+
+    class Embedder:
+        def embed(self, texts, kind):
+            return _fake_embed(texts, kind)
+
+    result = fit_head(path, tmp_path / "head", backbone=Embedder(), overrides={"min_steps": 30}, log=lambda _: None)
+    saved = json.loads((tmp_path / "head" / "training-config.json").read_text())
+    assert saved["init"] == "samples" and saved["also_ks"] == [2] and saved["lr"] == 3e-4 and saved["k"] == 8
+    assert result.steps >= 30
+    assert "label-free" in json.loads((tmp_path / "head" / "training.json").read_text())["data"]
+
+
+def test_shipped_heads_by_name_and_the_general_default(tmp_path):
+    assert DEFAULT_HEAD in pretrained_heads()
+    general = pretrained_head()
+    assert general.fingerprint() == pretrained_head(DEFAULT_HEAD).fingerprint()
+    assert resolve_head(None).fingerprint() == general.fingerprint()
+    assert (
+        resolve_head("minilm-medical-csrv2-k8").fingerprint()
+        == pretrained_head("minilm-medical-csrv2-k8").fingerprint()
+    )
+    with pytest.raises(DataNotFoundError, match="neither a head directory nor a shipped head"):
+        resolve_head("no-such-head")
+    for name in pretrained_heads():
+        card = head_card(name)
+        assert card["domain"] and card["trained_on"] and card["evaluation"]
+    result = runner.invoke(app, ["heads"])
+    assert result.exit_code == 0
+    assert all(name[:20] in result.output for name in pretrained_heads()) and "default" in result.output
+
+
+def test_normalised_codes_are_recorded_and_searched_alike(tmp_path, backbone):
+    from csrv2_vdb.encoder import CSRv2Encoder
+
+    encoder = CSRv2Encoder(backbone, pretrained_head(), k=8, normalize=True)
+    codes = encoder.encode_documents(["Basal cell carcinoma is a skin cancer.", "Lung cancer screening."])
+    np.testing.assert_allclose(np.linalg.norm(codes.values, axis=1), 1.0, rtol=1e-5)
+    assert encoder.identity.endswith(":l2")
+    assert not CSRv2Encoder(backbone, pretrained_head(), k=8).identity.endswith(":l2")  # default off below k=16
+    assert CSRv2Encoder(backbone, pretrained_head(), k=32).identity.endswith(":l2")
+
+    docs = _jsonl(tmp_path / "d.jsonl", [{"id": "a", "text": "Basal cell carcinoma is a skin cancer."},
+                                         {"id": "b", "text": "Lung cancer screening uses CT scans."}])  # fmt: skip
+    store = ["--store", str(tmp_path / "db"), "--collection", "c"]
+    indexed = runner.invoke(app, ["index", "--input", str(docs), *store, "--normalize"])  # the general head
+    assert indexed.exit_code == 0, indexed.output
+    inherited = runner.invoke(app, ["search", "skin cancer", *store])  # no flag: as the collection was written
+    assert inherited.exit_code == 0, inherited.output
+    assert json.loads(inherited.stdout.splitlines()[0])["id"] == "a"
+    refused = runner.invoke(app, ["search", "skin cancer", *store, "--no-normalize"])
+    assert refused.exit_code == 2 and "not comparable" in refused.output
+    with pytest.raises(EncoderMismatchError):
+        from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
+        from csrv2_vdb.retrieval import search_text
+
+        with QdrantEdgeStore(tmp_path / "db") as db:
+            search_text(db, "c", "skin", encoder=CSRv2Encoder(backbone, pretrained_head(), k=8, normalize=False))
+
+
+def test_eval_on_the_users_corpus(tmp_path):
+    docs = _jsonl(tmp_path / "d.jsonl", [
+        {"id": "skin", "text": "Basal cell carcinoma is the most common skin cancer, treated with surgery."},
+        {"id": "lung", "text": "Lung cancer screening uses low-dose CT scans for people who smoked."},
+        {"id": "chemo", "text": "Chemotherapy drugs travel through the bloodstream to reach cancer cells."},
+        {"id": "radio", "text": "Radiation therapy uses high-energy rays to kill cancer cells."},
+    ])  # fmt: skip
+    queries = _jsonl(tmp_path / "q.jsonl", [
+        {"id": "q1", "text": "how is skin cancer treated", "relevant": ["skin"]},
+        {"id": "q2", "text": "CT scan for smokers", "relevant": ["lung"]},
+    ])  # fmt: skip
+    out = tmp_path / "out"
+    args = ["eval", "--corpus", str(docs), "--queries", str(queries), "--out", str(out), "--ks", "2,8",
+            "--dims", "8", "--cache", str(tmp_path / "cache")]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "eval.csv").read_text().splitlines()))
+    assert [(r["method"], r["dims"]) for r in rows] == [
+        ("sparse", "2"),
+        ("sparse", "8"),
+        ("MRL", "8"),
+        ("dense", "384"),
+    ]
+    dense = next(r for r in rows if r["method"] == "dense")
+    assert float(dense["hit_at_5"]) == 1.0  # four documents: the answer is always in the top 5
+    assert all(0.0 <= float(r["ndcg_at_10"]) <= 1.0 for r in rows)
+    assert_real_plot(out / "eval.png")
+
+    bad = _jsonl(tmp_path / "bad.jsonl", [{"id": "q1", "text": "x", "relevant": ["missing"]}])
+    refused = runner.invoke(app, ["eval", "--corpus", str(docs), "--queries", str(bad), "--out", str(out)])
+    assert refused.exit_code == 2 and "names documents not in" in refused.output
