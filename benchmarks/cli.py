@@ -198,10 +198,9 @@ def evaluate(
             from csrv2_vdb.benchmarks.corpus_eval import load_eval_set, run_corpus_eval
             from csrv2_vdb.encoder import CSRv2Encoder
 
-            encoder = CSRv2Encoder.load(head, Backbone(backbone), max(k_values), normalize)
-            run_corpus_eval(
-                load_eval_set(corpus, queries, qrels), encoder, out, cache, k_values, dim_values, console=Console()
-            )
+            encoder = CSRv2Encoder.load(head, Backbone(backbone), max(k_values))
+            eval_set = load_eval_set(corpus, queries, qrels)
+            run_corpus_eval(eval_set, encoder, out, cache, k_values, dim_values, console=Console(), normalize=normalize)
             return
         from csrv2_vdb.benchmarks.datasets import find_data_dir
         from csrv2_vdb.benchmarks.reproduction import run_reproduction

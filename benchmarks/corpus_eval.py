@@ -25,7 +25,7 @@ from rich.table import Table
 from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.benchmarks.cache import cached_embed
 from csrv2_vdb.benchmarks.reports import log_ticks, pyplot, write_csv
-from csrv2_vdb.encoder import CSRv2Encoder, mrl_truncate
+from csrv2_vdb.encoder import CSRv2Encoder, default_normalize, mrl_truncate
 from csrv2_vdb.errors import InvalidRecordError
 from csrv2_vdb.records import read_records
 from csrv2_vdb.sparse import SparseBatch
@@ -144,8 +144,11 @@ def run_corpus_eval(
     dims: Sequence[int] = (2, 4, 8, 16, 32, 64),
     store: SparseStore | None = None,
     console: Console | None = None,
+    normalize: bool | None = None,
 ) -> list[EvalRow]:
-    """Score every configuration through `store` (default: a temporary qdrant-edge store); write CSV and PNG."""
+    """Score every configuration through `store` (default: a temporary qdrant-edge store); write CSV and PNG.
+
+    Codes are normalised as `normalize` says, or (None) as an encoder of that k would by default."""
     console = console or Console()
     backbone: Backbone = encoder.backbone
     doc_x = cached_embed(backbone, data.doc_texts, "document", cache)
@@ -154,15 +157,16 @@ def run_corpus_eval(
         from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
 
         with tempfile.TemporaryDirectory(prefix="csrv2-eval-") as tmp, QdrantEdgeStore(tmp) as temporary:
-            return run_corpus_eval(data, encoder, out_dir, cache, ks, dims, temporary, console)
+            return run_corpus_eval(data, encoder, out_dir, cache, ks, dims, temporary, console, normalize)
     rows: list[EvalRow] = []
     queries = sorted(data.qrels)
     row_of = {d: i for i, d in enumerate(data.doc_ids)}
     configs: list[tuple[str, int, dict[str, Any], SparseBatch | np.ndarray, SparseBatch | np.ndarray]] = []
     for k in ks:
-        spec: dict[str, Any] = {"sparse_dim": encoder.dim, "encoder": encoder.identity}
+        at_k = encoder.normalized_as(default_normalize(k) if normalize is None else normalize)
+        spec: dict[str, Any] = {"sparse_dim": at_k.dim, "encoder": at_k.identity}
         configs.append(
-            ("sparse", k, spec, encoder.encode_embeddings(doc_x, k), encoder.encode_embeddings(query_x[queries], k))
+            ("sparse", k, spec, at_k.encode_embeddings(doc_x, k), at_k.encode_embeddings(query_x[queries], k))
         )
     for m in [*dims, backbone.dim]:
         method = "dense" if m == backbone.dim else "MRL"

@@ -201,11 +201,14 @@ def _package_rows(
         candidates["train --input corpus.jsonl (defaults)"] = fit(corpus, work / "packages-fit", {})
     rows = []
     for i, (name, head) in enumerate(candidates.items()):
-        encoder = CSRv2Encoder(backbone, head, k=8, normalize=False)
-        evals = run_corpus_eval(data, encoder, work / f"packages-{i}", cache, (2, 8, 32), (8, 32), console=console)
-        for r in evals:
-            label = name if r.method == "sparse" else "-"
-            rows.append(QualityRow(label, "packages", "hit@5", r.method, r.dims, r.hit_at_5))
+        encoder = CSRv2Encoder(backbone, head, k=8)
+        for normalize in (False, True):
+            evals = run_corpus_eval(data, encoder, work / f"packages-{i}", cache, (2, 8, 32), (8, 32), console=console,
+                                    normalize=normalize)  # fmt: skip
+            for r in evals:
+                method = r.method if r.method != "sparse" else ("sparse-cos" if normalize else "sparse-dot")
+                rows.append(QualityRow(name if r.method == "sparse" else "-", "packages", "hit@5", method, r.dims,
+                                       r.hit_at_5))  # fmt: skip
     return rows
 
 

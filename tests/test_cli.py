@@ -251,6 +251,12 @@ def test_index_reads_parquet_into_milvus_and_dense_mrl(workspace, tmp_path):
         assert result.exit_code == 0, result.output
         assert f"{collection}: 6 documents" in result.output
     both = runner.invoke(
+        app,
+        ["index", "--input", str(tmp_path / "docs.parquet"), "--head", str(workspace / "head"), "--mrl-dims", "32",
+         "--store", str(tmp_path / "x"), "--collection", "c"],
+    )  # fmt: skip
+    assert both.exit_code == 2 and "not both" in both.output
+    neither = runner.invoke(  # no --head: the shipped general head
         app, ["index", "--input", str(tmp_path / "docs.parquet"), "--store", str(tmp_path / "x"), "--collection", "c"]
     )
-    assert both.exit_code == 2 and "exactly one of --head" in both.output
+    assert neither.exit_code == 0 and "c: 6 documents" in neither.output
