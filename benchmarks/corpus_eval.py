@@ -25,7 +25,7 @@ from rich.table import Table
 from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.benchmarks.cache import cached_embed
 from csrv2_vdb.benchmarks.reports import log_ticks, pyplot, write_csv
-from csrv2_vdb.encoder import CSRv2Encoder, default_normalize, mrl_truncate
+from csrv2_vdb.encoder import CSRv2Encoder, mrl_truncate
 from csrv2_vdb.errors import InvalidRecordError
 from csrv2_vdb.records import read_records
 from csrv2_vdb.sparse import SparseBatch
@@ -148,7 +148,7 @@ def run_corpus_eval(
 ) -> list[EvalRow]:
     """Score every configuration through `store` (default: a temporary qdrant-edge store); write CSV and PNG.
 
-    Codes are normalised as `normalize` says, or (None) as an encoder of that k would by default."""
+    Codes are normalised as `normalize` says, or (None) as the encoder does."""
     console = console or Console()
     backbone: Backbone = encoder.backbone
     doc_x = cached_embed(backbone, data.doc_texts, "document", cache)
@@ -163,7 +163,7 @@ def run_corpus_eval(
     row_of = {d: i for i, d in enumerate(data.doc_ids)}
     configs: list[tuple[str, int, dict[str, Any], SparseBatch | np.ndarray, SparseBatch | np.ndarray]] = []
     for k in ks:
-        at_k = encoder.normalized_as(default_normalize(k) if normalize is None else normalize)
+        at_k = encoder if normalize is None else encoder.normalized_as(normalize)
         spec: dict[str, Any] = {"sparse_dim": at_k.dim, "encoder": at_k.identity}
         configs.append(
             ("sparse", k, spec, at_k.encode_embeddings(doc_x, k), at_k.encode_embeddings(query_x[queries], k))

@@ -38,7 +38,7 @@ def _encoder(head: str | None, backbone: str | None, k: int | None, normalize: b
     from csrv2_vdb.backbone import Backbone
     from csrv2_vdb.encoder import CSRv2Encoder
 
-    return CSRv2Encoder.load(head, Backbone(backbone), k, normalize)
+    return CSRv2Encoder.load(head, Backbone(backbone), k, True if normalize is None else normalize)
 
 
 @app.command()

@@ -33,8 +33,8 @@ NormalizeOpt = Annotated[
     bool | None,
     typer.Option(
         "--normalize/--no-normalize",
-        help="L2-normalise the codes (the engine's dot product then ranks by cosine); default: on from k=16, "
-        "as measured. A collection records it; search as it was indexed.",
+        help="L2-normalise the codes so the engine's dot product ranks by cosine (default: on; measured better "
+        "or equal at every k). A collection records it, and search follows the collection when not given.",
         show_default=False,
     ),
 ]

@@ -117,7 +117,7 @@ def test_head_saved_here_gives_same_codes_in_sentence_transformers(backbone, tmp
     head.save(tmp_path / "head")
     st = _sparse_encoder(tmp_path / "head")
     theirs = st.encode(TEXTS, convert_to_tensor=True, convert_to_sparse_tensor=False).cpu().numpy()
-    ours = CSRv2Encoder(backbone, head).encode_documents(TEXTS).to_dense()
+    ours = CSRv2Encoder(backbone, head, normalize=False).encode_documents(TEXTS).to_dense()  # raw, as ST gives
     np.testing.assert_array_equal(np.argsort(-ours, axis=1)[:, :8], np.argsort(-theirs, axis=1)[:, :8])
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
@@ -136,5 +136,5 @@ def test_head_saved_by_sentence_transformers_loads_here(backbone, tmp_path):
     theirs = st.encode(TEXTS, convert_to_tensor=True, convert_to_sparse_tensor=False).cpu().numpy()
     head = SparseHead.load(tmp_path / "st-model")  # a whole SparseEncoder directory
     assert head.config() == module.get_config_dict()
-    ours = CSRv2Encoder(backbone, head).encode_documents(TEXTS).to_dense()
+    ours = CSRv2Encoder(backbone, head, normalize=False).encode_documents(TEXTS).to_dense()  # raw, as ST gives
     np.testing.assert_allclose(ours, theirs, atol=1e-4)

@@ -156,25 +156,26 @@ def test_normalised_codes_are_recorded_and_searched_alike(tmp_path, backbone):
     codes = encoder.encode_documents(["Basal cell carcinoma is a skin cancer.", "Lung cancer screening."])
     np.testing.assert_allclose(np.linalg.norm(codes.values, axis=1), 1.0, rtol=1e-5)
     assert encoder.identity.endswith(":l2")
-    assert not CSRv2Encoder(backbone, pretrained_head(), k=8).identity.endswith(":l2")  # default off below k=16
-    assert CSRv2Encoder(backbone, pretrained_head(), k=32).identity.endswith(":l2")
+    assert CSRv2Encoder(backbone, pretrained_head(), k=2).identity.endswith(":l2")  # on by default (measured)
+    raw = CSRv2Encoder(backbone, pretrained_head(), k=8, normalize=False)
+    assert not raw.identity.endswith(":l2") and raw.identity.split(":")[1] == encoder.identity.split(":")[1]
 
     docs = _jsonl(tmp_path / "d.jsonl", [{"id": "a", "text": "Basal cell carcinoma is a skin cancer."},
                                          {"id": "b", "text": "Lung cancer screening uses CT scans."}])  # fmt: skip
     store = ["--store", str(tmp_path / "db"), "--collection", "c"]
-    indexed = runner.invoke(app, ["index", "--input", str(docs), *store, "--normalize"])  # the general head
+    indexed = runner.invoke(app, ["index", "--input", str(docs), *store, "--no-normalize"])  # the general head
     assert indexed.exit_code == 0, indexed.output
     inherited = runner.invoke(app, ["search", "skin cancer", *store])  # no flag: as the collection was written
     assert inherited.exit_code == 0, inherited.output
     assert json.loads(inherited.stdout.splitlines()[0])["id"] == "a"
-    refused = runner.invoke(app, ["search", "skin cancer", *store, "--no-normalize"])
+    refused = runner.invoke(app, ["search", "skin cancer", *store, "--normalize"])
     assert refused.exit_code == 2 and "not comparable" in refused.output
     with pytest.raises(EncoderMismatchError):
         from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
         from csrv2_vdb.retrieval import search_text
 
         with QdrantEdgeStore(tmp_path / "db") as db:
-            search_text(db, "c", "skin", encoder=CSRv2Encoder(backbone, pretrained_head(), k=8, normalize=False))
+            search_text(db, "c", "skin", encoder=CSRv2Encoder(backbone, pretrained_head(), k=8))
 
 
 def test_eval_on_the_users_corpus(tmp_path):
