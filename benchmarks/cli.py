@@ -117,7 +117,7 @@ def train(
         if method == "mrl":
             raise fail("--method mrl trains on a --task; a head for your data is csrv2, csr or plain")
         with user_errors():
-            base = Backbone(backbone) if input.suffix != ".npy" else None
+            base = Backbone(backbone) if backbone is not None else None  # default: loaded only if texts need it
             overrides = {"method": method, "k": k, "epochs": epochs, "lr": lr, "seed": seed}
             result = fit_head(
                 input, out, backbone=base, config=config, overrides=overrides,

@@ -209,3 +209,13 @@ def test_eval_on_the_users_corpus(tmp_path):
     bad = _jsonl(tmp_path / "bad.jsonl", [{"id": "q1", "text": "x", "relevant": ["missing"]}])
     refused = runner.invoke(app, ["eval", "--corpus", str(docs), "--queries", str(bad), "--out", str(out)])
     assert refused.exit_code == 2 and "names documents not in" in refused.output
+
+
+def test_train_input_errors_come_before_any_model_loads(tmp_path):
+    missing = runner.invoke(app, ["train", "--input", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "h")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    layout = runner.invoke(app, ["train", "--input", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "h")])
+    assert layout.exit_code == 2 and "training needs 'text'" in layout.output
+    both = runner.invoke(app, ["train", "--input", str(tmp_path / "bad.csv"), "--task", "medical", "--out", "h"])
+    assert both.exit_code == 2 and "--input FILE (your data) or --task" in both.output

@@ -18,8 +18,10 @@ looked at while choosing):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.training.data import Embed, TrainingSet, load_training_set
@@ -57,8 +59,14 @@ def fit_head(
     when no backbone is given). Settings: the measured defaults for the data's mode, then a JSON `config`
     file's values, then `overrides` (None values ignored).
     """
-    if embed is None and path.suffix != ".npy":
-        embed = (backbone or Backbone()).embed
+    if embed is None:
+        loaded = [backbone] if backbone is not None else []
+
+        def embed(texts: Sequence[str], kind: str) -> np.ndarray:  # the backbone loads once it is needed
+            if not loaded:
+                loaded.append(Backbone())
+            return loaded[0].embed(texts, "query" if kind == "query" else "document")
+
     data = load_training_set(path, embed, max_rows=max_rows, log=log)
     settings = HeadTrainConfig.load(config, base=default_config(data), **(overrides or {}))
     result = train_head(
