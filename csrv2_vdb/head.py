@@ -234,7 +234,8 @@ class SparseHead(nn.Module):
 
 _CONFIG_KEYS = ("input_dim", "hidden_dim", "k", "k_aux", "normalize", "dead_threshold")
 # Heads shipped with the package, each with a card.json (domain, training data, measured quality); see
-# heads/README.md. The default serves any domain; the others are fitted to one and best only there.
+# heads/README.md. The default was trained on general text (software descriptions, short requests), the others
+# on one task each; every one is best near its own data (docs/quality.md).
 PRETRAINED_DIR = Path(__file__).parent / "heads"
 DEFAULT_HEAD = "minilm-general-csrv2"
 CARD_NAME = "card.json"

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from csrv2_vdb.training.labels import classification_labels, group_rows
 Mode = Literal["label-free", "labels", "pairs"]
 Embed = Callable[[Sequence[str], str], np.ndarray]  # (texts, "query" | "document") -> (n, d)
 SUFFIXES = (".jsonl", ".csv", ".parquet", ".txt", ".npy")
+Rows = TypeVar("Rows", list[tuple[int, dict]], np.ndarray)
 
 
 @dataclass
@@ -152,7 +153,7 @@ def _need(embed: Embed | None) -> Embed:
     return embed
 
 
-def _subsample(rows, max_rows: int | None, seed: int):
+def _subsample(rows: Rows, max_rows: int | None, seed: int) -> Rows:
     """At most `max_rows` rows, a seeded sample in file order (a list or an array)."""
     if max_rows is None or len(rows) <= max_rows:
         return rows

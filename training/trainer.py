@@ -5,6 +5,10 @@
     csrv2   + c_cl * supervised contrastive loss (positives share a label), k annealed from k0 (64)
             to k over the first 70 % of steps, batches that keep positives together
 
+Two options beyond the reference: `also_ks` reconstructs more k per step (one head serving many k),
+`init="samples"` starts the latents at centred training rows. The measured defaults for a user's own data
+are `training.fit.default_config`; the class defaults below reproduce the paper's runs.
+
 Defaults follow the reference code: Adam (eps 6.25e-10), lr 1e-4, batch 128, 10 epochs, c_aux 0.1,
 c_cl 0.1, k_aux 1024 (at most h/2), dead_threshold 30, seed 1227. Checkpoints hold the head, the
 optimizer and the step, and batches are a function of (seed, epoch), so a resumed run continues
@@ -110,32 +114,21 @@ def train_head(
     config: HeadTrainConfig | None = None,
     labels: np.ndarray | None = None,
     *,
-    init: SparseHead | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
     max_steps: int | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train a SparseHead on (n, d) unit-norm embeddings; `labels` (n,) feed CSRv2's supervised loss.
-
-    `init` starts from a copy of an existing head (fine-tuning it) instead of a fresh one.
-    """
+    """Train a SparseHead on (n, d) unit-norm embeddings; `labels` (n,) feed CSRv2's supervised loss."""
     config = config or HeadTrainConfig()
     x_all, y_all = _training_tensors(embeddings, labels)
 
     torch.manual_seed(config.seed)
-    hidden = init.hidden_dim if init is not None else config.hidden_dim
     head = SparseHead(
-        x_all.shape[1], hidden, k=config.k, k_aux=config.k_aux, dead_threshold=config.dead_threshold
+        x_all.shape[1], config.hidden_dim, k=config.k, k_aux=config.k_aux, dead_threshold=config.dead_threshold
     ).train()
-    if init is not None:
-        if init.input_dim != x_all.shape[1]:
-            raise InvalidArgumentError(
-                f"the head to start from takes {init.input_dim}-dim embeddings, not {x_all.shape[1]}"
-            )
-        head.load_state_dict(init.state_dict())
-    elif config.init == "samples":
+    if config.init == "samples":
         _init_from_samples(head, x_all, config.seed)
     optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, eps=6.25e-10)
     result = TrainResult(head, config)
