@@ -63,6 +63,13 @@ def test_precomputed_embeddings(tmp_path):
     np.save(tmp_path / "x.npy", x)
     data = load_training_set(tmp_path / "x.npy", None)
     np.testing.assert_array_equal(data.embeddings, x)
+    assert len(load_training_set(tmp_path / "x.npy", None, max_rows=5).embeddings) == 5  # a seeded sample
+    rows = [{"id": i, "embedding": v.tolist(), "label": "ab"[i % 2]} for i, v in enumerate(x)]
+    column = load_training_set(_jsonl(tmp_path / "e.jsonl", rows), None, max_rows=8)
+    assert column.mode == "labels" and column.embeddings.shape == (8, 8) and set(column.labels) == {0, 1}
+    ragged = _jsonl(tmp_path / "r.jsonl", [{"embedding": [0.1, 0.2]}, {"embedding": [0.1]}])
+    with pytest.raises(Exception, match="differ in length"):
+        load_training_set(ragged, None)
     x[3, 1] = np.nan
     np.save(tmp_path / "bad.npy", x)
     with pytest.raises(Exception, match="NaN"):

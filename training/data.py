@@ -96,7 +96,13 @@ def load_training_set(
     if {"query", "positive"} <= fields:
         return _pairs(path, rows, _need(embed), max_rows, seed)
     if "embedding" in fields:
-        x = np.array([_vector(path, n, row) for n, row in rows], dtype=np.float32)
+        rows = _subsample(rows, max_rows, seed)
+        try:
+            x = np.array([_vector(path, n, row) for n, row in rows], dtype=np.float32)
+        except (ValueError, TypeError):
+            raise InvalidEmbeddingError(
+                f"{path}: the 'embedding' rows differ in length or hold something other than numbers"
+            ) from None
         labels = [_text(path, n, row, "label") for n, row in rows] if "label" in fields else None
         y = classification_labels(labels) if labels is not None else None
         mode: Mode = "labels" if y is not None else "label-free"
