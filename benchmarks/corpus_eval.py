@@ -10,7 +10,6 @@ Queries name their relevant documents in a field (`relevant`: a list of document
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -27,7 +26,7 @@ from csrv2_vdb.benchmarks.cache import cached_embed
 from csrv2_vdb.benchmarks.reports import log_ticks, pyplot, write_csv
 from csrv2_vdb.encoder import CSRv2Encoder, mrl_truncate
 from csrv2_vdb.errors import InvalidRecordError
-from csrv2_vdb.records import read_records
+from csrv2_vdb.records import json_line, numbered_lines, read_records
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import SparseStore
 
@@ -83,29 +82,25 @@ def _field_qrels(path: Path, records: Sequence[dict]) -> dict[str, set[str]]:
 def _read_qrels(path: Path) -> dict[str, set[str]]:
     """Judgements from JSONL {"query_id", "doc_id"[, "score"]} or TSV (a header line is skipped)."""
     judged: dict[str, set[str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            if path.suffix == ".jsonl":
-                try:
-                    obj = json.loads(line)
-                    qid, did, score = obj["query_id"], obj["doc_id"], obj.get("score", 1)
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise InvalidRecordError(f"{path}:{n}: expected {{query_id, doc_id[, score]}} ({exc})") from None
-            else:
-                parts = line.rstrip("\n").split("\t")
-                if len(parts) < 2:
-                    raise InvalidRecordError(f"{path}:{n}: expected query_id<TAB>doc_id[<TAB>score]")
-                qid, did = parts[0], parts[1]
-                try:
-                    score = float(parts[2]) if len(parts) > 2 else 1
-                except ValueError:
-                    if n == 1:
-                        continue  # header
-                    raise InvalidRecordError(f"{path}:{n}: score {parts[2]!r} is not a number") from None
-            if float(score) > 0:
-                judged.setdefault(str(qid), set()).add(str(did))
+    for n, line in numbered_lines(path):
+        if path.suffix == ".jsonl":
+            obj = json_line(path, n, line)
+            if not isinstance(obj, dict) or "query_id" not in obj or "doc_id" not in obj:
+                raise InvalidRecordError(f"{path}:{n}: expected an object {{query_id, doc_id[, score]}}")
+            qid, did, score = obj["query_id"], obj["doc_id"], obj.get("score", 1)
+        else:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 2:
+                raise InvalidRecordError(f"{path}:{n}: expected query_id<TAB>doc_id[<TAB>score]")
+            qid, did = parts[0], parts[1]
+            try:
+                score = float(parts[2]) if len(parts) > 2 else 1
+            except ValueError:
+                if n == 1:
+                    continue  # header
+                raise InvalidRecordError(f"{path}:{n}: score {parts[2]!r} is not a number") from None
+        if float(score) > 0:
+            judged.setdefault(str(qid), set()).add(str(did))
     return judged
 
 

@@ -57,8 +57,9 @@ class QualityRow:
 
 def general_training_rows(data_dir: Path, backbone: Backbone, cache: Path) -> np.ndarray:
     """Debian titles (each with its description) and a seeded sample of descriptions, and Banking77 train."""
-    packages = [p for p in load_debian(data_dir) if not p.name.startswith(EXCLUDED_PACKAGES)]
-    titles = list(dict.fromkeys(p.title for p in load_debian(data_dir)))
+    everything = load_debian(data_dir)
+    packages = [p for p in everything if not p.name.startswith(EXCLUDED_PACKAGES)]
+    titles = list(dict.fromkeys(p.title for p in everything))
     bodies = list(dict.fromkeys(p.body for p in packages))
     keep = np.sort(np.random.default_rng(0).permutation(len(bodies))[:GENERAL_BODIES])
     bodies = [bodies[i] for i in keep]
@@ -80,12 +81,11 @@ def train_general_head(data_dir: Path, backbone: Backbone, cache: Path, out: Pat
 
 def package_eval_set(data_dir: Path, n_docs: int = 1286, n_queries: int = 50, seed: int = 0) -> EvalSet:
     """Descriptions of `python3-*` packages as the corpus, titles of some as queries (their package answers)."""
-    packages = {p.body: p for p in load_debian(data_dir) if p.name.startswith("python3-")}
-    chosen = [list(packages.values())[i] for i in np.sort(np.random.default_rng(seed).permutation(len(packages)))]
-    docs = chosen[:n_docs] if len(chosen) <= n_docs else [chosen[i] for i in _sample(len(chosen), n_docs, seed)]
-    asked = [docs[i] for i in _sample(len(docs), n_queries, seed + 1)]
-    return EvalSet([d.name for d in docs], [d.body for d in docs], [a.title for a in asked],
-                   {qi: {docs.index(a)} for qi, a in enumerate(asked)})  # fmt: skip
+    packages = list({p.body: p for p in load_debian(data_dir) if p.name.startswith("python3-")}.values())
+    docs = packages if len(packages) <= n_docs else [packages[i] for i in _sample(len(packages), n_docs, seed)]
+    asked = _sample(len(docs), n_queries, seed + 1)
+    return EvalSet([d.name for d in docs], [d.body for d in docs], [docs[i].title for i in asked],
+                   {qi: {i} for qi, i in enumerate(asked)})  # fmt: skip
 
 
 def _sample(n: int, size: int, seed: int) -> list[int]:

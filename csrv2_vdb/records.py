@@ -27,30 +27,45 @@ def iter_records(
         raise DataNotFoundError(f"input file {path} does not exist")
     check = _RecordCheck(path, text_field, id_field, require_ids)
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        n = 0
-        for batch in pq.ParquetFile(path).iter_batches():
-            for row in batch.to_pylist():
-                n += 1
-                yield check(row, n)
+        for n, row in parquet_rows(path):
+            yield check(row, n)
         return
+    for n, line in numbered_lines(path):
+        if path.suffix == ".jsonl":
+            yield check(json_line(path, n, line), n)
+        else:
+            yield check({id_field: n, text_field: line.rstrip("\n")}, n)
+
+
+def parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
+    """(1-based row number, row) of a parquet file (needs pyarrow)."""
+    import pyarrow.parquet as pq
+
+    n = 0
+    for batch in pq.ParquetFile(path).iter_batches():
+        for row in batch.to_pylist():
+            n += 1
+            yield n, row
+
+
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) of a text file, blank lines skipped; not UTF-8 -> `InvalidRecordError`."""
     with open(path, encoding="utf-8", errors="strict") as f:
         n = 0
         try:
             for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                if path.suffix == ".jsonl":
-                    try:
-                        obj = json.loads(line)
-                    except ValueError as exc:
-                        raise InvalidRecordError(f"{path}:{n}: not valid JSON ({exc})") from None
-                    yield check(obj, n)
-                else:
-                    yield check({id_field: n, text_field: line.rstrip("\n")}, n)
+                if line.strip():
+                    yield n, line
         except UnicodeDecodeError as exc:
             raise InvalidRecordError(f"{path}:{n + 1}: not UTF-8 text ({exc.reason}); re-encode the file") from None
+
+
+def json_line(path: Path, n: int, line: str) -> object:
+    """One JSONL line parsed, or `InvalidRecordError` naming file and line."""
+    try:
+        return json.loads(line)
+    except ValueError as exc:
+        raise InvalidRecordError(f"{path}:{n}: not valid JSON ({exc})") from None
 
 
 class _RecordCheck:

@@ -226,3 +226,17 @@ def test_train_input_errors_come_before_any_model_loads(tmp_path):
     assert layout.exit_code == 2 and "training needs 'text'" in layout.output
     both = runner.invoke(app, ["train", "--input", str(tmp_path / "bad.csv"), "--task", "medical", "--out", "h"])
     assert both.exit_code == 2 and "--input FILE (your data) or --task" in both.output
+
+
+def test_eval_reads_judgements_from_a_qrels_file(tmp_path):
+    from csrv2_vdb.benchmarks.corpus_eval import load_eval_set
+
+    docs = _jsonl(tmp_path / "d.jsonl", [{"id": "a", "text": "first"}, {"id": "b", "text": "second"}])
+    queries = _jsonl(tmp_path / "q.jsonl", [{"id": "q1", "text": "one"}, {"id": "q2", "text": "two"}])
+    (tmp_path / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tb\t1\nq2\ta\t0\n")
+    assert load_eval_set(docs, queries, tmp_path / "qrels.tsv").qrels == {0: {1}}  # score 0: not relevant
+    _jsonl(tmp_path / "qrels.jsonl", [{"query_id": "q2", "doc_id": "a"}])
+    assert load_eval_set(docs, queries, tmp_path / "qrels.jsonl").qrels == {1: {0}}
+    _jsonl(tmp_path / "bad.jsonl", [{"query": "q2"}])
+    with pytest.raises(InvalidRecordError, match=r"bad\.jsonl:1: expected an object"):
+        load_eval_set(docs, queries, tmp_path / "bad.jsonl")

@@ -12,7 +12,6 @@ the layout raises `InvalidRecordError` naming the file and the row.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Literal, TypeVar
 import numpy as np
 
 from csrv2_vdb.errors import DataNotFoundError, InvalidEmbeddingError, InvalidRecordError
+from csrv2_vdb.records import json_line, numbered_lines, parquet_rows
 from csrv2_vdb.texts import is_unicode_text
 from csrv2_vdb.training.labels import classification_labels, group_rows
 
@@ -53,31 +53,20 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict]]:
     if path.suffix not in SUFFIXES:
         raise InvalidRecordError(f"{path}: unknown file type {path.suffix!r}; use one of {', '.join(SUFFIXES)}")
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        n = 0
-        for batch in pq.ParquetFile(path).iter_batches():
-            for row in batch.to_pylist():
-                n += 1
-                yield n, row
+        yield from parquet_rows(path)
         return
-    with open(path, encoding="utf-8", newline="") as f:
-        if path.suffix == ".csv":
+    if path.suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as f:
             yield from enumerate(csv.DictReader(f), start=2)  # line 1 is the header
-            return
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            if path.suffix == ".txt":
-                yield n, {"text": line.rstrip("\n")}
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise InvalidRecordError(f"{path}:{n}: not valid JSON ({exc})") from None
-            if not isinstance(row, dict):
-                raise InvalidRecordError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            yield n, row
+        return
+    for n, line in numbered_lines(path):
+        if path.suffix == ".txt":
+            yield n, {"text": line.rstrip("\n")}
+            continue
+        row = json_line(path, n, line)
+        if not isinstance(row, dict):
+            raise InvalidRecordError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+        yield n, row
 
 
 def load_training_set(

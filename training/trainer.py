@@ -213,10 +213,13 @@ def _step(
     """One optimizer step: reconstruction terms, plus CSR's in-batch or CSRv2's label contrastive term."""
     extra = [e for e in config.also_ks if e != k and e <= head.hidden_dim]
     losses, out = reconstruction_losses(head, x, k, config.aux_coef, extra)
-    if config.method == "csr" or (config.method == "csrv2" and y is None):
-        losses["cl"] = config.cl_coef * inbatch_contrastive(out.latents, out.latents, config.tau)
-    elif config.method == "csrv2" and y is not None:
-        losses["cl"] = config.cl_coef * label_contrastive(out.latents, out.latents, y, config.tau)
+    if config.method in ("csr", "csrv2"):
+        z = out.latents  # the dense (n, h) code, built once
+        if config.method == "csrv2" and y is not None:
+            contrastive = label_contrastive(z, z, y, config.tau)
+        else:
+            contrastive = inbatch_contrastive(z, z, config.tau)
+        losses["cl"] = config.cl_coef * contrastive
     loss = sum(losses.values(), torch.zeros(()))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
