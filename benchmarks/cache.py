@@ -1,37 +1,24 @@
-"""On-disk caches the harnesses share: embeddings of exact text lists, and heads trained on exact rows and settings.
-
-Keys hash the model settings and the exact inputs, so a changed corpus or setting never reads a stale entry.
+"""On-disk caches the harnesses share: embeddings (the library's per-text cache) and heads trained on exact rows
+and settings (keyed by a hash of the settings and the exact inputs, so a changed setting never reads a stale head).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from csrv2_vdb.backbone import Backbone, Kind
+from csrv2_vdb.embed_cache import CachedEmbedder
+from csrv2_vdb.embedders import Embedder, Kind
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
 
 
-def cached_embed(backbone: Backbone, texts: Sequence[str], kind: Kind, cache_dir: str | Path) -> np.ndarray:
-    """`backbone.embed` with an on-disk .npy cache keyed by model, settings and the exact texts."""
-    digest = hashlib.sha256(backbone.fingerprint(kind).encode())
-    for text in texts:
-        digest.update(text.encode())
-        digest.update(b"\0")
-    path = Path(cache_dir) / f"emb-{kind}-{digest.hexdigest()[:20]}.npy"
-    if path.exists():
-        return np.load(path)
-    vectors = backbone.embed(texts, kind)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # one per process: two runs may fill the same entry
-    np.save(tmp, vectors)
-    tmp.replace(path)
-    return vectors
+def cached_embed(embedder: Embedder, texts: Sequence[str], kind: Kind, cache_dir: str | Path) -> np.ndarray:
+    """`embedder.embed` through the library's embedding cache in `cache_dir` (one SQLite file, keyed per text)."""
+    return CachedEmbedder(embedder, Path(cache_dir) / "embeddings.sqlite").embed(texts, kind)
 
 
 def fingerprint(settings: object, *arrays: np.ndarray | None) -> str:

@@ -12,14 +12,16 @@ import typer
 from rich.console import Console
 
 from csrv2_vdb.cli_common import (
-    BackboneOpt,
     CacheOpt,
     DataOpt,
+    EmbedCacheOpt,
+    EmbedderOpt,
     EngineOpt,
     HeadOpt,
     NormalizeOpt,
     console,
     fail,
+    open_embedder_cached,
     user_errors,
 )
 
@@ -94,7 +96,8 @@ def train(
     seed: Annotated[int | None, typer.Option("--seed", help="Seed; default: the config's.")] = None,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")] = 200,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/checkpoint.pt.")] = False,
-    backbone: BackboneOpt = None,
+    embedder: EmbedderOpt = None,
+    embed_cache: EmbedCacheOpt = None,
     data: DataOpt = None,
     cache: CacheOpt = Path(".cache/csrv2-vdb"),
 ) -> None:
@@ -105,8 +108,6 @@ def train(
     CSRv2 (supervised contrastive, k annealed 64 -> 8, lr 1e-3); at least 1,500 steps on small files; a
     seeded sample of at most --max-rows rows. Any k can be asked for at encode time.
     """
-    from csrv2_vdb.backbone import Backbone
-
     if (input is None) == (task is None):
         raise fail("give --input FILE (your data) or --task banking77|medical")
     if method is not None and method not in ("csr", "csrv2", "plain", "mrl"):
@@ -117,11 +118,11 @@ def train(
         if method == "mrl":
             raise fail("--method mrl trains on a --task; a head for your data is csrv2, csr or plain")
         with user_errors():
-            base = Backbone(backbone) if backbone is not None else None  # default: loaded only if texts need it
             overrides = {"method": method, "k": k, "epochs": epochs, "lr": lr, "seed": seed}
             result = fit_head(
-                input, out, backbone=base, config=config, overrides=overrides,
-                max_rows=max_rows, resume=resume, checkpoint_every=checkpoint_every, log=console.print,
+                input, out, embedder=lambda: open_embedder_cached(embedder, embed_cache), config=config,
+                overrides=overrides, max_rows=max_rows, resume=resume, checkpoint_every=checkpoint_every,
+                log=console.print,
             )  # fmt: skip
         head = result.head
         console.print(f"head (d={head.input_dim}, h={head.hidden_dim}, k={head.k}) written to {out}")
@@ -182,7 +183,8 @@ def evaluate(
     tasks: Annotated[str, typer.Option("--tasks", help="banking77 and/or medical.")] = "banking77,medical",
     epochs: Annotated[int, typer.Option("--epochs", help="Head training epochs (same for CSR and CSRv2).")] = 10,
     lr: Annotated[float, typer.Option("--lr", help="Head learning rate (same for CSR and CSRv2).")] = 1e-3,
-    backbone: BackboneOpt = None,
+    embedder: EmbedderOpt = None,
+    embed_cache: EmbedCacheOpt = None,
     data: DataOpt = None,
     cache: CacheOpt = Path(".cache/csrv2-vdb"),
 ) -> None:
@@ -198,16 +200,16 @@ def evaluate(
             from csrv2_vdb.benchmarks.corpus_eval import load_eval_set, run_corpus_eval
             from csrv2_vdb.encoder import CSRv2Encoder
 
-            encoder = CSRv2Encoder.load(head, Backbone(backbone), max(k_values))
+            encoder = CSRv2Encoder.load(head, open_embedder_cached(embedder, embed_cache), max(k_values))
             eval_set = load_eval_set(corpus, queries, qrels)
-            run_corpus_eval(eval_set, encoder, out, cache, k_values, dim_values, console=Console(), normalize=normalize)
+            run_corpus_eval(eval_set, encoder, out, k_values, dim_values, console=Console(), normalize=normalize)
             return
         from csrv2_vdb.benchmarks.datasets import find_data_dir
         from csrv2_vdb.benchmarks.reproduction import run_reproduction
         from csrv2_vdb.training.trainer import HeadTrainConfig
 
         run_reproduction(
-            data or find_data_dir(), out, cache, backbone=Backbone(backbone), ks=k_values, dims=dim_values,
+            data or find_data_dir(), out, cache, backbone=Backbone(embedder), ks=k_values, dims=dim_values,
             tasks=tasks.split(","), config=HeadTrainConfig(lr=lr, epochs=epochs), console=Console(),
         )  # fmt: skip
 
@@ -219,7 +221,9 @@ def finetune(
     pairs: Annotated[int, typer.Option("--pairs", help="Training pairs (at most).")] = 20_000,
     epochs: Annotated[int, typer.Option("--epochs", help="Passes over the pairs.")] = 1,
     lr: Annotated[float, typer.Option("--lr", help="LoRA learning rate.")] = 1e-4,
-    backbone: BackboneOpt = None,
+    backbone: Annotated[
+        str | None, typer.Option("--backbone", help="Backbone model directory; default: the offline all-MiniLM-L6-v2.")
+    ] = None,
     data: DataOpt = None,
     cache: CacheOpt = Path(".cache/csrv2-vdb"),
 ) -> None:

@@ -21,8 +21,6 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from csrv2_vdb.backbone import Backbone
-from csrv2_vdb.benchmarks.cache import cached_embed
 from csrv2_vdb.benchmarks.reports import log_ticks, pyplot, write_csv
 from csrv2_vdb.encoder import CSRv2Encoder, mrl_truncate
 from csrv2_vdb.errors import InvalidRecordError
@@ -134,7 +132,6 @@ def run_corpus_eval(
     data: EvalSet,
     encoder: CSRv2Encoder,
     out_dir: Path,
-    cache: Path,
     ks: Sequence[int] = (2, 4, 8, 16, 32, 64),
     dims: Sequence[int] = (2, 4, 8, 16, 32, 64),
     store: SparseStore | None = None,
@@ -143,16 +140,17 @@ def run_corpus_eval(
 ) -> list[EvalRow]:
     """Score every configuration through `store` (default: a temporary qdrant-edge store); write CSV and PNG.
 
-    Codes are normalised as `normalize` says, or (None) as the encoder does."""
+    Codes are normalised as `normalize` says, or (None) as the encoder does. Texts are embedded by the
+    encoder's embedder (a `CachedEmbedder` makes a second evaluation of the same texts free)."""
     console = console or Console()
-    backbone: Backbone = encoder.backbone
-    doc_x = cached_embed(backbone, data.doc_texts, "document", cache)
-    query_x = cached_embed(backbone, data.query_texts, "query", cache)
+    embedder = encoder.embedder
+    doc_x = embedder.embed(data.doc_texts, "document")
+    query_x = embedder.embed(data.query_texts, "query")
     if store is None:
         from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
 
         with tempfile.TemporaryDirectory(prefix="csrv2-eval-") as tmp, QdrantEdgeStore(tmp) as temporary:
-            return run_corpus_eval(data, encoder, out_dir, cache, ks, dims, temporary, console, normalize)
+            return run_corpus_eval(data, encoder, out_dir, ks, dims, temporary, console, normalize)
     rows: list[EvalRow] = []
     queries = sorted(data.qrels)
     row_of = {d: i for i, d in enumerate(data.doc_ids)}
@@ -163,8 +161,8 @@ def run_corpus_eval(
         configs.append(
             ("sparse", k, spec, at_k.encode_embeddings(doc_x, k), at_k.encode_embeddings(query_x[queries], k))
         )
-    for m in [*dims, backbone.dim]:
-        method = "dense" if m == backbone.dim else "MRL"
+    for m in [*dims, embedder.dim]:
+        method = "dense" if m == embedder.dim else "MRL"
         configs.append((method, m, {"dense_dim": m}, mrl_truncate(doc_x, m), mrl_truncate(query_x[queries], m)))
     for method, size, spec, docs, qs in configs:
         name = f"csrv2_eval_{method.lower()}_{size}"

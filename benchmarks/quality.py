@@ -32,6 +32,7 @@ from csrv2_vdb.benchmarks.datasets import load_banking77, load_debian
 from csrv2_vdb.benchmarks.metrics import classification_accuracy, dead_latent_ratio, retrieval_metrics
 from csrv2_vdb.benchmarks.reports import table, write_csv
 from csrv2_vdb.benchmarks.tasks import medical_split
+from csrv2_vdb.embed_cache import CachedEmbedder
 from csrv2_vdb.encoder import CSRv2Encoder, mrl_truncate
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
@@ -200,10 +201,11 @@ def _package_rows(
     if fit is not None:
         candidates["train --input corpus.jsonl (defaults)"] = fit(corpus, work / "packages-fit", {})
     rows = []
+    embedder = CachedEmbedder(backbone, cache / "embeddings.sqlite")
     for i, (name, head) in enumerate(candidates.items()):
-        encoder = CSRv2Encoder(backbone, head, k=8)
+        encoder = CSRv2Encoder(embedder, head, k=8)
         for normalize in (False, True):
-            evals = run_corpus_eval(data, encoder, work / f"packages-{i}", cache, (2, 8, 32), (8, 32), console=console,
+            evals = run_corpus_eval(data, encoder, work / f"packages-{i}", (2, 8, 32), (8, 32), console=console,
                                     normalize=normalize)  # fmt: skip
             for r in evals:
                 method = r.method if r.method != "sparse" else ("sparse-cos" if normalize else "sparse-dot")

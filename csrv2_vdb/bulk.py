@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from csrv2_vdb.errors import CheckpointError, InvalidArgumentError
+from csrv2_vdb.errors import CheckpointError, InvalidArgumentError, InvalidRecordError
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import SparseStore
 
-Encode = Callable[[list[str]], SparseBatch | np.ndarray]
+# texts -> vectors; with `vector_field`, the records' (n, d) precomputed embeddings -> vectors
+Encode = Callable[[Any], SparseBatch | np.ndarray]
 
 
 @dataclass
@@ -126,6 +127,15 @@ def _batches(records: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[M
         yield batch
 
 
+def _embeddings(batch: list[Mapping[str, Any]], field: str) -> np.ndarray:
+    try:
+        return np.asarray([r[field] for r in batch], dtype=np.float32)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidRecordError(
+            f"records around id {batch[0].get('id')!r} need {field!r} as equal-length lists of numbers ({exc})"
+        ) from None
+
+
 def with_retries(
     write: Callable[[], None],
     transient: tuple[type[BaseException], ...],
@@ -205,13 +215,15 @@ def bulk_index(
     backoff: float = 0.5,
     text_field: str = "text",
     id_field: str = "id",
+    vector_field: str | None = None,
     total: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> BulkReport:
     """Encode and upsert `records` (mappings with an id and a text; other fields become payload).
 
-    `encode` maps a list of texts to a SparseBatch (sparse collection) or an (n, d) array (dense).
+    `encode` maps a list of texts to a SparseBatch (sparse collection) or an (n, d) array (dense); with
+    `vector_field`, records carry precomputed embeddings there and `encode` gets them as an (n, d) array.
     `run` names what else makes a checkpoint's batches valid (engine, store, encoder and k, input identity):
     a checkpoint written under other values is refused. Any failure, in encoding, in a writer thread or in
     writing the checkpoint, stops the run and is raised here; nothing is reported as written that was not.
@@ -220,7 +232,7 @@ def bulk_index(
         raise InvalidArgumentError(f"batch_size and writers must be at least 1, got {batch_size} and {writers}")
     say = log or (tqdm.write if progress else (lambda _: None))
     identity = {**(run or {}), "collection": collection, "batch_size": batch_size, "id_field": id_field,
-                "text_field": text_field}  # fmt: skip
+                "text_field": text_field, "vector_field": vector_field}  # fmt: skip
     state = Checkpoint(Path(checkpoint) if checkpoint else None, identity)
     if state.done:
         say(f"resuming from checkpoint {state.path}: {len(state.done)} batches already written")
@@ -255,8 +267,9 @@ def bulk_index(
             # A repeated id inside one batch keeps its last record, as sequential upserts would.
             batch = list({str(r[id_field]): r for r in batch}.values())
             ids = [str(r[id_field]) for r in batch]
-            payloads = [{k: v for k, v in r.items() if k != id_field} for r in batch]
-            if not pool.submit((number, ids, encode([r[text_field] for r in batch]), payloads)):
+            payloads = [{k: v for k, v in r.items() if k not in (id_field, vector_field)} for r in batch]
+            inputs = [r[text_field] for r in batch] if vector_field is None else _embeddings(batch, vector_field)
+            if not pool.submit((number, ids, encode(inputs), payloads)):
                 break
     finally:
         pool.close()

@@ -15,17 +15,20 @@ import typer
 
 from csrv2_vdb.cli_common import (
     ApiKeyOpt,
-    BackboneOpt,
     CollectionOpt,
+    EmbedCacheOpt,
+    EmbedderOpt,
     EngineOpt,
     HeadOpt,
     KOpt,
     NormalizeOpt,
     fail,
+    open_embedder_cached,
     say,
     user_errors,
 )
 from csrv2_vdb.credentials import redact
+from csrv2_vdb.embedders import Embedder
 
 app = typer.Typer(
     help="Ultra-sparse CSRv2 embeddings in vector databases: texts -> dense -> k-sparse -> engine.",
@@ -34,11 +37,40 @@ app = typer.Typer(
 )
 
 
-def _encoder(head: str | None, backbone: str | None, k: int | None, normalize: bool | None = None):
-    from csrv2_vdb.backbone import Backbone
-    from csrv2_vdb.encoder import CSRv2Encoder
+EmbeddingsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--embeddings",
+        help="Precomputed embeddings instead of embedding texts: a .npy file (row i = record i of --input), or "
+        "the name of a field of each --input record holding its vector. Queries must later use the same model.",
+    ),
+]
 
-    return CSRv2Encoder.load(head, Backbone(backbone), k, True if normalize is None else normalize)
+
+def _encoder(head: str | None, model: Embedder | None, k: int | None, normalize: bool | None):
+    """The CSRv2 encoder the options name (`model` None: it encodes precomputed vectors only)."""
+    from csrv2_vdb.encoder import CSRv2Encoder
+    from csrv2_vdb.head import resolve_head
+
+    return CSRv2Encoder(model, resolve_head(head), k, True if normalize is None else normalize)
+
+
+def _model(embedder: str | None, cache: str | None, precomputed: bool) -> Embedder | None:
+    """The texts embedder; none for precomputed vectors unless --embedder names one (then the head is checked
+    against it, since queries will go through it)."""
+    return None if precomputed and not embedder else open_embedder_cached(embedder, cache)
+
+
+def _records(input: Path, embeddings: Path | None):
+    """(records, vector field or None) for --input with optional --embeddings (.npy rows or a field name)."""
+    from csrv2_vdb.records import iter_records, with_vectors
+
+    if embeddings is None:
+        return lambda: iter_records(input), None
+    if embeddings.suffix == ".npy":
+        return lambda: with_vectors(iter_records(input, vector_field="embedding"), embeddings), "embedding"
+    field = str(embeddings)
+    return lambda: iter_records(input, vector_field=field), field
 
 
 @app.command()
@@ -48,19 +80,28 @@ def encode(
     head: HeadOpt = None,
     k: KOpt = None,
     normalize: NormalizeOpt = None,
-    kind: Annotated[str, typer.Option("--kind", help="query or document (selects the backbone prompt).")] = "document",
-    backbone: BackboneOpt = None,
+    kind: Annotated[
+        str, typer.Option("--kind", help="query or document (selects the embedder's prompt).")
+    ] = "document",
+    embeddings: EmbeddingsOpt = None,
+    embedder: EmbedderOpt = None,
+    embed_cache: EmbedCacheOpt = None,
 ) -> None:
-    """Encode texts into k-sparse vectors and write them as JSON lines."""
-    from csrv2_vdb.records import read_records
+    """Encode texts (or precomputed embeddings) into k-sparse vectors and write them as JSON lines."""
+    import numpy as np
 
     if kind not in ("query", "document"):
         raise fail(f"--kind must be 'query' or 'document', got {kind!r}")
     with user_errors():
-        records = read_records(input)
-        enc = _encoder(head, backbone, k, normalize)
-        texts = [r["text"] for r in records]
-        batch = enc.encode_queries(texts) if kind == "query" else enc.encode_documents(texts)
+        read, field = _records(input, embeddings)
+        records = list(read())
+        enc = _encoder(head, _model(embedder, embed_cache, field is not None), k, normalize)
+        if field is not None:
+            batch = enc.encode_embeddings(np.asarray([r[field] for r in records], dtype=np.float32))
+        else:
+            texts = [r["text"] for r in records]
+            dense = enc.embedder.embed(texts, "query" if kind == "query" else "document")
+            batch = enc.encode_embeddings(dense)
     with open(output, "w") as f:
         for rec, (idx, val) in zip(records, batch.rows(), strict=True):
             f.write(json.dumps({"id": rec["id"], "indices": idx, "values": val}) + "\n")
@@ -104,41 +145,50 @@ def index(
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="Resume file; default: <input>.<collection>.checkpoint.")
     ] = None,
-    backbone: BackboneOpt = None,
+    embeddings: EmbeddingsOpt = None,
+    embedder: EmbedderOpt = None,
+    embed_cache: EmbedCacheOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Encode documents and upsert them; re-running overwrites, and a killed run resumes from its checkpoint."""
-    from csrv2_vdb.backbone import Backbone
     from csrv2_vdb.bulk import bulk_index
     from csrv2_vdb.encoder import MRLEncoder
-    from csrv2_vdb.records import iter_records
     from csrv2_vdb.store import Optimizable
 
     if head is not None and mrl_dims is not None:
         raise fail("give --head (sparse codes) or --mrl-dims (dense baseline), not both")
     checkpoint = checkpoint or input.with_name(f"{input.name}.{collection}.checkpoint")
     with user_errors():
+        read, field = _records(input, embeddings)
+        model = _model(embedder, embed_cache, field is not None)
         if mrl_dims is None:
-            sparse_enc = _encoder(head, backbone, k, normalize)
-            encode = sparse_enc.encode_documents
+            sparse_enc = _encoder(head, model, k, normalize)
             dims: dict[str, Any] = {"sparse_dim": sparse_enc.dim, "encoder": sparse_enc.identity}
-            encoder_id, base, active = sparse_enc.identity, sparse_enc.backbone, sparse_enc.k
+            encoder_id, active, ready = sparse_enc.identity, sparse_enc.k, sparse_enc
         else:
-            dense_enc = MRLEncoder(Backbone(backbone), mrl_dims or 0)
-            encode, dims = dense_enc.encode_documents, {"dense_dim": dense_enc.dims}
-            encoder_id, base, active = f"mrl:{dense_enc.dims}", dense_enc.backbone, dense_enc.dims
-        total = sum(1 for _ in iter_records(input))  # also checks every record before anything is written
+            dense_enc = MRLEncoder(model, mrl_dims or 0)
+            dims, encoder_id, active, ready = (
+                {"dense_dim": dense_enc.dims},
+                f"mrl:{dense_enc.dims}",
+                dense_enc.dims,
+                dense_enc,
+            )
+        if field is None:
+            encode, vectors_by = ready.encode_documents, ready.embedder.identity
+        else:
+            encode, vectors_by = ready.encode_embeddings, f"precomputed:{embeddings}"
+        total = sum(1 for _ in read())  # also checks every record before anything is written
         stat = input.stat()
         run = {
             "engine": engine, "store": _store_identity(engine, store), "encoder": encoder_id, "k": active,
-            "backbone": base.fingerprint("document"), "input": f"{input.resolve()}:{stat.st_size}:{stat.st_mtime_ns}",
+            "embedder": vectors_by, "input": f"{input.resolve()}:{stat.st_size}:{stat.st_mtime_ns}",
         }  # fmt: skip
         with _open(engine, store, api_key) as db:
             db.create_collection(collection, exist_ok=True, **dims)
             try:
                 report = bulk_index(
-                    db, collection, iter_records(input), encode, batch_size=batch_size, checkpoint=checkpoint,
-                    run=run, writers=writers, total=total, log=say,
+                    db, collection, read(), encode, batch_size=batch_size, checkpoint=checkpoint,
+                    run=run, writers=writers, vector_field=field, total=total, log=say,
                 )  # fmt: skip
             except KeyboardInterrupt:
                 say(f"interrupted: committed batches are recorded in {checkpoint}; re-run the same command to resume")
@@ -170,7 +220,8 @@ def search(
             "(year='\"2020\"') to match it as a string.",
         ),
     ] = None,
-    backbone: BackboneOpt = None,
+    embedder: EmbedderOpt = None,
+    embed_cache: EmbedCacheOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Search a sparse collection with a text query; prints JSON hits (id, score, payload)."""
@@ -183,7 +234,7 @@ def search(
             raise fail(f"--filter {item!r} must look like field=value")
         conditions[key] = filter_value(value)
     with user_errors():
-        enc = _encoder(head, backbone, k, normalize)  # a broken head fails before the store is opened
+        enc = _encoder(head, open_embedder_cached(embedder, embed_cache), k, normalize)  # fails before the store opens
         with _open(engine, store, api_key) as db:
             info = db.collection_info(collection)
             if normalize is None and info.encoder:  # search as the collection was written

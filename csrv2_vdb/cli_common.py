@@ -17,7 +17,8 @@ from rich.text import Text
 
 from csrv2_vdb.adapters import ENGINES
 from csrv2_vdb.credentials import redact
-from csrv2_vdb.errors import CSRv2Error
+from csrv2_vdb.embedders import Embedder
+from csrv2_vdb.errors import CSRv2Error, InvalidArgumentError
 
 console = Console(stderr=True)
 
@@ -39,8 +40,23 @@ NormalizeOpt = Annotated[
     ),
 ]
 KOpt = Annotated[int | None, typer.Option("--k", help="Active dims per vector; default: the head's own k.")]
-BackboneOpt = Annotated[
-    str | None, typer.Option("--backbone", help="Backbone model directory; default: the offline all-MiniLM-L6-v2.")
+EmbedderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--embedder",
+        "--backbone",
+        help="Dense embedder: a transformers model directory or hub name; st:NAME (sentence-transformers); "
+        "openai:MODEL[@DIMS] (an OpenAI-compatible endpoint: CSRV2_EMBED_BASE_URL or OPENAI_BASE_URL, key in "
+        "CSRV2_EMBED_API_KEY or OPENAI_API_KEY, never printed). Default: the offline all-MiniLM-L6-v2.",
+    ),
+]
+EmbedCacheOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--embed-cache",
+        help="Embedding cache (SQLite file) shared by index, encode, train and eval, or 'off'; default "
+        "$CSRV2_CACHE_DIR/embeddings.sqlite, else ~/.cache/csrv2-vdb/embeddings.sqlite.",
+    ),
 ]
 CollectionOpt = Annotated[str, typer.Option("--collection", help="Collection name.")]
 EngineOpt = Annotated[str, typer.Option("--engine", help=f"One of {', '.join(ENGINES)} (qdrant-edge is embedded).")]
@@ -57,6 +73,18 @@ ApiKeyOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def open_embedder_cached(spec: str | None, cache: str | None) -> Embedder:
+    """The embedder `spec` names (see EmbedderOpt) behind the embedding cache unless `cache` is 'off'."""
+    from csrv2_vdb.embed_cache import CachedEmbedder
+    from csrv2_vdb.embedders import open_embedder
+
+    model, _, dims = (spec or "").partition("@") if (spec or "").startswith("openai:") else (spec, "", "")
+    if dims and not dims.isdigit():
+        raise InvalidArgumentError(f"--embedder {spec!r}: the part after @ is the vector size, a positive integer")
+    embedder = open_embedder(model, dimensions=int(dims) if dims else None)
+    return embedder if cache == "off" else CachedEmbedder(embedder, cache)
 
 
 def fail(exc: Exception | str) -> typer.Exit:

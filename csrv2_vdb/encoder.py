@@ -1,4 +1,8 @@
-"""Encoders from texts to what a collection stores: `CSRv2Encoder` (sparse) and `MRLEncoder` (dense baseline)."""
+"""Encoders from texts to what a collection stores: `CSRv2Encoder` (sparse) and `MRLEncoder` (dense baseline).
+
+Both sit on any `Embedder` (the offline backbone, a sentence-transformers model, an OpenAI-compatible
+endpoint, a function); `encode_hybrid` gives both vectors from one embedding pass.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from csrv2_vdb.backbone import Backbone
-from csrv2_vdb.errors import DimensionMismatchError, InvalidEmbeddingError, InvalidKError
+from csrv2_vdb.embedders import Embedder, Kind
+from csrv2_vdb.errors import DimensionMismatchError, InvalidArgumentError, InvalidEmbeddingError, InvalidKError
 from csrv2_vdb.head import SparseHead, resolve_head
 from csrv2_vdb.sparse import SparseBatch
 
 
 class CSRv2Encoder:
-    """Backbone + sparse head. `k` is the default number of active dims; each call may lower it (adaptive).
+    """Embedder + sparse head. `k` is the default number of active dims; each call may lower it (adaptive).
 
     `normalize` (default on) scales every code to unit length, so an engine's dot product ranks by cosine:
     measured on held-out questions and the package test (docs/quality.md), cosine ranks as well as or better
@@ -24,13 +28,15 @@ class CSRv2Encoder:
     (the sentence-transformers SparseEncoder's output).
     """
 
-    def __init__(self, backbone: Backbone, head: SparseHead, k: int | None = None, normalize: bool = True) -> None:
-        if head.input_dim != backbone.dim:
+    def __init__(
+        self, embedder: Embedder | None, head: SparseHead, k: int | None = None, normalize: bool = True
+    ) -> None:
+        if embedder is not None and head.input_dim != embedder.dim:
             raise DimensionMismatchError(
-                f"the head takes {head.input_dim}-dim embeddings but the backbone {backbone.model_path} "
-                f"gives {backbone.dim}; train a head on this backbone (csrv2-vdb train) or load the matching one"
+                f"the head takes {head.input_dim}-dim embeddings but the embedder {embedder.identity} gives "
+                f"{embedder.dim}; fit a head on this embedder's vectors (csrv2-vdb train) or load the matching one"
             )
-        self.backbone = backbone
+        self._embedder = embedder
         self.head = head.eval()
         self.k = head.check_k(head.k if k is None else k)
         self.normalize = bool(normalize)
@@ -40,17 +46,24 @@ class CSRv2Encoder:
     def load(
         cls,
         head: str | Path | None = None,
-        backbone: Backbone | None = None,
+        embedder: Embedder | None = None,
         k: int | None = None,
         normalize: bool = True,
     ) -> CSRv2Encoder:
-        """A head directory or shipped head name (default: the general head), with the offline backbone
-        unless one is given."""
-        return cls(backbone or Backbone(), resolve_head(head), k, normalize)
+        """A head directory or shipped head name (default: the general head), on the offline backbone
+        unless another embedder is given."""
+        from csrv2_vdb.backbone import Backbone
+
+        return cls(embedder or Backbone(), resolve_head(head), k, normalize)
 
     def normalized_as(self, normalize: bool) -> CSRv2Encoder:
-        """This encoder (same backbone, head and k) with the given normalisation, e.g. a collection's."""
-        return self if normalize == self.normalize else CSRv2Encoder(self.backbone, self.head, self.k, normalize)
+        """This encoder (same embedder, head and k) with the given normalisation, e.g. a collection's."""
+        return self if normalize == self.normalize else CSRv2Encoder(self._embedder, self.head, self.k, normalize)
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder of texts; an encoder built without one takes precomputed embeddings only."""
+        return _needs(self._embedder, "CSRv2Encoder")
 
     @property
     def dim(self) -> int:
@@ -66,15 +79,24 @@ class CSRv2Encoder:
         return self._identity
 
     def encode_embeddings(self, dense: np.ndarray, k: int | None = None) -> SparseBatch:
-        """Precomputed backbone embeddings -> SparseBatch."""
+        """Precomputed embeddings (the embedder's, or vectors from the same model stored elsewhere) -> SparseBatch."""
         codes = self.head.encode(dense, self.head.check_k(self.k if k is None else k))
         return codes.normalized() if self.normalize else codes
 
     def encode_queries(self, texts: Sequence[str], k: int | None = None) -> SparseBatch:
-        return self.encode_embeddings(self.backbone.embed(texts, "query"), k)
+        return self.encode_embeddings(self.embedder.embed(texts, "query"), k)
 
     def encode_documents(self, texts: Sequence[str], k: int | None = None) -> SparseBatch:
-        return self.encode_embeddings(self.backbone.embed(texts, "document"), k)
+        return self.encode_embeddings(self.embedder.embed(texts, "document"), k)
+
+
+def _needs(embedder: Embedder | None, what: str) -> Embedder:
+    if embedder is None:
+        raise InvalidArgumentError(
+            f"this {what} has no embedder: it encodes precomputed embeddings only (encode_embeddings); "
+            "give it an embedder to encode texts"
+        )
+    return embedder
 
 
 def mrl_truncate(dense: np.ndarray, dims: int) -> np.ndarray:
@@ -92,16 +114,35 @@ def mrl_truncate(dense: np.ndarray, dims: int) -> np.ndarray:
 
 
 class MRLEncoder:
-    """Backbone embedding truncated to its first `dims` coordinates and re-normalised."""
+    """An embedding truncated to its first `dims` coordinates and re-normalised."""
 
-    def __init__(self, backbone: Backbone, dims: int) -> None:
-        if isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= backbone.dim:
-            raise InvalidKError(f"dims={dims} must be between 1 and the backbone size {backbone.dim}")
-        self.backbone = backbone
+    def __init__(self, embedder: Embedder | None, dims: int) -> None:
+        top = embedder.dim if embedder is not None else 1 << 20
+        if isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= top:
+            raise InvalidKError(f"dims={dims} must be between 1 and the embedding size {top}")
+        self._embedder = embedder
         self.dims = dims
 
+    @property
+    def embedder(self) -> Embedder:
+        return _needs(self._embedder, "MRLEncoder")
+
+    def encode_embeddings(self, dense: np.ndarray) -> np.ndarray:
+        return mrl_truncate(dense, self.dims)
+
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return mrl_truncate(self.backbone.embed(texts, "query"), self.dims)
+        return mrl_truncate(self.embedder.embed(texts, "query"), self.dims)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return mrl_truncate(self.backbone.embed(texts, "document"), self.dims)
+        return mrl_truncate(self.embedder.embed(texts, "document"), self.dims)
+
+
+def encode_hybrid(
+    encoder: CSRv2Encoder, dense_encoder: MRLEncoder, texts: Sequence[str], kind: Kind, k: int | None = None
+) -> tuple[SparseBatch, np.ndarray]:
+    """Sparse codes and MRL vectors of `texts`: one embedding pass when both encoders share the embedder."""
+    dense = encoder.embedder.embed(texts, kind)
+    shared = dense_encoder.embedder is encoder.embedder
+    return encoder.encode_embeddings(dense, k), dense_encoder.encode_embeddings(
+        dense if shared else dense_encoder.embedder.embed(texts, kind)
+    )

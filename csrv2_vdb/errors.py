@@ -72,6 +72,10 @@ class TransientEngineError(CSRv2Error, ConnectionError):
     """The engine was unreachable, overloaded or rate-limiting: worth retrying with backoff."""
 
 
+class EmbeddingServiceError(CSRv2Error, RuntimeError):
+    """An embeddings endpoint refused a request that retrying will not fix (bad model, key, input)."""
+
+
 class EngineError(CSRv2Error, RuntimeError):
     """The engine refused a request that retrying will not fix (schema, expression, id); the message says why."""
 

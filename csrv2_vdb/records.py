@@ -6,17 +6,27 @@ Nothing is coerced: a bad record raises `InvalidRecordError` naming the file and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 from csrv2_vdb.errors import DataNotFoundError, InvalidRecordError
 from csrv2_vdb.texts import is_unicode_text
 
 
 def iter_records(
-    path: Path, text_field: str = "text", id_field: str = "id", *, require_ids: bool = True
+    path: Path,
+    text_field: str = "text",
+    id_field: str = "id",
+    *,
+    require_ids: bool = True,
+    vector_field: str | None = None,
 ) -> Iterator[dict]:
     """Stream documents as dicts with "id" and "text" keys (other fields kept as payload).
+
+    With `vector_field`, each record carries its precomputed embedding in that field (a list of numbers) and
+    the text becomes optional.
 
     .jsonl: one object per line; .parquet: one row per document (needs pyarrow); .txt: one text per
     line, its id the 1-based line number. Nothing is coerced: a text must be a non-empty string, an id a
@@ -25,7 +35,7 @@ def iter_records(
     """
     if not path.is_file():
         raise DataNotFoundError(f"input file {path} does not exist")
-    check = _RecordCheck(path, text_field, id_field, require_ids)
+    check = _RecordCheck(path, text_field, id_field, require_ids, vector_field)
     if path.suffix == ".parquet":
         for n, row in parquet_rows(path):
             yield check(row, n)
@@ -71,8 +81,11 @@ def json_line(path: Path, n: int, line: str) -> object:
 class _RecordCheck:
     """Turns one parsed record into {"id", "text", payload...}, refusing what would be coerced or collide."""
 
-    def __init__(self, path: Path, text_field: str, id_field: str, require_ids: bool) -> None:
+    def __init__(
+        self, path: Path, text_field: str, id_field: str, require_ids: bool, vector_field: str | None = None
+    ) -> None:
         self.path, self.text_field, self.id_field, self.require_ids = path, text_field, id_field, require_ids
+        self.vector_field = vector_field
         self.id_type: tuple[type, int] | None = None  # the first id's type and line
 
     def fail(self, n: int, problem: str) -> InvalidRecordError:
@@ -81,6 +94,12 @@ class _RecordCheck:
     def __call__(self, obj: object, n: int) -> dict:
         if not isinstance(obj, dict):
             raise self.fail(n, f"expected an object with a {self.text_field!r} field, got {type(obj).__name__}")
+        if self.vector_field is not None:
+            vector = obj.get(self.vector_field)
+            if not isinstance(vector, list | tuple) or not vector:
+                raise self.fail(n, f"{self.vector_field!r} must be a non-empty list of numbers, got {vector!r:.60}")
+            if self.text_field not in obj:
+                return self.identified(obj, n, None)
         text = obj.get(self.text_field)
         if not isinstance(text, str):
             got = "no such field" if self.text_field not in obj else f"{type(text).__name__} {text!r}"
@@ -91,6 +110,10 @@ class _RecordCheck:
             raise self.fail(
                 n, f"{self.text_field!r} holds a lone surrogate (broken \\ud800-style escape); fix the text"
             )
+        return self.identified(obj, n, text)
+
+    def identified(self, obj: dict, n: int, text: str | None) -> dict:
+        """The record with its checked id under "id" and its text (when it has one) under "text"."""
         doc_id = obj.get(self.id_field, None if self.require_ids else n)
         if doc_id is None or isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
             got = "missing" if self.id_field not in obj else f"{type(doc_id).__name__} {doc_id!r}"
@@ -105,7 +128,23 @@ class _RecordCheck:
                 'must share a type, since 1 and "1" would name the same document',
             )
         payload = {k: v for k, v in obj.items() if k not in (self.text_field, self.id_field)}
-        return {**payload, "id": str(doc_id), "text": text}
+        return {**payload, "id": str(doc_id)} | ({"text": text} if text is not None else {})
+
+
+def with_vectors(records: Iterable[dict], path: Path, field: str = "embedding") -> Iterator[dict]:
+    """`records` with row i of the .npy file at `path` under `field`; the counts must agree."""
+    if not path.is_file():
+        raise DataNotFoundError(f"embeddings file {path} does not exist")
+    vectors = np.load(path, mmap_mode="r")
+    if vectors.ndim != 2:
+        raise InvalidRecordError(f"{path}: expected an (n, d) array of embeddings, got shape {vectors.shape}")
+    n = 0
+    for n, record in enumerate(records, start=1):
+        if n > len(vectors):
+            raise InvalidRecordError(f"{path} has {len(vectors)} rows but the input has more records")
+        yield {**record, field: vectors[n - 1].tolist()}
+    if n != len(vectors):
+        raise InvalidRecordError(f"{path} has {len(vectors)} rows but the input has {n} records")
 
 
 def read_records(path: Path, text_field: str = "text", id_field: str = "id", *, require_ids: bool = True) -> list[dict]:

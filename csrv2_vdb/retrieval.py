@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
+from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder, encode_hybrid
 from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.filters import Filter
 from csrv2_vdb.store import Hit, SparseStore, check_encoder
@@ -36,13 +36,15 @@ def search_text(
         raise InvalidArgumentError(f"search mode {mode!r} needs an MRLEncoder (dense_encoder=...)")
     if encoder is not None and mode != "dense":
         check_encoder(store.collection_info(collection), encoder.identity)
-    sparse = encoder.encode_queries([query], k=active_dims) if encoder is not None and mode != "dense" else None
-    dense = dense_encoder.encode_queries([query]) if dense_encoder is not None and mode != "sparse" else None
-    if sparse is not None and dense is not None:
+    if mode == "hybrid":
+        assert encoder is not None and dense_encoder is not None
+        sparse, dense = encode_hybrid(encoder, dense_encoder, [query], "query", active_dims)
         return store.hybrid_search(collection, sparse, dense, limit=limit, filter=filter)[0]
-    vectors = sparse if sparse is not None else dense
-    assert vectors is not None
-    return store.search(collection, vectors, limit=limit, filter=filter)[0]
+    if mode == "dense":
+        assert dense_encoder is not None
+        return store.search(collection, dense_encoder.encode_queries([query]), limit=limit, filter=filter)[0]
+    assert encoder is not None
+    return store.search(collection, encoder.encode_queries([query], k=active_dims), limit=limit, filter=filter)[0]
 
 
 def index_texts(
@@ -70,11 +72,11 @@ def index_texts(
     for start in range(0, len(texts), batch_size):
         part = slice(start, start + batch_size)
         batch = list(texts[part])
-        store.upsert(
-            collection,
-            ids[part],
-            sparse=encoder.encode_documents(batch),
-            dense=dense_encoder.encode_documents(batch) if dense_encoder else None,
-            payloads=[{**m, text_key: t} for m, t in zip(metadatas[part], batch, strict=True)],
+        vectors = (
+            encode_hybrid(encoder, dense_encoder, batch, "document")
+            if dense_encoder
+            else encoder.encode_documents(batch)
         )
+        payloads = [{**m, text_key: t} for m, t in zip(metadatas[part], batch, strict=True)]
+        store.upsert(collection, ids[part], vectors, payloads=payloads)
     return ids

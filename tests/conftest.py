@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,14 @@ import pytest
 
 from csrv2_vdb.benchmarks.datasets import find_data_dir
 from csrv2_vdb.sparse import SparseBatch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def embedding_cache_dir(tmp_path_factory) -> Path:
+    """The CLI's default embedding cache lives in a temporary folder, not in the user's home."""
+    path = tmp_path_factory.mktemp("embed-cache")
+    os.environ["CSRV2_CACHE_DIR"] = str(path)
+    return path
 
 
 @pytest.fixture(scope="session")

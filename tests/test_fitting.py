@@ -130,7 +130,7 @@ def test_fit_head_runs_the_defaults_and_saves_them(tmp_path):
         def embed(self, texts, kind):
             return _fake_embed(texts, kind)
 
-    result = fit_head(path, tmp_path / "head", backbone=Embedder(), overrides={"min_steps": 30}, log=lambda _: None)
+    result = fit_head(path, tmp_path / "head", embedder=Embedder(), overrides={"min_steps": 30}, log=lambda _: None)
     saved = json.loads((tmp_path / "head" / "training-config.json").read_text())
     assert saved["init"] == "samples" and saved["also_ks"] == [2] and saved["lr"] == 3e-4 and saved["k"] == 8
     assert result.steps >= 30

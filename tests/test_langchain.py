@@ -55,7 +55,7 @@ async def test_ainvoke_takes_the_same_keywords():
 
 
 def test_dense_and_hybrid_modes(tmp_path):
-    dense = MRLEncoder(shared_encoder().backbone, 64)
+    dense = MRLEncoder(shared_encoder().embedder, 64)
     with QdrantEdgeStore(tmp_path / "db") as store:
         documents = [
             Document(page_content=t, metadata={"topic": p}, id=f"doc-{i}")

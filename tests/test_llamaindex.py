@@ -20,7 +20,7 @@ QUERY = "How is skin cancer treated?"
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory):
     store = QdrantEdgeStore(tmp_path_factory.mktemp("li") / "db")
-    dense = MRLEncoder(shared_encoder().backbone, 384)
+    dense = MRLEncoder(shared_encoder().embedder, 384)
     ids = index_texts(store, "docs", TEXTS, encoder=shared_encoder(), dense_encoder=dense,
                       metadatas=[{"topic": t} for t in TOPICS])  # fmt: skip
     yield store, dense, ids
@@ -28,7 +28,7 @@ def indexed(tmp_path_factory):
 
 
 def _nodes(encoder: CSRv2Encoder) -> list[TextNode]:
-    vectors = encoder.backbone.embed(TEXTS, "document")
+    vectors = encoder.embedder.embed(TEXTS, "document")
     return [
         # topic stays out of the embedded text, so both sides encode exactly the same string
         TextNode(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from csrv2_vdb.backbone import Backbone
+from csrv2_vdb.embedders import Embedder
 from csrv2_vdb.training.data import Embed, TrainingSet, load_training_set
 from csrv2_vdb.training.trainer import HeadTrainConfig, TrainResult, train_head
 
@@ -44,7 +44,7 @@ def fit_head(
     path: Path,
     out: Path,
     *,
-    backbone: Backbone | None = None,
+    embedder: Embedder | Callable[[], Embedder] | None = None,
     embed: Embed | None = None,
     config: Path | None = None,
     overrides: dict[str, object] | None = None,
@@ -55,16 +55,20 @@ def fit_head(
 ) -> TrainResult:
     """Train a head on `path` (see `training.data` for the layouts) and save it to `out` with its settings.
 
-    Texts are embedded with `embed` (texts, kind) -> (n, d), by default `backbone.embed` (the offline MiniLM
-    when no backbone is given). Settings: the measured defaults for the data's mode, then a JSON `config`
-    file's values, then `overrides` (None values ignored).
+    Texts are embedded with `embed` (texts, kind) -> (n, d), by default `embedder.embed` (the offline MiniLM
+    when none is given; a function returning the embedder is called only if the file holds texts).
+    Settings: the measured defaults for the data's mode, then a JSON `config` file's values, then
+    `overrides` (None values ignored).
     """
     if embed is None:
-        loaded = [backbone] if backbone is not None else []
+        loaded: list[Embedder] = []
 
-        def embed(texts: Sequence[str], kind: str) -> np.ndarray:  # the backbone loads once it is needed
+        def embed(texts: Sequence[str], kind: str) -> np.ndarray:  # the embedder loads once it is needed
             if not loaded:
-                loaded.append(Backbone())
+                from csrv2_vdb.backbone import Backbone
+
+                made = embedder() if callable(embedder) and not isinstance(embedder, Embedder) else embedder
+                loaded.append(made or Backbone())
             return loaded[0].embed(texts, "query" if kind == "query" else "document")
 
     data = load_training_set(path, embed, max_rows=max_rows, log=log)
