@@ -37,11 +37,14 @@ from csrv2_vdb.filters import Filter, conditions
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import (
     CollectionInfo,
+    DensePoints,
     Hit,
     HybridRequest,
     StoreBase,
     WriteBatch,
+    document_of,
     hit_from_payload,
+    pick_vector,
     point_id,
     stored_payload,
 )
@@ -163,6 +166,42 @@ class MilvusStore(StoreBase):
             )
         sparse_dim = meta.get("sparse_dim")
         return CollectionInfo(name, sparse_dim, int(dense["params"]["dim"]) if dense else None, meta.get("encoder"))
+
+    # ------------------------------------------------------- reading back (migration)
+    def _schema(self, name: str, vector: str | None) -> tuple[str, str, int, set[str]]:
+        """(primary key field, dense vector field, its size, every vector field) of any collection."""
+        if not self.client.has_collection(self.check_name(name)):
+            raise self.missing(name)
+        fields = self.client.describe_collection(name)["fields"]
+        primary = next(f["name"] for f in fields if f.get("is_primary"))
+        dense = {f["name"]: int(f["params"]["dim"]) for f in fields if f["type"] == DataType.FLOAT_VECTOR}
+        vectors = {f["name"] for f in fields if "VECTOR" in getattr(f["type"], "name", "")}
+        field, size = pick_vector(name, dense, vector)
+        return primary, field, size, vectors
+
+    def dense_source(self, name: str, vector: str | None = None) -> tuple[int, int]:
+        _, _, size, _ = self._schema(name, vector)
+        with _engine_errors(f"count {name!r}"):
+            rows = self.client.query(name, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]), size
+
+    def read_dense(self, name: str, vector: str | None = None, batch_size: int = 256) -> Iterator[DensePoints]:
+        """Every row through a query iterator (primary-key order), `batch_size` per page; scalar and dynamic
+        fields become the payload."""
+        primary, field, _, vectors = self._schema(name, vector)
+        with _engine_errors(f"read {name!r}"):
+            pages = self.client.query_iterator(name, batch_size=batch_size, output_fields=["*"])
+        try:
+            while rows := pages.next():
+                ids, payloads = [], []
+                for row in rows:
+                    doc_id, payload = document_of({k: v for k, v in row.items() if k not in vectors}, row[primary])
+                    payload.pop(primary, None)
+                    ids.append(doc_id)
+                    payloads.append(payload)
+                yield DensePoints(ids, np.asarray([row[field] for row in rows], dtype=np.float32), payloads)
+        finally:
+            pages.close()
 
     # ------------------------------------------------------------------ data
     def _upsert(self, name: str, batch: WriteBatch) -> None:

@@ -13,7 +13,7 @@ query at 10k points): good for client-API tests, not a speed reference.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -26,13 +26,24 @@ from csrv2_vdb.adapters.qdrant_common import (
     DENSE,
     SPARSE,
     build_filter,
+    dense_points,
     drop_non_matches,
     hit_from_point,
     point_vectors,
 )
 from csrv2_vdb.filters import Filter
 from csrv2_vdb.sparse import SparseBatch
-from csrv2_vdb.store import CollectionInfo, Hit, HybridRequest, StoreBase, WriteBatch, point_id, stored_payload
+from csrv2_vdb.store import (
+    CollectionInfo,
+    DensePoints,
+    Hit,
+    HybridRequest,
+    StoreBase,
+    WriteBatch,
+    pick_vector,
+    point_id,
+    stored_payload,
+)
 
 _DIM_KEY = "csrv2_sparse_dim"
 _ENCODER_KEY = "csrv2_encoder"
@@ -118,6 +129,32 @@ class QdrantStore(StoreBase):
         sparse_dim = meta.get(_DIM_KEY)
         dense_dim = dense.size if dense else None
         return CollectionInfo(name, int(sparse_dim) if sparse_dim else None, dense_dim, meta.get(_ENCODER_KEY))
+
+    # ------------------------------------------------------- reading back (migration)
+    def _dense_vector(self, name: str, vector: str | None) -> tuple[str, int]:
+        """(name, size) of a collection's dense vector ("" for an unnamed one), whoever created it."""
+        if not self.client.collection_exists(self.check_name(name)):
+            raise self.missing(name)
+        vectors = self.client.get_collection(name).config.params.vectors
+        sizes = {k: v.size for k, v in vectors.items()} if isinstance(vectors, dict) else {"": vectors.size}
+        return pick_vector(name, sizes, vector)
+
+    def dense_source(self, name: str, vector: str | None = None) -> tuple[int, int]:
+        _, size = self._dense_vector(name, vector)
+        return int(self.client.count(name, exact=True).count), int(size)
+
+    def read_dense(self, name: str, vector: str | None = None, batch_size: int = 256) -> Iterator[DensePoints]:
+        """Scroll every point in id order (Qdrant's scroll order), `batch_size` per page."""
+        field, _ = self._dense_vector(name, vector)
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                name, limit=batch_size, offset=offset, with_payload=True, with_vectors=[field] if field else True
+            )
+            if records:
+                yield dense_points(records, field)
+            if offset is None:
+                return
 
     # ------------------------------------------------------------------ data
     def _upsert(self, name: str, batch: WriteBatch) -> None:

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from csrv2_vdb.errors import InvalidEmbeddingError
 from csrv2_vdb.filters import Filter, conditions
 from csrv2_vdb.sparse import SparseBatch
-from csrv2_vdb.store import Hit, hit_from_payload
+from csrv2_vdb.store import DensePoints, Hit, document_of, hit_from_payload
 
 SPARSE = "sparse"
 DENSE = "dense"
@@ -54,3 +55,17 @@ def drop_non_matches(results: list[list[Hit]]) -> list[list[Hit]]:
     does. With non-negative codes a score of 0 means no overlap, so every engine answers alike.
     """
     return [[h for h in row if h.score != 0.0] for row in results]
+
+
+def dense_points(records: list[Any], vector: str) -> DensePoints:
+    """Scrolled Qdrant records (server or Edge) -> DensePoints; `vector` is the named vector ("" = unnamed)."""
+    ids, payloads, rows = [], [], []
+    for record in records:
+        doc_id, payload = document_of(record.payload, record.id)
+        row = record.vector.get(vector) if isinstance(record.vector, dict) else record.vector
+        if row is None:
+            raise InvalidEmbeddingError(f"point {doc_id!r} has no vector {vector!r}; every point needs one to migrate")
+        ids.append(doc_id)
+        payloads.append(payload)
+        rows.append(row)
+    return DensePoints(ids, np.asarray(rows, dtype=np.float32).reshape(len(rows), -1), payloads)

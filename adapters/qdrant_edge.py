@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from csrv2_vdb.adapters.qdrant_common import (
     DENSE,
     SPARSE,
     build_filter,
+    dense_points,
     drop_non_matches,
     hit_from_point,
     point_vectors,
@@ -33,7 +34,17 @@ from csrv2_vdb.adapters.qdrant_common import (
 from csrv2_vdb.errors import InvalidArgumentError, StoreLockedError
 from csrv2_vdb.filters import Filter, conditions
 from csrv2_vdb.sparse import SparseBatch
-from csrv2_vdb.store import CollectionInfo, Hit, HybridRequest, StoreBase, WriteBatch, point_id, stored_payload
+from csrv2_vdb.store import (
+    CollectionInfo,
+    DensePoints,
+    Hit,
+    HybridRequest,
+    StoreBase,
+    WriteBatch,
+    pick_vector,
+    point_id,
+    stored_payload,
+)
 
 _META = "collection.json"
 _SHARD = "shard"
@@ -131,6 +142,24 @@ class QdrantEdgeStore(StoreBase):
             if name not in self._shards:
                 self._shards[name] = qe.EdgeShard.load(str(self.path / name / _SHARD))
         return self._shards[name]
+
+    # ------------------------------------------------------- reading back (migration)
+    def dense_source(self, name: str, vector: str | None = None) -> tuple[int, int]:
+        info = self.collection_info(name)
+        _, size = pick_vector(name, {DENSE: info.dense_dim} if info.dense_dim else {}, vector)
+        return self.count(name), size
+
+    def read_dense(self, name: str, vector: str | None = None, batch_size: int = 256) -> Iterator[DensePoints]:
+        """Scroll every point in id order, `batch_size` per page."""
+        self.dense_source(name, vector)
+        shard, offset = self._shard(name), None
+        while True:
+            request = qe.ScrollRequest(offset=offset, limit=batch_size, with_payload=True, with_vector=[DENSE])
+            records, offset = shard.scroll(request)
+            if records:
+                yield dense_points(records, DENSE)
+            if offset is None:
+                return
 
     def flush(self, name: str) -> None:
         self._shard(name).flush()

@@ -245,6 +245,90 @@ def search(
         typer.echo(json.dumps({"id": hit.id, "score": round(hit.score, 6), "payload": hit.payload}))
 
 
+SourceOpt = Annotated[str, typer.Option("--collection", help="The dense collection to migrate (left unchanged).")]
+VectorOpt = Annotated[
+    str | None, typer.Option("--vector", help="Its dense vector's name; default: the only one it has.")
+]
+TargetOpt = Annotated[
+    str | None, typer.Option("--target", help="Collection for the sparse codes; default <collection>_csrv2.")
+]
+HoldoutOpt = Annotated[int, typer.Option("--holdout", help="Held-out points for the fidelity report.")]
+
+
+@app.command()
+def migrate(
+    store: Annotated[str, typer.Option("--store", help="Where the dense collection lives (see `index --help`).")],
+    collection: SourceOpt,
+    vector: VectorOpt = None,
+    target: TargetOpt = None,
+    engine: EngineOpt = "qdrant-edge",
+    head: Annotated[
+        str | None, typer.Option("--head", help="Use this head instead of fitting one on the collection.")
+    ] = None,
+    head_out: Annotated[
+        Path | None,
+        typer.Option("--head-out", help="Where the fitted head, checkpoint and report go; default ./<target>-head."),
+    ] = None,
+    k: KOpt = None,
+    sample: Annotated[int, typer.Option("--sample", help="Points sampled to fit the head on.")] = 50_000,
+    holdout: HoldoutOpt = 200,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Points per read page and write batch.")] = 256,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Write k-sparse codes of an existing dense collection into a sparse collection with the same ids and
+    payloads; fits a label-free head on a sample unless --head is given. Resumable; ends with a fidelity report."""
+    from csrv2_vdb.migrate import migrate as run_migration
+
+    with user_errors(), _open(engine, store, api_key) as db:
+        name = target or f"{collection}_csrv2"
+        out = head_out or Path(f"{name}-head")
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            report = run_migration(
+                db, collection, vector=vector, target=name, head=head, head_out=out, k=k, sample=sample,
+                holdout=holdout, batch_size=batch_size, checkpoint=out / "migrate.checkpoint",
+                run={"engine": engine, "store": _store_identity(engine, store)}, log=say,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            say(f"interrupted: committed batches are in {out / 'migrate.checkpoint'}; re-run to resume")
+            raise typer.Exit(130) from None
+    report.save(out / "migration.json")
+    say(f"{name}: {report.points} points written ({report.write['rows_per_second']:.0f} rows/s), head {out}")
+    for line in report.fidelity.lines() if report.fidelity else []:
+        typer.echo(line)
+    say(f"report: {out / 'migration.json'}; search with: csrv2-vdb search QUERY --collection {name} --head {out} "
+        "--embedder <the model that wrote the dense vectors>")  # fmt: skip
+
+
+@app.command()
+def check(
+    store: Annotated[str, typer.Option("--store", help="Where both collections live.")],
+    collection: SourceOpt,
+    head: Annotated[str, typer.Option("--head", help="The head the target was written with.")],
+    vector: VectorOpt = None,
+    target: TargetOpt = None,
+    engine: EngineOpt = "qdrant-edge",
+    holdout: HoldoutOpt = 200,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """The fidelity report of a migrated collection: sparse recall@10 against the dense collection's own top-10."""
+    from csrv2_vdb.encoder import CSRv2Encoder
+    from csrv2_vdb.head import resolve_head
+    from csrv2_vdb.migrate import dense_reader, fidelity_report, sample_points
+    from csrv2_vdb.store import check_encoder
+
+    with user_errors(), _open(engine, store, api_key) as db:
+        name = target or f"{collection}_csrv2"
+        info = db.collection_info(name)
+        encoder = CSRv2Encoder(None, resolve_head(head), normalize=bool(info.encoder and info.encoder.endswith(":l2")))
+        check_encoder(info, encoder.identity)
+        reader = dense_reader(db)
+        _, held = sample_points(reader.read_dense(collection, vector), 0, holdout)
+        fidelity = fidelity_report(reader, collection, db, name, encoder, held, vector=vector)
+    for line in fidelity.lines():
+        typer.echo(line)
+
+
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -91,11 +91,17 @@ class CollectionInfo:
     encoder: str | None = None
 
 
+def document_of(payload: Mapping[str, Any] | None, engine_id: object) -> tuple[str, dict[str, Any]]:
+    """(document id, payload) of a stored point: the id under ID_FIELD when this library wrote the point, else
+    the engine's own id (a collection written by anything else)."""
+    rest = dict(payload or {})
+    return str(rest.pop(ID_FIELD, engine_id)), rest
+
+
 def hit_from_payload(payload: Mapping[str, Any], score: float, fallback_id: object = None) -> Hit:
     """A Hit from a stored payload that carries the document id under ID_FIELD (see `stored_payload`)."""
-    rest = dict(payload)
-    doc_id = rest.pop(ID_FIELD, fallback_id)
-    return Hit(id=str(doc_id), score=score, payload=rest)
+    doc_id, rest = document_of(payload, fallback_id)
+    return Hit(id=doc_id, score=score, payload=rest)
 
 
 def stored_payload(doc_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,6 +201,49 @@ class PayloadIndexable(Protocol):
     """Stores that index payload fields for filtering (Qdrant servers)."""
 
     def create_payload_index(self, name: str, field: str, kind: str = "keyword") -> None: ...
+
+
+@dataclass(frozen=True)
+class DensePoints:
+    """One page of dense vectors read back from a collection: document ids, (n, d) float32 vectors, payloads."""
+
+    ids: list[str]
+    vectors: np.ndarray
+    payloads: list[dict[str, Any]]
+
+
+@runtime_checkable
+class DenseReadable(Protocol):
+    """Stores whose dense vectors can be read back (to migrate a dense collection to sparse codes).
+
+    `vector` names the dense vector field; None picks the only one. Collections need not have been written
+    by this library: ids are the engine's own (as strings) unless the payload carries ours.
+    """
+
+    def dense_source(self, name: str, vector: str | None = None) -> tuple[int, int]:
+        """(points, vector size) of the collection's dense vector."""
+        ...
+
+    def read_dense(self, name: str, vector: str | None = None, batch_size: int = 256) -> Iterator[DensePoints]:
+        """Every point once, in a stable order (the same on every pass over an unchanged collection)."""
+        ...
+
+
+def pick_vector(name: str, available: Mapping[str, int], wanted: str | None) -> tuple[str, int]:
+    """(field, size) of the dense vector to read: `wanted`, or the only one; else an error naming the choices."""
+    if wanted is not None:
+        if wanted not in available:
+            raise InvalidArgumentError(
+                f"collection {name!r} has no dense vector {wanted!r}; it has {sorted(available) or 'none'}"
+            )
+        return wanted, available[wanted]
+    if len(available) != 1:
+        raise InvalidArgumentError(
+            f"collection {name!r} has {len(available)} dense vectors {sorted(available)}; name one (--vector)"
+            if available
+            else f"collection {name!r} has no dense vector to read"
+        )
+    return next(iter(available.items()))
 
 
 class StoreBase:

@@ -74,7 +74,10 @@ class FakeEmbeddings:
             dim += 1
         data = [{"object": "embedding", "index": i, "embedding": fake_vector(t, dim)} for i, t in enumerate(texts)]
         random.Random(len(texts)).shuffle(data)
-        usage = {"prompt_tokens": sum(len(t.split()) for t in texts), "total_tokens": sum(len(t.split()) for t in texts)}
+        usage = {
+            "prompt_tokens": sum(len(t.split()) for t in texts),
+            "total_tokens": sum(len(t.split()) for t in texts),
+        }
         return 200, {"object": "list", "data": data, "model": body["model"], "usage": usage}, {}
 
 

@@ -105,9 +105,7 @@ def test_encoder_without_embedder_takes_vectors_only():
 
 # ------------------------------------------------------------------ the OpenAI-compatible endpoint
 def _client(fake: FakeEmbeddings, **options) -> OpenAIEmbedder:
-    return OpenAIEmbedder(
-        "text-embedding-3-small", base_url=fake.url, api_key=KEY, **{"backoff": 0.05, **options}
-    )
+    return OpenAIEmbedder("text-embedding-3-small", base_url=fake.url, api_key=KEY, **{"backoff": 0.05, **options})
 
 
 def test_openai_batches_with_a_concurrency_limit_and_keeps_order():

@@ -72,6 +72,27 @@ def fit_head(
             return loaded[0].embed(texts, "query" if kind == "query" else "document")
 
     data = load_training_set(path, embed, max_rows=max_rows, log=log)
+    return train_and_save(data, out, config, overrides, resume, checkpoint_every)
+
+
+def fit_embeddings(
+    embeddings: np.ndarray, out: Path, *, overrides: dict[str, object] | None = None, described: str = ""
+) -> TrainResult:
+    """A label-free head on precomputed embeddings (the measured defaults), saved to `out` with its settings."""
+    rows = np.asarray(embeddings, dtype=np.float32)
+    data = TrainingSet(rows, None, "label-free", described or f"{len(rows)} precomputed embeddings, label-free")
+    return train_and_save(data, out, None, overrides)
+
+
+def train_and_save(
+    data: TrainingSet,
+    out: Path,
+    config: Path | None = None,
+    overrides: dict[str, object] | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 200,
+) -> TrainResult:
+    """Train on `data` with the defaults for its mode (then `config`, then `overrides`); save head and settings."""
     settings = HeadTrainConfig.load(config, base=default_config(data), **(overrides or {}))
     result = train_head(
         data.embeddings, settings, data.labels if settings.method == "csrv2" else None,
