@@ -16,7 +16,7 @@ reported (never dropped silently).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -25,10 +25,16 @@ from elastic_transport import ConnectionTimeout
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from csrv2_vdb.credentials import redact
-from csrv2_vdb.errors import BulkWriteError, InvalidArgumentError, TransientEngineError, UnsupportedError
+from csrv2_vdb.errors import (
+    BulkWriteError,
+    InvalidArgumentError,
+    InvalidEmbeddingError,
+    TransientEngineError,
+    UnsupportedError,
+)
 from csrv2_vdb.filters import Filter, conditions
 from csrv2_vdb.sparse import SparseBatch
-from csrv2_vdb.store import CollectionInfo, Hit, HybridRequest, StoreBase, WriteBatch
+from csrv2_vdb.store import CollectionInfo, DensePoints, Hit, HybridRequest, StoreBase, WriteBatch, pick_vector
 
 SPARSE = "sparse"
 DENSE = "dense"
@@ -137,6 +143,53 @@ class ElasticsearchStore(StoreBase):
         return CollectionInfo(
             name, meta.get("csrv2_sparse_dim"), meta.get("csrv2_dense_dim"), meta.get("csrv2_encoder")
         )
+
+    # ------------------------------------------------------- reading back (migration)
+    def _dense_fields(self, name: str) -> dict[str, int]:
+        """The dense_vector fields of any index under this store's prefix, with their sizes."""
+        try:
+            index = self._index(name)
+            mapping = self.client.indices.get_mapping(index=index)[index]["mappings"]
+        except NotFoundError:
+            raise self.missing(name) from None
+        properties = mapping.get("properties", {})
+        return {k: int(v["dims"]) for k, v in properties.items() if v.get("type") == "dense_vector" and "dims" in v}
+
+    def dense_source(self, name: str, vector: str | None = None) -> tuple[int, int]:
+        _, size = pick_vector(name, self._dense_fields(name), vector)
+        return int(self.client.count(index=self._index(name))["count"]), size
+
+    def read_dense(self, name: str, vector: str | None = None, batch_size: int = 256) -> Iterator[DensePoints]:
+        """Every document of a point in time, in _shard_doc order with search_after; the other fields (but the
+        vector fields) are the payload. The vector is read from _source, so an index that keeps vectors out of
+        _source (`index.mapping.exclude_source_vectors`) cannot be migrated this way."""
+        fields = self._dense_fields(name)
+        field, _ = pick_vector(name, fields, vector)
+        skip = {*fields, SPARSE}
+        pit = self.client.open_point_in_time(index=self._index(name), keep_alive="5m")["id"]
+        after: list[Any] | None = None
+        try:
+            while True:
+                extra = {"search_after": after} if after is not None else {}
+                response = self.client.search(
+                    pit={"id": pit, "keep_alive": "5m"}, sort=[{"_shard_doc": "asc"}], size=batch_size,
+                    query={"match_all": {}}, **extra,
+                )  # fmt: skip
+                pit = response.get("pit_id", pit)
+                hits = response["hits"]["hits"]
+                if not hits:
+                    return
+                if any(field not in h["_source"] for h in hits):
+                    raise InvalidEmbeddingError(
+                        f"documents of {name!r} have no {field!r} in _source (vectors excluded from _source, or "
+                        "documents without a vector); every document needs one to migrate"
+                    )
+                payloads = [{k: v for k, v in h["_source"].items() if k not in skip} for h in hits]
+                vectors = np.asarray([h["_source"][field] for h in hits], dtype=np.float32)
+                yield DensePoints([str(h["_id"]) for h in hits], vectors, payloads)
+                after = hits[-1]["sort"]
+        finally:
+            self.client.close_point_in_time(id=pit)
 
     # ------------------------------------------------------------------ data
     def _upsert(self, name: str, batch: WriteBatch) -> None:

@@ -46,6 +46,7 @@ class FakeElasticsearch:
         self.fail_next_bulk = 0
         self.reject_items: set[str] = set()
         self.bulk_calls = 0
+        self.pits: dict[str, tuple[str, list[str]]] = {}  # point-in-time id -> (index, doc ids when opened)
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -205,6 +206,20 @@ class FakeElasticsearch:
             "hits": {"total": {"value": len(ranked), "relation": "eq"}, "hits": hits},
         }
 
+    def pit_search(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A search on a point in time: match_all pages in _shard_doc order, continued with search_after."""
+        pit = body.get("pit", {}).get("id")
+        if pit not in self.pits:
+            raise BadRequest("search_context_missing_exception", f"No search context found for id [{pit}]")
+        if body.get("sort") != [{"_shard_doc": "asc"}]:
+            raise BadRequest("fake_limit", "the fake pages points in time by [{'_shard_doc': 'asc'}] only")
+        index, ids = self.pits[pit]
+        docs = self.indices[index]["docs"]
+        start = body["search_after"][0] + 1 if "search_after" in body else 0
+        page = [(n, i) for n, i in enumerate(ids) if n >= start and i in docs][: body.get("size", 10)]
+        hits = [{"_index": index, "_id": i, "_score": None, "_source": docs[i]["source"], "sort": [n]} for n, i in page]
+        return {"pit_id": pit, "took": 1, "timed_out": False, "hits": {"total": {"value": len(ids)}, "hits": hits}}
+
     def _rank(self, docs: dict[str, Any], query: dict[str, Any]) -> list[tuple[str, float]]:
         scored = [(i, self.score(d, query)) for i, d in docs.items()]
         return sorted(((i, s) for i, s in scored if s is not None), key=lambda kv: (-kv[1], kv[0]))
@@ -277,6 +292,13 @@ def _handler(es: FakeElasticsearch) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, {"name": "fake", "cluster_name": "fake", "version": version})
             if parts == ["_bulk"]:
                 return self._bulk(raw)
+            if parts == ["_pit"] and method == "DELETE":
+                found = es.pits.pop(json.loads(raw or b"{}").get("id", ""), None)
+                return self._send(200 if found else 404, {"succeeded": bool(found), "num_freed": int(bool(found))})
+            if parts == ["_search"]:
+                return self._send(200, es.pit_search(json.loads(raw or b"{}")))
+            if len(parts) > 1 and parts[1] == "_search" and "pit" in json.loads(raw or b"{}"):
+                raise BadRequest("action_request_validation_exception", "[indices] cannot be used with point in time")
             if parts[:2] == ["_cat", "indices"]:
                 return self._send(
                     200, [{"index": name, "docs.count": str(len(i["docs"]))} for name, i in es.indices.items()]
@@ -300,6 +322,12 @@ def _handler(es: FakeElasticsearch) -> type[BaseHTTPRequestHandler]:
             if not exists:
                 return self._fail(404, "index_not_found_exception", f"no such index [{index}]")
             action = parts[1]
+            if action == "_pit" and method == "POST":
+                if "keep_alive" not in params:
+                    raise BadRequest("action_request_validation_exception", "[keep_alive] is required")
+                pit = f"pit-{len(es.pits)}-{index}"
+                es.pits[pit] = (index, list(es.indices[index]["docs"]))  # a snapshot: later writes are not seen
+                return self._send(200, {"id": pit})
             if action == "_mapping":
                 return self._send(200, {index: {"mappings": es.indices[index]["mappings"]}})
             if action == "_refresh":

@@ -43,6 +43,18 @@ def make_source(engine: str, store, vectors: np.ndarray, payloads: list[dict]) -
         ]
         store.client.upsert("dense_src", points=points)
         return "dense_src", "minilm", [str(i) for i in range(len(vectors))]
+    if engine.startswith("elasticsearch"):  # an index mapped by hand: dense_vector + keyword/long fields
+        ids = [f"es-{i}" for i in range(len(vectors))]
+        index = store.prefix + "dense_src"
+        store.client.indices.create(index=index, mappings={"properties": {
+            "emb": {"type": "dense_vector", "dims": vectors.shape[1], "index": True, "similarity": "cosine"},
+            "title": {"type": "keyword"}, "n": {"type": "long"}}})  # fmt: skip
+        from elasticsearch import helpers
+
+        actions = [{"_index": index, "_id": doc_id, "_source": {**p, "emb": v.tolist()}}
+                   for doc_id, v, p in zip(ids, vectors, payloads, strict=True)]  # fmt: skip
+        helpers.bulk(store.client, actions)
+        return "dense_src", None, ids
     from pymilvus import DataType  # Milvus: INT64 primary key, a scalar field and dynamic fields
 
     schema = store.client.create_schema(auto_id=False, enable_dynamic_field=True)

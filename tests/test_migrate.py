@@ -24,7 +24,7 @@ from tests.migrate_worker import make_source
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 300
-ENGINES = ["qdrant-edge", "qdrant-local", "milvus-lite"]
+ENGINES = ["qdrant-edge", "qdrant-local", "milvus-lite", "elasticsearch-fake"]
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def _worker(engine: str, root: Path, checkpoint: Path, delay: float) -> subproce
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ENGINES[:3])  # the Elasticsearch fake lives in the killed process: see below
 def test_sigkill_mid_migration_then_rerun_ends_with_exactly_n_points(engine, tmp_path, medical):
     vectors, payloads = medical
     np.save(tmp_path / "vectors.npy", vectors)  # the worker creates the source (Milvus Lite allows one process)
@@ -125,6 +125,29 @@ def test_sigkill_mid_migration_then_rerun_ends_with_exactly_n_points(engine, tmp
     assert "points=300" in out and int(out.split("resumed=")[1]) >= 2, out
     with open_engine(engine, tmp_path) as store:
         assert store.count("dense_src_csrv2") == N
+
+
+def test_failure_mid_migration_then_rerun_on_elasticsearch(tmp_path, medical, monkeypatch):
+    vectors, payloads = medical
+    encode, calls = CSRv2Encoder.encode_embeddings, []
+
+    def failing(self, dense, k=None):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("the process dies here")
+        return encode(self, dense, k)
+
+    with open_engine("elasticsearch-fake", tmp_path) as store:
+        make_source("elasticsearch-fake", store, vectors, payloads)
+        options = {"head": DEFAULT_HEAD, "batch_size": 20, "holdout": 0, "checkpoint": tmp_path / "ck",
+                   "progress": False, "log": lambda _: None}  # fmt: skip
+        monkeypatch.setattr(CSRv2Encoder, "encode_embeddings", failing)
+        with pytest.raises(RuntimeError, match="dies here"):
+            migrate(store, "dense_src", **options)
+        assert 0 < store.count("dense_src_csrv2") < N
+        monkeypatch.setattr(CSRv2Encoder, "encode_embeddings", encode)
+        report = migrate(store, "dense_src", **options)
+        assert report.write["batches_resumed"] >= 2 and store.count("dense_src_csrv2") == N == report.points
 
 
 def test_cli_migrate_check_and_search(tmp_path, medical, head_dir):
