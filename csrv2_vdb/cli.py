@@ -68,7 +68,7 @@ def _records(input: Path, embeddings: Path | None):
     if embeddings is None:
         return lambda: iter_records(input), None
     if embeddings.suffix == ".npy":
-        return lambda: with_vectors(iter_records(input, vector_field="embedding"), embeddings), "embedding"
+        return lambda: with_vectors(iter_records(input, text_optional=True), embeddings), "embedding"
     field = str(embeddings)
     return lambda: iter_records(input, vector_field=field), field
 

@@ -22,11 +22,12 @@ def iter_records(
     *,
     require_ids: bool = True,
     vector_field: str | None = None,
+    text_optional: bool = False,
 ) -> Iterator[dict]:
     """Stream documents as dicts with "id" and "text" keys (other fields kept as payload).
 
     With `vector_field`, each record carries its precomputed embedding in that field (a list of numbers) and
-    the text becomes optional.
+    the text becomes optional; `text_optional` alone makes it optional too (vectors come from elsewhere).
 
     .jsonl: one object per line; .parquet: one row per document (needs pyarrow); .txt: one text per
     line, its id the 1-based line number. Nothing is coerced: a text must be a non-empty string, an id a
@@ -35,7 +36,7 @@ def iter_records(
     """
     if not path.is_file():
         raise DataNotFoundError(f"input file {path} does not exist")
-    check = _RecordCheck(path, text_field, id_field, require_ids, vector_field)
+    check = _RecordCheck(path, text_field, id_field, require_ids, vector_field, text_optional)
     if path.suffix == ".parquet":
         for n, row in parquet_rows(path):
             yield check(row, n)
@@ -82,10 +83,17 @@ class _RecordCheck:
     """Turns one parsed record into {"id", "text", payload...}, refusing what would be coerced or collide."""
 
     def __init__(
-        self, path: Path, text_field: str, id_field: str, require_ids: bool, vector_field: str | None = None
+        self,
+        path: Path,
+        text_field: str,
+        id_field: str,
+        require_ids: bool,
+        vector_field: str | None = None,
+        text_optional: bool = False,
     ) -> None:
         self.path, self.text_field, self.id_field, self.require_ids = path, text_field, id_field, require_ids
         self.vector_field = vector_field
+        self.text_optional = text_optional or vector_field is not None
         self.id_type: tuple[type, int] | None = None  # the first id's type and line
 
     def fail(self, n: int, problem: str) -> InvalidRecordError:
@@ -98,8 +106,8 @@ class _RecordCheck:
             vector = obj.get(self.vector_field)
             if not isinstance(vector, list | tuple) or not vector:
                 raise self.fail(n, f"{self.vector_field!r} must be a non-empty list of numbers, got {vector!r:.60}")
-            if self.text_field not in obj:
-                return self.identified(obj, n, None)
+        if self.text_optional and self.text_field not in obj:
+            return self.identified(obj, n, None)
         text = obj.get(self.text_field)
         if not isinstance(text, str):
             got = "no such field" if self.text_field not in obj else f"{type(text).__name__} {text!r}"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 import pytest
 from embeddings_fake import FakeEmbeddings, fake_vector
+from typer.testing import CliRunner
 
+from csrv2_vdb.cli import app
 from csrv2_vdb.embed_cache import CachedEmbedder, EmbeddingCache
 from csrv2_vdb.embedders import CallableEmbedder, Embedder, OpenAIEmbedder, SentenceTransformerEmbedder
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder, encode_hybrid
@@ -177,3 +180,68 @@ def test_openai_key_comes_from_the_environment(monkeypatch):
     with FakeEmbeddings(dim=8, key=KEY) as fake:
         monkeypatch.setenv("CSRV2_EMBED_BASE_URL", fake.url)
         assert OpenAIEmbedder("text-embedding-3-small").embed(["a"]).shape == (1, 8)
+
+
+# ------------------------------------------------------------------ the CLI: precomputed vectors and the cache
+def _docs(path):
+    rows = [{"id": f"d{i}", "text": t, "n": i} for i, t in enumerate(TEXTS)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _codes(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_cli_encode_reuses_the_cache_and_takes_precomputed_vectors(tmp_path, backbone, monkeypatch):
+    from csrv2_vdb.backbone import Backbone
+
+    docs, cache = _docs(tmp_path / "docs.jsonl"), str(tmp_path / "cache.sqlite")
+    embedded: list[int] = []
+    real = Backbone.embed
+
+    def counting(self, texts, kind="document", **options):
+        embedded.append(len(texts))
+        return real(self, texts, kind, **options)
+
+    monkeypatch.setattr(Backbone, "embed", counting)
+    base = ["encode", "--input", str(docs), "--embed-cache", cache]
+    for k, out in ((8, "a.jsonl"), (2, "b.jsonl")):  # another k: no second embedding pass
+        result = CliRunner().invoke(app, [*base, "--k", str(k), "--output", str(tmp_path / out)])
+        assert result.exit_code == 0, result.output
+    assert embedded == [10]
+    off = CliRunner().invoke(app, [*base[:-2], "--embed-cache", "off", "--output", str(tmp_path / "c.jsonl")])
+    assert off.exit_code == 0 and embedded == [10, 10]
+
+    np.save(tmp_path / "vectors.npy", real(backbone, TEXTS))
+    pre = ["encode", "--input", str(docs), "--embeddings", str(tmp_path / "vectors.npy"), "--output"]
+    result = CliRunner().invoke(app, [*pre, str(tmp_path / "d.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert embedded == [10, 10]  # no model call: the vectors were given
+    for mine, theirs in zip(_codes(tmp_path / "d.jsonl"), _codes(tmp_path / "a.jsonl"), strict=True):
+        assert mine["indices"] == theirs["indices"]
+        np.testing.assert_allclose(mine["values"], theirs["values"], rtol=1e-4, atol=1e-6)
+    np.save(tmp_path / "short.npy", real(backbone, TEXTS[:3]))
+    short = CliRunner().invoke(app, [*pre[:4], str(tmp_path / "short.npy"), "--output", str(tmp_path / "e.jsonl")])
+    assert short.exit_code == 2 and "has 3 rows but the input has more records" in short.output
+
+
+def test_cli_index_from_an_embedding_field_then_search_by_text(tmp_path, backbone):
+    vectors = backbone.embed(TEXTS)
+    rows = [{"id": f"d{i}", "embedding": v.tolist(), "n": i} for i, v in enumerate(vectors)]
+    path = tmp_path / "vectors.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = str(tmp_path / "edge")
+    result = CliRunner().invoke(app, ["index", "--input", str(path), "--embeddings", "embedding", "--store", store,
+                                      "--collection", "docs"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "docs: 10 documents" in result.output
+    found = CliRunner().invoke(app, ["search", TEXTS[4], "--store", store, "--collection", "docs", "--limit", "1"])
+    assert found.exit_code == 0, found.output
+    hit = json.loads(found.output[found.output.index('{"id"') :].splitlines()[0])  # after transformers' bar
+    assert hit["id"] == "d4" and hit["payload"] == {"n": 4}  # the vector is not kept as payload
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "x", "embedding": "nope"}) + "\n")
+    refused = CliRunner().invoke(app, ["index", "--input", str(bad), "--embeddings", "embedding", "--store", store,
+                                       "--collection", "docs2"])  # fmt: skip
+    assert refused.exit_code == 2 and "bad.jsonl:1: 'embedding' must be a non-empty list of numbers" in refused.output
