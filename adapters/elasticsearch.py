@@ -34,7 +34,16 @@ from csrv2_vdb.errors import (
 )
 from csrv2_vdb.filters import Filter, conditions
 from csrv2_vdb.sparse import SparseBatch
-from csrv2_vdb.store import CollectionInfo, DensePoints, Hit, HybridRequest, StoreBase, WriteBatch, pick_vector
+from csrv2_vdb.store import (
+    CollectionInfo,
+    DensePoints,
+    Hit,
+    HybridRequest,
+    StoreBase,
+    WriteBatch,
+    in_order,
+    pick_vector,
+)
 
 SPARSE = "sparse"
 DENSE = "dense"
@@ -213,6 +222,14 @@ class ElasticsearchStore(StoreBase):
                 source[DENSE] = dense[i].tolist()
             actions.append({"_op_type": "index", "_index": self._index(name), "_id": doc_id, "_source": source})
         self._bulk(actions)
+
+    def get(self, name: str, ids: Sequence[str]) -> list[Hit]:
+        self.collection_info(name)
+        if not ids:
+            return []
+        docs = self.client.mget(index=self._index(name), ids=[str(i) for i in ids])["docs"]
+        found = [Hit(str(d["_id"]), 0.0, _payload(d)) for d in docs if d.get("found")]
+        return in_order(ids, found)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         self.collection_info(name)

@@ -44,6 +44,7 @@ from csrv2_vdb.store import (
     WriteBatch,
     document_of,
     hit_from_payload,
+    in_order,
     pick_vector,
     point_id,
     stored_payload,
@@ -231,6 +232,15 @@ class MilvusStore(StoreBase):
         """Seal growing segments so the index covers them (searches on growing segments scan them)."""
         self.collection_info(name)
         self.client.flush(name)
+
+    def get(self, name: str, ids: Sequence[str]) -> list[Hit]:
+        self.collection_info(name)
+        if not ids:
+            return []
+        with _engine_errors(f"get from {name!r}"):
+            rows = self.client.get(name, ids=[point_id(i) for i in ids], output_fields=["*"])
+        found = [hit_from_payload({k: v for k, v in r.items() if k not in _RESERVED}, 0.0) for r in rows]
+        return in_order(ids, found)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         """Delete by document id; the primary keys are UUIDs, so no id can change the expression pymilvus builds."""

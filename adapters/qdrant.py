@@ -40,6 +40,8 @@ from csrv2_vdb.store import (
     HybridRequest,
     StoreBase,
     WriteBatch,
+    hit_from_payload,
+    in_order,
     pick_vector,
     point_id,
     stored_payload,
@@ -173,6 +175,11 @@ class QdrantStore(StoreBase):
         self.collection_info(name)
         with self._writes:
             self.client.delete(name, points_selector=models.PointIdsList(points=[point_id(i) for i in ids]), wait=True)
+
+    def get(self, name: str, ids: Sequence[str]) -> list[Hit]:
+        self.collection_info(name)
+        points = self.client.retrieve(name, [point_id(i) for i in ids], with_payload=True, with_vectors=False)
+        return in_order(ids, [hit_from_payload(p.payload or {}, 0.0, p.id) for p in points])
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         self.collection_info(name)

@@ -41,6 +41,8 @@ from csrv2_vdb.store import (
     HybridRequest,
     StoreBase,
     WriteBatch,
+    hit_from_payload,
+    in_order,
     pick_vector,
     point_id,
     stored_payload,
@@ -183,6 +185,10 @@ class QdrantEdgeStore(StoreBase):
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         self._shard(name).update(qe.UpdateOperation.delete_points([point_id(i) for i in ids]))
+
+    def get(self, name: str, ids: Sequence[str]) -> list[Hit]:
+        points = self._shard(name).retrieve([point_id(i) for i in ids], True, False)
+        return in_order(ids, [hit_from_payload(p.payload or {}, 0.0, p.id) for p in points])
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         return int(self._shard(name).count(qe.CountRequest(exact=True, filter=_filter(filter))))

@@ -203,6 +203,21 @@ class PayloadIndexable(Protocol):
     def create_payload_index(self, name: str, field: str, kind: str = "keyword") -> None: ...
 
 
+@runtime_checkable
+class Gettable(Protocol):
+    """Stores that return stored documents by id (all four adapters): the payloads, without vectors."""
+
+    def get(self, name: str, ids: Sequence[str]) -> list[Hit]:
+        """The documents among `ids` that exist, in the order asked (score 0.0); missing ids are left out."""
+        ...
+
+
+def in_order(ids: Sequence[str], found: list[Hit]) -> list[Hit]:
+    """`found` ordered as `ids` asked (each once), dropping ids that were not found."""
+    by_id = {hit.id: hit for hit in found}
+    return [by_id[i] for i in dict.fromkeys(map(str, ids)) if i in by_id]
+
+
 @dataclass(frozen=True)
 class DensePoints:
     """One page of dense vectors read back from a collection: document ids, (n, d) float32 vectors, payloads."""

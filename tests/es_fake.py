@@ -337,6 +337,15 @@ def _handler(es: FakeElasticsearch) -> type[BaseHTTPRequestHandler]:
                 query = body.get("query", {"match_all": {}})
                 n = sum(es.matches(d, query) for d in es.indices[index]["docs"].values())
                 return self._send(200, {"count": n})
+            if action == "_mget":
+                docs = es.indices[index]["docs"]
+                found = [
+                    {"_index": index, "_id": i, "found": True, "_source": docs[i]["source"]}
+                    if i in docs
+                    else {"_index": index, "_id": i, "found": False}
+                    for i in body["ids"]
+                ]
+                return self._send(200, {"docs": found})
             if action == "_search":
                 if "size" in params:
                     body["size"] = int(params["size"][0])

@@ -156,6 +156,19 @@ def test_upsert_overwrites_and_delete(engine):
     assert store.count("u", {"v": 2}) == 0
 
 
+def test_get_returns_stored_documents_by_id_in_the_order_asked(engine):
+    from csrv2_vdb.store import Gettable
+
+    store, *_ = engine
+    assert isinstance(store, Gettable)
+    store.create_collection("g", sparse_dim=64, dense_dim=8)
+    payloads = [{"text": f"t{i}", "n": i, "tags": ["a", "b"]} for i in range(5)]
+    store.upsert("g", _ids(5), sparse=random_sparse(5, 64, 4), dense=_unit(5, 8, 1), payloads=payloads)
+    got = store.get("g", ["doc-3", "missing", "doc-0", "doc-3"])
+    assert [(h.id, h.payload) for h in got] == [("doc-3", payloads[3]), ("doc-0", payloads[0])]
+    assert store.get("g", []) == []
+
+
 def test_reopen_keeps_everything(engine):
     store, reopen, _ = engine
     docs = random_sparse(500, 128, 4, seed=5)
