@@ -1,4 +1,10 @@
-"""LangChain: `CSRv2Retriever` over any `SparseStore`, and `CSRv2SparseEmbeddings` for langchain-qdrant.
+"""LangChain: `CSRv2VectorStore` and `CSRv2Retriever` over any `SparseStore`, `CSRv2SparseEmbeddings` for
+langchain-qdrant, and `LangChainEmbedder` (a LangChain `Embeddings` model as this library's embedder).
+
+    vectorstore = CSRv2VectorStore(store, "docs")             # the general head on the offline backbone
+    vectorstore.add_documents(docs)
+    vectorstore.similarity_search("question", k=3, filter={"topic": "skin"})
+    vectorstore.as_retriever(search_kwargs={"k": 3})
 
     retriever = CSRv2Retriever.from_texts(texts, encoder, store, "docs", metadatas=...)
     retriever.invoke("question", k=3, filter={"topic": "skin"})
@@ -12,20 +18,27 @@ Sparse engines return only documents sharing a latent with the query, so fewer t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
+from langchain_core.vectorstores import VectorStore
 from langchain_qdrant import SparseEmbeddings, SparseVector
 from pydantic import ConfigDict
 
+from csrv2_vdb.embedders import Kind, unit_rows
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
+from csrv2_vdb.errors import CollectionNotFoundError, InvalidArgumentError, UnsupportedError
 from csrv2_vdb.filters import Filter
 from csrv2_vdb.retrieval import SearchMode, index_texts, search_text
-from csrv2_vdb.store import Hit, SparseStore
+from csrv2_vdb.store import Gettable, Hit, SparseStore
+from csrv2_vdb.texts import check_texts
 
 
 class CSRv2Retriever(BaseRetriever):
@@ -129,3 +142,162 @@ class CSRv2SparseEmbeddings(SparseEmbeddings):
     def embed_query(self, text: str) -> SparseVector:
         ((indices, values),) = self.encoder.encode_queries([text], k=self.k).rows()
         return SparseVector(indices=indices, values=values)
+
+
+class LangChainEmbedder:
+    """A LangChain `Embeddings` model (OpenAIEmbeddings, HuggingFaceEmbeddings, ...) as this library's `Embedder`:
+    `embed_query` for queries, `embed_documents` for documents; rows are L2-normalised like every embedder's."""
+
+    def __init__(self, embeddings: Embeddings, dim: int, identity: str) -> None:
+        if not identity:
+            raise InvalidArgumentError("LangChainEmbedder needs an identity naming the model (caches key on it)")
+        self.embeddings = embeddings
+        self._dim = int(dim)
+        self._identity = f"langchain:{identity}"
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def identity(self) -> str:
+        return self._identity
+
+    def embed(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray:
+        check_texts(texts)
+        rows = (
+            [self.embeddings.embed_query(t) for t in texts]
+            if kind == "query"
+            else self.embeddings.embed_documents(list(texts))
+        )
+        return unit_rows(rows, len(texts), self._dim, f"LangChain embeddings {self._identity}")
+
+
+def _document(hit: Hit, text_key: str) -> Document:
+    """A stored document as LangChain's Document: the text under `text_key` is the content, the rest metadata."""
+    metadata = {key: value for key, value in hit.payload.items() if key != text_key}
+    return Document(page_content=str(hit.payload.get(text_key, "")), metadata=metadata, id=hit.id)
+
+
+class CSRv2VectorStore(VectorStore):
+    """A LangChain VectorStore over any `SparseStore` collection: sparse CSRv2 codes, MRL dense vectors, or both.
+
+    `encoder` defaults to the shipped general head on the offline backbone (`CSRv2Encoder.load()`);
+    `search_mode` "sparse" (default), "dense" (needs `dense_encoder`) or "hybrid" (both, fused by the engine).
+    The collection is created on the first write. Filters are the library's ({"field": value | [values] |
+    Range}); scores are the engine's (cosine for normalised codes). Sparse search returns only documents that
+    share a latent with the query, so fewer than k can come back. Async methods run the sync ones in an
+    executor, so they never block the event loop.
+    """
+
+    def __init__(
+        self,
+        store: SparseStore,
+        collection: str,
+        encoder: CSRv2Encoder | None = None,
+        *,
+        dense_encoder: MRLEncoder | None = None,
+        search_mode: SearchMode = "sparse",
+        text_key: str = "text",
+        active_dims: int | None = None,
+    ) -> None:
+        if search_mode not in ("sparse", "dense", "hybrid"):
+            raise InvalidArgumentError(f"search_mode must be sparse, dense or hybrid, got {search_mode!r}")
+        if search_mode != "sparse" and dense_encoder is None:
+            raise InvalidArgumentError(f"search_mode {search_mode!r} needs a dense_encoder (MRLEncoder)")
+        self.store = store
+        self.collection = collection
+        self.encoder = encoder if encoder is not None else CSRv2Encoder.load()
+        self.dense_encoder = dense_encoder
+        self.search_mode: SearchMode = search_mode
+        self.text_key = text_key
+        self.active_dims = active_dims
+
+    def _exists(self) -> bool:
+        try:
+            self.store.collection_info(self.collection)
+        except CollectionNotFoundError:
+            return False
+        return True
+
+    def add_texts(
+        self, texts: Iterable[str], metadatas: list[dict[str, Any]] | None = None, *, ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:  # fmt: skip
+        """Encode and upsert; an id that is None (or not given) becomes a random UUID. Returns the ids."""
+        batch = list(texts)
+        given = list(ids) if ids is not None else [None] * len(batch)
+        if len(given) != len(batch):
+            raise InvalidArgumentError(f"{len(batch)} texts but {len(given)} ids")
+        chosen = [str(i) if i is not None else str(uuid.uuid4()) for i in given]
+        if not batch:
+            return []
+        return index_texts(
+            self.store, self.collection, batch, encoder=self.encoder, dense_encoder=self.dense_encoder, ids=chosen,
+            metadatas=metadatas, text_key=self.text_key,
+        )  # fmt: skip
+
+    def _hits(self, query: str, k: int, filter: Filter | None, mode: SearchMode | None) -> list[Hit]:
+        if not self._exists():
+            return []
+        return search_text(
+            self.store, self.collection, query, encoder=self.encoder, dense_encoder=self.dense_encoder,
+            mode=mode or self.search_mode, limit=k, filter=filter, active_dims=self.active_dims,
+        )  # fmt: skip
+
+    def similarity_search(
+        self, query: str, k: int = 4, filter: Filter | None = None, search_mode: SearchMode | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:  # fmt: skip
+        return [_document(h, self.text_key) for h in self._hits(query, k, filter, search_mode)]
+
+    def similarity_search_with_score(
+        self, query: str, k: int = 4, filter: Filter | None = None, search_mode: SearchMode | None = None,
+        **kwargs: Any,
+    ) -> list[tuple[Document, float]]:  # fmt: skip
+        return [(_document(h, self.text_key), h.score) for h in self._hits(query, k, filter, search_mode)]
+
+    def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        """Scores of normalised codes are cosines in [0, 1] (codes are non-negative): already relevances."""
+        if self.search_mode != "sparse" or not self.encoder.normalize:
+            raise UnsupportedError(
+                "relevance scores in [0, 1] are defined for sparse search with normalised codes only; use "
+                "similarity_search_with_score for the engine's raw scores"
+            )
+        return lambda score: score
+
+    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
+        """Delete by id; with no ids, drop the whole collection (it is created again on the next write)."""
+        if not self._exists():
+            return True
+        if ids is None:
+            self.store.drop_collection(self.collection)
+        else:
+            self.store.delete(self.collection, [str(i) for i in ids])
+        return True
+
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """The stored documents among `ids`, in that order (missing ids are left out)."""
+        if not isinstance(self.store, Gettable):
+            raise UnsupportedError(f"{type(self.store).__name__} cannot return documents by id")
+        if not self._exists():
+            return []
+        return [_document(h, self.text_key) for h in self.store.get(self.collection, list(ids))]
+
+    @classmethod
+    def from_texts(
+        cls, texts: list[str], embedding: Embeddings | CSRv2Encoder | None = None,
+        metadatas: list[dict[str, Any]] | None = None, *, ids: list[str] | None = None, **kwargs: Any,
+    ) -> CSRv2VectorStore:  # fmt: skip
+        """`store=` and `collection=` name where to write; `embedding` is a CSRv2Encoder (or None: the default
+        encoder). A LangChain `Embeddings` is refused: wrap it in `LangChainEmbedder` and give a head fitted on it."""
+        if embedding is not None and not isinstance(embedding, CSRv2Encoder):
+            raise InvalidArgumentError(
+                "CSRv2VectorStore needs a CSRv2Encoder: wrap your Embeddings in LangChainEmbedder and build "
+                "CSRv2Encoder(LangChainEmbedder(...), head) with a head fitted on its vectors (csrv2-vdb train)"
+            )
+        if "store" not in kwargs or "collection" not in kwargs:
+            raise InvalidArgumentError("from_texts needs store= (a SparseStore) and collection= (its name)")
+        vectorstore = cls(kwargs.pop("store"), kwargs.pop("collection"), embedding, **kwargs)
+        vectorstore.add_texts(texts, metadatas, ids=ids)
+        return vectorstore
