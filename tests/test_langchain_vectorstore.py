@@ -48,8 +48,12 @@ class TestMilvusLiteVectorStore(_Suite):
 
 @pytest.mark.parametrize("engine", ["qdrant-edge", "milvus-lite"])
 def test_vectorstore_answers_like_the_retriever_on_the_default_head(engine, tmp_path):
-    texts = ["Basal cell carcinoma is a skin cancer.", "Radiation therapy uses high-energy rays.",
-             "Melanoma starts in pigment cells of the skin.", "Chemotherapy drugs kill fast-growing cells."]  # fmt: skip
+    texts = [
+        "Basal cell carcinoma is a skin cancer.",
+        "Radiation therapy uses high-energy rays.",
+        "Melanoma starts in pigment cells of the skin.",
+        "Chemotherapy drugs kill fast-growing cells.",
+    ]
     with open_engine(engine, tmp_path) as store:
         vectorstore = CSRv2VectorStore.from_texts(
             texts, metadatas=[{"topic": t} for t in ("skin", "therapy", "skin", "therapy")], ids=["a", "b", "c", "d"],
