@@ -11,8 +11,11 @@ For llama-index-vector-stores-milvus see `csrv2_vdb.integrations.llamaindex_milv
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
+from llama_index.core.base.embeddings.base_sparse import BaseSparseEmbedding, SparseEmbedding
+from llama_index.core.bridge.pydantic import ConfigDict, Field
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
@@ -71,6 +74,43 @@ class CSRv2Retriever(BaseRetriever):
             active_dims=self.active_dims,
         )
         return [self._node(h) for h in hits]
+
+
+class CSRv2SparseEmbedding(BaseSparseEmbedding):
+    """LlamaIndex core's sparse embedding (`BaseSparseEmbedding`) backed by a CSRv2Encoder: {latent: weight}
+    dicts of `k` active latents (default: the encoder's k); the general head on the offline backbone when no
+    encoder is given. Texts are encoded `embed_batch_size` at a time; async methods run in a worker thread."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    encoder: CSRv2Encoder = Field(default_factory=CSRv2Encoder.load, exclude=True)
+    k: int | None = Field(default=None, description="Active latents per vector; None: the encoder's k.")
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "CSRv2SparseEmbedding"
+
+    def _codes(self, texts: list[str], kind: str) -> list[SparseEmbedding]:
+        codes = self.encoder.encode_queries(texts, self.k) if kind == "query" else self.encoder.encode_documents(
+            texts, self.k)  # fmt: skip
+        return codes.to_dicts()
+
+    def _get_query_embedding(self, query: str) -> SparseEmbedding:
+        return self._codes([query], "query")[0]
+
+    async def _aget_query_embedding(self, query: str) -> SparseEmbedding:
+        return await asyncio.to_thread(self._get_query_embedding, query)
+
+    def _get_text_embedding(self, text: str) -> SparseEmbedding:
+        return self._codes([text], "document")[0]
+
+    async def _aget_text_embedding(self, text: str) -> SparseEmbedding:
+        return await asyncio.to_thread(self._get_text_embedding, text)
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[SparseEmbedding]:
+        return self._codes(texts, "document")
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[SparseEmbedding]:
+        return await asyncio.to_thread(self._get_text_embeddings, texts)
 
 
 def sparse_fns(encoder: CSRv2Encoder, k: int | None = None) -> tuple[SparseFn, SparseFn]:

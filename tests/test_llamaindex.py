@@ -104,3 +104,30 @@ def test_sparse_function_inside_llama_index_milvus(indexed, tmp_path):
     assert any(
         score < exact[node.get_content()] - 1e-4 for node, score in zip(theirs.nodes, theirs.similarities, strict=False)
     )
+
+
+def test_core_sparse_embedding_matches_the_encoder_sync_async_and_batched():
+    from csrv2_vdb.integrations.llamaindex import CSRv2SparseEmbedding
+
+    encoder = shared_encoder()
+    embedding = CSRv2SparseEmbedding(encoder=encoder, k=8, embed_batch_size=2)
+    assert embedding.get_query_embedding(QUERY) == encoder.encode_queries([QUERY], k=8).to_dicts()[0]
+    assert asyncio.run(embedding.aget_query_embedding(QUERY)) == embedding.get_query_embedding(QUERY)
+    docs = encoder.encode_documents(TEXTS, k=8).to_dicts()
+
+    def same(got, want):  # batches of 2 pad differently from one batch: same latents, float noise in values
+        assert [sorted(g) for g in got] == [sorted(w) for w in want]
+        for g, w in zip(got, want, strict=True):
+            assert [g[i] for i in sorted(g)] == pytest.approx([w[i] for i in sorted(w)], rel=1e-5)
+
+    same(embedding.get_text_embedding_batch(TEXTS), docs)
+    same(asyncio.run(embedding.aget_text_embedding_batch(TEXTS)), docs)
+    same([asyncio.run(embedding.aget_text_embedding(TEXTS[0]))], docs[:1])
+    assert all(len(d) == 8 for d in docs)
+    assert "encoder" not in embedding.to_payload()  # what LlamaIndex logs: settings, not the encoder object
+
+
+def test_core_sparse_embedding_defaults_to_the_general_head():
+    from csrv2_vdb.integrations.llamaindex import CSRv2SparseEmbedding
+
+    assert CSRv2SparseEmbedding().encoder.identity == CSRv2Encoder.load().identity
