@@ -72,3 +72,44 @@ def test_vectorstore_answers_like_the_retriever_on_the_default_head(engine, tmp_
             Document(page_content=texts[2], metadata={"topic": "skin"}, id="c"),
             Document(page_content=texts[0], metadata={"topic": "skin"}, id="a"),
         ]
+
+
+def test_langchain_milvus_store_with_the_bridge_scores_exactly(tmp_path):
+    """With EXACT_* params the langchain-milvus store scores as CSRv2Retriever does. Its default index keeps
+    drop_ratio_build 0.2 (pinned); Milvus Lite 2.5 applies no drop ratio here (measured: scores equal even at
+    3,200 flushed rows), so what the default loses on a Milvus server cannot be shown on this machine."""
+    from langchain_milvus import Milvus
+
+    from csrv2_vdb.adapters.milvus import MilvusStore
+    from csrv2_vdb.integrations.langchain_milvus import (
+        EXACT_INDEX_PARAMS,
+        EXACT_SEARCH_PARAMS,
+        CSRv2MilvusSparseEmbedding,
+    )
+    from tests.framework_data import TEXTS, shared_encoder
+
+    bridge = CSRv2MilvusSparseEmbedding(shared_encoder())  # documents and queries at the encoder's k, as below
+    uri = str(tmp_path / "milvus.db")
+    ids = [f"doc-{i}" for i in range(len(TEXTS))]
+    exact = Milvus(bridge, collection_name="exact", connection_args={"uri": uri}, index_params=EXACT_INDEX_PARAMS,
+                   search_params=EXACT_SEARCH_PARAMS, vector_field="sparse", auto_id=False)  # fmt: skip
+    exact.add_texts(TEXTS, ids=ids)
+    lossy = Milvus(
+        bridge, collection_name="lossy", connection_args={"uri": uri}, vector_field="sparse", auto_id=False
+    )  # fmt: skip  (langchain-milvus defaults: drop_ratio_build 0.2)
+    lossy.add_texts(TEXTS, ids=ids)
+    for name in ("exact", "lossy"):  # seal the segments: the sparse index (and its drop ratio) applies to them
+        exact.client.flush(name)
+    ours = MilvusStore(uri, client=exact.client)
+    retriever = CSRv2Retriever.from_texts(TEXTS, bridge.encoder, ours, "ours", ids=ids, k=4)
+    losses = []
+    for query in ("How is skin cancer treated?", "What does radiation do?"):
+        want = retriever.invoke(query)
+        got = exact.similarity_search_with_score(query, k=4)
+        assert [d.page_content for d, _ in got] == [d.page_content for d in want]
+        assert [s for _, s in got] == pytest.approx([d.metadata["score"] for d in want], rel=1e-5)
+        dropped = dict((d.page_content, s) for d, s in lossy.similarity_search_with_score(query, k=4))
+        losses += [d.metadata["score"] - dropped.get(d.page_content, 0.0) for d in want]
+    params = {name: exact.client.describe_index(name, "sparse")["drop_ratio_build"] for name in ("exact", "lossy")}
+    assert params == {"exact": "0.0", "lossy": "0.2"}
+    assert max(map(abs, losses)) < 1e-6  # Milvus Lite: no loss observed (a server drops; see the docstring)
