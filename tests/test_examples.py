@@ -9,7 +9,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-@pytest.mark.parametrize("script", ["langchain_rag.py", "llamaindex_rag.py"])
+@pytest.mark.parametrize("script", ["langchain_rag.py", "llamaindex_rag.py", "haystack_rag.py"])
 def test_rag_example_answers_from_retrieved_chunks(script, data_dir):
     out = subprocess.run(
         [sys.executable, str(EXAMPLES / script), "--data", str(data_dir), "--max-chunks", "60",

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 from haystack import Document, Pipeline, component
-from haystack.document_stores.types import DuplicatePolicy
 from haystack.components.writers import DocumentWriter
+from haystack.document_stores.types import DuplicatePolicy
 from haystack_integrations.components.retrievers.qdrant import QdrantHybridRetriever, QdrantSparseEmbeddingRetriever
 from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
 
@@ -22,7 +22,10 @@ QUERIES = ["How is skin cancer treated?", "What does radiation therapy do?"]
 
 @pytest.fixture(scope="module")
 def store():
-    documents = [Document(id=f"doc-{i}", content=t, meta={"topic": p}) for i, (t, p) in enumerate(zip(TEXTS, TOPICS))]
+    documents = [
+        Document(id=f"doc-{i}", content=t, meta={"topic": p})
+        for i, (t, p) in enumerate(zip(TEXTS, TOPICS, strict=False))
+    ]
     document_store = QdrantDocumentStore(":memory:", use_sparse_embeddings=True, embedding_dim=384, sparse_idf=False)
     indexing = Pipeline()
     indexing.add_component("sparse", CSRv2SparseDocumentEmbedder())  # no head named: the general head
