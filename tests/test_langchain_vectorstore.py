@@ -11,6 +11,7 @@ from langchain_core.documents import Document
 from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
 from csrv2_vdb.encoder import CSRv2Encoder
+from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.integrations.langchain import CSRv2Retriever, CSRv2VectorStore, LangChainEmbedder
 from tests.engines import open_engine
@@ -113,3 +114,22 @@ def test_langchain_milvus_store_with_the_bridge_scores_exactly(tmp_path):
     params = {name: exact.client.describe_index(name, "sparse")["drop_ratio_build"] for name in ("exact", "lossy")}
     assert params == {"exact": "0.0", "lossy": "0.2"}
     assert max(map(abs, losses)) < 1e-6  # Milvus Lite: no loss observed (a server drops; see the docstring)
+
+
+def test_vectorstore_dense_and_hybrid_modes_answer_like_the_retriever(tmp_path):
+    from csrv2_vdb.encoder import MRLEncoder
+    from tests.framework_data import TEXTS, shared_encoder
+
+    encoder = shared_encoder()
+    dense = MRLEncoder(encoder.embedder, 64)
+    with open_engine("qdrant-edge", tmp_path) as store:
+        hybrid = CSRv2VectorStore.from_texts(TEXTS, encoder, store=store, collection="both", dense_encoder=dense,
+                                             search_mode="hybrid")  # fmt: skip
+        retriever = CSRv2Retriever(store=store, collection="both", encoder=encoder, dense_encoder=dense, k=3)
+        for mode in ("hybrid", "dense"):
+            got = hybrid.similarity_search_with_score("How is skin cancer treated?", k=3, search_mode=mode)
+            want = retriever.invoke("How is skin cancer treated?", search_mode=mode)
+            assert [d.id for d, _ in got] == [d.id for d in want] and len(got) == 3
+            assert [s for _, s in got] == pytest.approx([d.metadata["score"] for d in want], rel=1e-5)
+        with pytest.raises(InvalidArgumentError, match="needs a dense_encoder"):
+            CSRv2VectorStore(store, "both", encoder, search_mode="hybrid")
