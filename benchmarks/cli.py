@@ -410,17 +410,35 @@ def bench_encoder(
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Batch sizes to time.")] = "1,8,32,64,128,256",
     texts: Annotated[int, typer.Option("--texts", help="Texts timed per batch size.")] = 256,
     k: Annotated[int, typer.Option("--k", help="Active dims the head keeps.")] = 32,
+    runtimes: Annotated[
+        bool, typer.Option("--runtimes", help="Instead: torch vs ONNX Runtime fp32 vs int8, side by side.")
+    ] = False,
     out: Annotated[Path, typer.Option("--out", help="Folder for encoder.json/.md.")] = Path("docs/benchmarks"),
     data: DataOpt = None,
 ) -> None:
-    """Texts/s of the backbone alone and with the sparse head, per batch size."""
+    """Texts/s of the backbone alone and with the sparse head, per batch size; or (--runtimes) the backbone's
+    runtimes compared on query latency, bulk throughput and agreement with torch."""
     from csrv2_vdb.benchmarks.datasets import find_data_dir
-    from csrv2_vdb.benchmarks.speed.encoder import EncoderConfig, markdown, run_encoder_bench
+    from csrv2_vdb.benchmarks.speed.encoder import (
+        EncoderConfig,
+        markdown,
+        run_encoder_bench,
+        run_runtime_bench,
+        runtime_markdown,
+    )
 
+    out.mkdir(parents=True, exist_ok=True)
+    if runtimes:
+        with user_errors():
+            measured = run_runtime_bench(data or find_data_dir())
+        (out / "runtimes.json").write_text(json.dumps(measured, indent=1))
+        text = runtime_markdown(measured, _command_line())
+        (out / "runtimes.md").write_text(text)
+        Console().print(text)
+        return
     settings = EncoderConfig(batch_sizes=_ints(batch_sizes, "--batch-sizes"), texts_per_size=texts, k=k)
     with user_errors():
         rows = run_encoder_bench(settings, data or find_data_dir())
-    out.mkdir(parents=True, exist_ok=True)
     (out / "encoder.json").write_text(json.dumps(rows, indent=1))
     text = markdown(rows, settings, _command_line())
     (out / "encoder.md").write_text(text)

@@ -161,3 +161,13 @@ def test_benchmark_targets_name_engines_from_the_one_table():
     stores = [c for c in vars(targets).values() if isinstance(c, type) and issubclass(c, targets.StoreTarget)]
     engines = {c.engine for c in stores if c is not targets.StoreTarget}
     assert engines == {"qdrant-edge", "milvus", "qdrant"} and engines <= set(ENGINES)
+
+
+def test_runtime_bench_compares_torch_onnx_and_int8(data_slice):
+    from csrv2_vdb.benchmarks.speed.encoder import run_runtime_bench, runtime_markdown
+
+    rows = run_runtime_bench(data_slice, queries=2, bulk_texts=8, batch=4)
+    assert [r["runtime"] for r in rows] == ["torch", "onnx", "onnx-int8"]
+    assert rows[0]["cos_min"] > 0.9999 and rows[1]["cos_min"] >= 0.999 and rows[2]["cos_min"] < 0.99999
+    assert all(r["query_p50_ms"] > 0 and r["bulk_texts_per_s"] > 0 for r in rows)
+    assert "| onnx-int8 |" in runtime_markdown(rows, "cmd")

@@ -1,18 +1,23 @@
-"""`csrv2-vdb bench encoder`: texts/s of the backbone alone and with the sparse head, batch 1 to 256.
+"""`csrv2-vdb bench encoder`: texts/s of the backbone alone and with the sparse head, batch 1 to 256; and the
+backbone's runtimes (torch, ONNX Runtime fp32, ONNX Runtime int8) side by side.
 
 Backbone and head run on the same batches, one right after the other, so machine noise hits both
-alike; the head's share of the time is the overhead CSRv2 adds to embedding.
+alike; the head's share of the time is the overhead CSRv2 adds to embedding. The runtimes take turns on
+every query and every bulk batch for the same reason.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from csrv2_vdb.backbone import Backbone
+import numpy as np
+
+from csrv2_vdb.backbone import Backbone, Runtime
 from csrv2_vdb.benchmarks.datasets import chunk_words, load_corpus
 from csrv2_vdb.benchmarks.reports import table
 from csrv2_vdb.head import SparseHead, pretrained_head
@@ -24,11 +29,12 @@ class EncoderConfig:
     texts_per_size: int = 256  # texts timed at every batch size (at least one batch)
     k: int = 32
     head: str | None = "minilm-medical-csrv2-k8"  # shipped head name; None: a random head of the same shape
+    runtime: Runtime = "auto"  # the backbone's runtime for the batch-size table
 
 
 def run_encoder_bench(settings: EncoderConfig, data_dir: Path) -> list[dict[str, Any]]:
     """One row per batch size: median ms per batch for backbone and head, texts/s without and with head."""
-    backbone = Backbone()
+    backbone = Backbone(runtime=settings.runtime)
     head = pretrained_head(settings.head) if settings.head else SparseHead(backbone.dim, k=settings.k)
     needed = max(settings.texts_per_size, max(settings.batch_sizes))
     chunks = chunk_words(load_corpus(data_dir))
@@ -75,4 +81,60 @@ def markdown(rows: list[dict[str, Any]], settings: EncoderConfig, command: str) 
     lines += table(header, [[r["batch"], f"{r['backbone_ms']:.1f}", f"{r['head_ms']:.2f}",
                              f"{r['texts_per_s_backbone']:.1f}", f"{r['texts_per_s_with_head']:.1f}",
                              f"{r['head_share']:.2%}"] for r in rows])  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+QUESTIONS = ["What is the most common type of skin cancer?", "How does radiation therapy damage cancer cells?",
+             "Which vitamin deficiency causes scurvy?", "What are the symptoms of a heart attack?"]  # fmt: skip
+
+
+def run_runtime_bench(
+    data_dir: Path, queries: int = 60, bulk_texts: int = 128, batch: int = 64
+) -> list[dict[str, Any]]:
+    """Per runtime: query latency at batch 1 (p50, p90), bulk texts/s on 150-word chunks, and the cosine of its
+    vectors with torch's (min, mean); the runtimes alternate on every call."""
+    runtimes: dict[str, Callable[[], Backbone]] = {
+        "torch": lambda: Backbone(runtime="torch"),
+        "onnx": lambda: Backbone(runtime="onnx"),
+        "onnx-int8": lambda: Backbone(runtime="onnx", quantize=True),
+    }
+    models = {name: make() for name, make in runtimes.items()}
+    chunks = chunk_words(load_corpus(data_dir))
+    texts = [chunks[i % len(chunks)].text for i in range(bulk_texts)]
+    reference = models["torch"].embed(texts, "document", progress=False)
+    for model in models.values():
+        model.embed(texts[:batch], "document", progress=False)  # warm-up
+    latency: dict[str, list[float]] = {name: [] for name in models}
+    bulk: dict[str, list[float]] = {name: [] for name in models}
+    for i in range(queries):
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            model.embed([QUESTIONS[i % len(QUESTIONS)]], "query", progress=False)
+            latency[name].append(time.perf_counter() - t0)
+    for start in range(0, bulk_texts, batch):
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            model.embed(texts[start : start + batch], "document", progress=False)
+            bulk[name].append(time.perf_counter() - t0)
+    rows = []
+    for name, model in models.items():
+        cos = (model.embed(texts, "document", progress=False) * reference).sum(axis=1)
+        rows.append({
+            "runtime": name, "query_p50_ms": 1000 * float(np.median(latency[name])),
+            "query_p90_ms": 1000 * float(np.percentile(latency[name], 90)),
+            "bulk_texts_per_s": bulk_texts / sum(bulk[name]), "cos_min": float(cos.min()),
+            "cos_mean": float(cos.mean()),
+        })  # fmt: skip
+    return rows
+
+
+def runtime_markdown(rows: list[dict[str, Any]], command: str) -> str:
+    torch_row = rows[0]
+    lines = ["## Backbone runtimes (side by side, alternating)", "",
+             f"Reproduce: `{command}`. all-MiniLM-L6-v2; queries are short questions at batch 1; bulk is 150-word "
+             "medical chunks in batches of 64; cosine against torch's vectors for the same chunks.", ""]  # fmt: skip
+    header = ["runtime", "query p50 ms", "query p90 ms", "speed-up (p50)", "bulk texts/s", "cos min", "cos mean"]
+    lines += table(header, [[r["runtime"], f"{r['query_p50_ms']:.1f}", f"{r['query_p90_ms']:.1f}",
+                             f"{torch_row['query_p50_ms'] / r['query_p50_ms']:.2f}x", f"{r['bulk_texts_per_s']:.1f}",
+                             f"{r['cos_min']:.5f}", f"{r['cos_mean']:.5f}"] for r in rows])  # fmt: skip
     return "\n".join(lines) + "\n"
