@@ -29,7 +29,7 @@ from rich.console import Console
 
 from csrv2_vdb.adapters import open_store
 from csrv2_vdb.backbone import Backbone
-from csrv2_vdb.benchmarks.cache import cached_embed
+from csrv2_vdb.benchmarks.cache import cached_embed, cached_head
 from csrv2_vdb.benchmarks.datasets import (
     Chunk,
     Question,
@@ -43,6 +43,8 @@ from csrv2_vdb.benchmarks.reports import pyplot, table, write_csv
 from csrv2_vdb.benchmarks.tasks import medical_split, medical_task, trained_head
 from csrv2_vdb.encoder import mrl_truncate
 from csrv2_vdb.errors import CollectionExistsError, InvalidArgumentError
+from csrv2_vdb.head import DEFAULT_HEAD, SparseHead, pretrained_head
+from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import SparseStore
 from csrv2_vdb.training.trainer import HeadTrainConfig
 
@@ -184,8 +186,17 @@ class Method:
     dense_dim: int | None = None
 
 
-def methods_for(specs: Sequence[str], backbone: Backbone, data_dir: Path, cache: Path) -> list[Method]:
-    """ "csrv2:8", "csr:32", "mrl:8", "dense": heads come from the reproduction pipeline (trained if missing)."""
+def _cosine_codes(head: SparseHead, x: np.ndarray, k: int) -> SparseBatch:
+    """The library's default codes: top-k, L2-normalised (the engine's dot product ranks by cosine)."""
+    return head.encode(x, k).normalized()
+
+
+def methods_for(
+    specs: Sequence[str], backbone: Backbone, data_dir: Path, cache: Path, corpus: Corpus | None = None
+) -> list[Method]:
+    """ "csrv2:8" (question-supervised, from the reproduction pipeline), "csrv2-zeroshot:8" (the shipped general
+    head: no medical text), "csrv2-fit:8" (fitted label-free on the corpus's chunks and sentences, no question),
+    "csr:32", "mrl:8", "dense"."""
     out = []
     task = None
     for spec in specs:
@@ -193,15 +204,39 @@ def methods_for(specs: Sequence[str], backbone: Backbone, data_dir: Path, cache:
         if kind in ("csrv2", "csr"):
             task = task or medical_task(data_dir, backbone, cache)
             head = trained_head(task, kind, int(size), HeadTrainConfig(lr=1e-3, epochs=10), cache)
-            label = "CSRv2" if kind == "csrv2" else "CSR"
+            label = "CSRv2 supervised" if kind == "csrv2" else "CSR"
             out.append(Method(label, int(size), partial(head.encode, k=int(size)), sparse_dim=head.hidden_dim))
+        elif kind == "csrv2-zeroshot":
+            head = pretrained_head(DEFAULT_HEAD)
+            out.append(Method("CSRv2 zero-shot", int(size), partial(_cosine_codes, head, k=int(size)),
+                              sparse_dim=head.hidden_dim))  # fmt: skip
+        elif kind == "csrv2-fit":
+            if corpus is None:
+                raise InvalidArgumentError("csrv2-fit needs the corpus to fit on")
+            head = _label_free_head(corpus, backbone, cache)
+            out.append(Method("CSRv2 fitted", int(size), partial(_cosine_codes, head, k=int(size)),
+                              sparse_dim=head.hidden_dim))  # fmt: skip
         elif kind == "mrl":
             out.append(Method("MRL", int(size), partial(mrl_truncate, dims=int(size)), dense_dim=int(size)))
         elif kind == "dense":
             out.append(Method("dense", backbone.dim, np.asarray, dense_dim=backbone.dim))
         else:
-            raise InvalidArgumentError(f"unknown method {spec!r}; use csrv2:K, csr:K, mrl:DIMS or dense")
+            raise InvalidArgumentError(
+                f"unknown method {spec!r}; use csrv2:K, csrv2-zeroshot:K, csrv2-fit:K, csr:K, mrl:DIMS or dense"
+            )
     return out
+
+
+def _label_free_head(corpus: Corpus, backbone: Backbone, cache: Path) -> SparseHead:
+    """What `csrv2-vdb train --input chunks` fits (the measured label-free defaults) on the chunks and their
+    sentences: no question is used."""
+    from csrv2_vdb.training.data import TrainingSet, split_sentences
+    from csrv2_vdb.training.fit import default_config
+
+    sentence_texts = [s for c in corpus.chunks for s in split_sentences(c.text)]
+    rows = np.concatenate([corpus.chunk_x, cached_embed(backbone, sentence_texts, "document", cache)])
+    config = default_config(TrainingSet(rows, None, "label-free", ""))
+    return cached_head(cache / "heads", "graphrag-label-free", rows, config)
 
 
 @dataclass
@@ -242,7 +277,7 @@ def load_eval_corpus(
 
 def index_method(store: SparseStore, method: Method, corpus: Corpus, owned: bool) -> str:
     """A fresh collection of the chunks as `method` encodes them; an existing one is dropped only when `owned`."""
-    name = f"graphrag_{method.name.lower()}_{method.dims}"
+    name = f"graphrag_{re.sub(r'[^a-z0-9]+', '_', method.name.lower())}_{method.dims}"
     if name in store.list_collections():
         if not owned:
             raise CollectionExistsError(
@@ -315,7 +350,7 @@ def run_graphrag(
     scores: list[Score] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     with open_store(engine, location or str(out_dir / "store")) as store:
-        for method in methods_for(methods, backbone, data_dir, cache):
+        for method in methods_for(methods, backbone, data_dir, cache, corpus):
             name = index_method(store, method, corpus, owned=location is None)
             hits = store.search(name, method.transform(corpus.query_x), limit=top_k)
             per_q = score_retrieval(corpus, [[position[h.id] for h in row] for row in hits], client,

@@ -48,7 +48,7 @@ def test_harness_end_to_end_with_a_fake_llm(data_slice, tmp_path):
         assert metrics == {"answer_token_recall", "embedding_attribution", "context_recall", "context_relevance",
                            "accuracy", "rouge_l", "coverage", "faithfulness"}  # fmt: skip
         assert {r["question_type"] for r in rows} <= set(QUESTION_TYPES)
-        assert {(r["method"], r["dims"]) for r in rows} == {("CSRv2", "2"), ("MRL", "8"), ("dense", "384")}
+        assert {(r["method"], r["dims"]) for r in rows} == {("CSRv2 supervised", "2"), ("MRL", "8"), ("dense", "384")}
         assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
         assert "| dense | 384 |" in (out / "scores.md").read_text() and (out / "scores.png").exists()
         # a second run is answered from the cache: no new request, same numbers
@@ -56,3 +56,18 @@ def test_harness_end_to_end_with_a_fake_llm(data_slice, tmp_path):
                              client=client)  # fmt: skip
         assert server.requests == first_calls
         assert [s.value for s in again] == pytest.approx([s.value for s in scores])
+
+
+def test_zero_shot_and_label_free_rows(data_slice, tmp_path):
+    """The general head (no medical text) and a head fitted on the corpus without questions get their own rows;
+    the fitted head is cached, so a second run trains nothing."""
+    import time
+
+    methods = ["csrv2-zeroshot:8", "csrv2-fit:8", "csrv2-fit:2"]
+    scores = run_graphrag(data_slice, tmp_path / "run", tmp_path / "cache", methods, per_type=3)
+    assert {(s.method, s.dims) for s in scores} == {("CSRv2 zero-shot", 8), ("CSRv2 fitted", 8), ("CSRv2 fitted", 2)}
+    assert len(list((tmp_path / "cache" / "heads").glob("graphrag-label-free-*"))) == 1  # one head for every k
+    start = time.perf_counter()
+    again = run_graphrag(data_slice, tmp_path / "run", tmp_path / "cache", methods, per_type=3)
+    assert [s.value for s in again] == pytest.approx([s.value for s in scores])
+    assert time.perf_counter() - start < 60
