@@ -258,10 +258,16 @@ def bench_graphrag(
     llm_base_url: Annotated[str | None, typer.Option("--llm-base-url", help="OpenAI-compatible endpoint.")] = None,
     llm_model: Annotated[str | None, typer.Option("--llm-model", help="Model name; default CSRV2_LLM_MODEL.")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Parallel LLM calls.")] = 4,
+    domain: Annotated[str, typer.Option("--domain", help="medical, or novel (needs --corpus).")] = "medical",
+    corpus: Annotated[
+        Path | None,
+        typer.Option("--corpus", help="The domain's corpus: GraphRAG-Bench JSON (a list of {context}) or plain text."),
+    ] = None,
     data: DataOpt = None,
     cache: CacheOpt = Path(".cache/csrv2-vdb"),
 ) -> None:
-    """GraphRAG-Bench medical: sparse CSRv2/CSR vs MRL/dense collections, scored per question type."""
+    """GraphRAG-Bench (medical, or novel with --corpus): sparse CSRv2/CSR vs MRL/dense collections, scored per
+    question type."""
     from csrv2_vdb.benchmarks.datasets import find_data_dir
     from csrv2_vdb.benchmarks.graphrag import run_graphrag
     from csrv2_vdb.benchmarks.llm import ChatClient, LLMConfig
@@ -277,6 +283,7 @@ def bench_graphrag(
             run_graphrag(
                 data or find_data_dir(), out, cache, methods.split(","), engine=engine, location=store, top_k=top_k,
                 chunk_size=chunk_size, overlap=overlap, per_type=per_type, client=client, console=Console(),
+                domain=domain, corpus_path=corpus,
             )  # fmt: skip
     finally:
         if client is not None:

@@ -42,7 +42,7 @@ from csrv2_vdb.benchmarks.llm import ChatClient
 from csrv2_vdb.benchmarks.reports import pyplot, table, write_csv
 from csrv2_vdb.benchmarks.tasks import medical_split, medical_task, trained_head
 from csrv2_vdb.encoder import mrl_truncate
-from csrv2_vdb.errors import CollectionExistsError, InvalidArgumentError
+from csrv2_vdb.errors import CollectionExistsError, DataNotFoundError, InvalidArgumentError, InvalidRecordError
 from csrv2_vdb.head import DEFAULT_HEAD, SparseHead, pretrained_head
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import SparseStore
@@ -250,14 +250,36 @@ class Corpus:
     answer_x: list[np.ndarray]  # per question, its reference answer's sentence embeddings
 
 
+DOMAINS = ("medical", "novel")
+
+
+def read_corpus_file(path: Path) -> str:
+    """A user-given corpus: GraphRAG-Bench's JSON (a list of {"context": ...}) or plain UTF-8 text."""
+    if not path.is_file():
+        raise DataNotFoundError(f"corpus file {path} does not exist")
+    if path.suffix == ".json":
+        try:
+            return "\n".join(str(r["context"]) for r in json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidRecordError(f"{path}: expected a JSON list of objects with a 'context' ({exc!r})") from None
+    return path.read_text(encoding="utf-8")
+
+
 def load_eval_corpus(
-    data_dir: Path, cache: Path, backbone: Backbone, chunk_size: int, overlap: int, per_type: int | None
-) -> Corpus:
-    """Chunks and the questions no head trained on (at most `per_type` per question type), embedded once."""
-    text = load_corpus(data_dir)
-    questions = load_questions(data_dir)
-    chunks = chunk_words(text, chunk_size, overlap, prefix="medical")
-    trained_on = set(medical_split(data_dir).train_q)  # the questions the supervised heads saw
+    data_dir: Path, cache: Path, backbone: Backbone, chunk_size: int, overlap: int, per_type: int | None,
+    domain: str = "medical", corpus_path: Path | None = None,
+) -> Corpus:  # fmt: skip
+    """Chunks and the questions no head trained on (at most `per_type` per question type), embedded once.
+    The medical corpus ships in the data folder; another domain's corpus comes from `corpus_path`."""
+    if domain not in DOMAINS:
+        raise InvalidArgumentError(f"domain must be one of {', '.join(DOMAINS)}, got {domain!r}")
+    if corpus_path is None and domain != "medical":
+        raise DataNotFoundError(f"the {domain} corpus is not in the data folder: give its file with --corpus")
+    text = read_corpus_file(corpus_path) if corpus_path is not None else load_corpus(data_dir, domain)
+    questions = load_questions(data_dir, domain)
+    chunks = chunk_words(text, chunk_size, overlap, prefix=domain)
+    # the questions the supervised (medical) heads saw
+    trained_on = set(medical_split(data_dir).train_q) if domain == "medical" else set()
     picked: list[int] = []
     for qtype in QUESTION_TYPES:
         rows = [i for i, q in enumerate(questions) if q.question_type == qtype and i not in trained_on]
@@ -336,6 +358,8 @@ def run_graphrag(
     client: ChatClient | None = None,
     attribution_threshold: float = 0.6,
     console: Console | None = None,
+    domain: str = "medical",
+    corpus_path: Path | None = None,
 ) -> list[Score]:
     """Index, retrieve, score; writes scores.csv, scores.md and scores.png under out_dir.
 
@@ -344,7 +368,12 @@ def run_graphrag(
     """
     console = console or Console()
     backbone = Backbone()
-    corpus = load_eval_corpus(data_dir, cache, backbone, chunk_size, overlap, per_type)
+    corpus = load_eval_corpus(data_dir, cache, backbone, chunk_size, overlap, per_type, domain, corpus_path)
+    if domain != "medical" and any(m.partition(":")[0] in ("csrv2", "csr") for m in methods):
+        raise InvalidArgumentError(
+            "csrv2:K and csr:K are heads supervised on medical questions; on another domain use csrv2-zeroshot:K "
+            "and csrv2-fit:K"
+        )
     console.print(f"{len(corpus.chunks)} chunks, {len(corpus.questions)} held-out questions, top-{top_k}, {engine}")
     position = {c.id: i for i, c in enumerate(corpus.chunks)}
     scores: list[Score] = []

@@ -71,3 +71,27 @@ def test_zero_shot_and_label_free_rows(data_slice, tmp_path):
     again = run_graphrag(data_slice, tmp_path / "run", tmp_path / "cache", methods, per_type=3)
     assert [s.value for s in again] == pytest.approx([s.value for s in scores])
     assert time.perf_counter() - start < 60
+
+
+def test_novel_domain_with_a_corpus_file(data_slice, data_dir, tmp_path):
+    """--domain novel loads the shipped novel questions with a corpus the user provides; the medical-supervised
+    heads are refused there, and a missing corpus names the flag."""
+    import json
+    import shutil
+
+    from csrv2_vdb.errors import DataNotFoundError, InvalidArgumentError
+
+    root = tmp_path / "data"
+    shutil.copytree(data_slice, root)
+    questions = json.loads((data_dir / "graphrag-bench" / "novel_questions.json").read_text())[:40]
+    (root / "graphrag-bench" / "novel_questions.json").write_text(json.dumps(questions))
+    corpus = tmp_path / "novel_corpus.json"  # GraphRAG-Bench's layout; a stand-in text made of the answers
+    corpus.write_text(json.dumps([{"context": " ".join(q["answer"] for q in questions)}]))
+    scores = run_graphrag(root, tmp_path / "run", tmp_path / "cache", ["csrv2-zeroshot:8", "mrl:32"], per_type=3,
+                          domain="novel", corpus_path=corpus)  # fmt: skip
+    assert {s.method for s in scores} == {"CSRv2 zero-shot", "MRL"}
+    assert {s.question_type for s in scores} <= set(QUESTION_TYPES) and all(0 <= s.value <= 1 for s in scores)
+    with pytest.raises(InvalidArgumentError, match="supervised on medical questions"):
+        run_graphrag(root, tmp_path / "run", tmp_path / "cache", ["csrv2:8"], domain="novel", corpus_path=corpus)
+    with pytest.raises(DataNotFoundError, match="--corpus"):
+        run_graphrag(root, tmp_path / "run", tmp_path / "cache", ["mrl:8"], domain="novel")
