@@ -218,11 +218,19 @@ def methods_for(
                               sparse_dim=head.hidden_dim))  # fmt: skip
         elif kind == "mrl":
             out.append(Method("MRL", int(size), partial(mrl_truncate, dims=int(size)), dense_dim=int(size)))
+        elif kind == "mrl-trained":
+            from csrv2_vdb.benchmarks.reproduction import trained_projection
+
+            task = task or medical_task(data_dir, backbone, cache)
+            projection = trained_projection(task, cache)
+            out.append(Method("MRL trained", int(size), partial(projection.transform, dims=int(size)),
+                              dense_dim=int(size)))  # fmt: skip
         elif kind == "dense":
             out.append(Method("dense", backbone.dim, np.asarray, dense_dim=backbone.dim))
         else:
             raise InvalidArgumentError(
-                f"unknown method {spec!r}; use csrv2:K, csrv2-zeroshot:K, csrv2-fit:K, csr:K, mrl:DIMS or dense"
+                f"unknown method {spec!r}; use csrv2:K, csrv2-zeroshot:K, csrv2-fit:K, csr:K, mrl:DIMS, "
+                "mrl-trained:DIMS or dense"
             )
     return out
 
@@ -369,10 +377,10 @@ def run_graphrag(
     console = console or Console()
     backbone = Backbone()
     corpus = load_eval_corpus(data_dir, cache, backbone, chunk_size, overlap, per_type, domain, corpus_path)
-    if domain != "medical" and any(m.partition(":")[0] in ("csrv2", "csr") for m in methods):
+    if domain != "medical" and any(m.partition(":")[0] in ("csrv2", "csr", "mrl-trained") for m in methods):
         raise InvalidArgumentError(
-            "csrv2:K and csr:K are heads supervised on medical questions; on another domain use csrv2-zeroshot:K "
-            "and csrv2-fit:K"
+            "csrv2:K, csr:K and mrl-trained:DIMS are supervised on medical questions; on another domain use "
+            "csrv2-zeroshot:K, csrv2-fit:K and mrl:DIMS"
         )
     console.print(f"{len(corpus.chunks)} chunks, {len(corpus.questions)} held-out questions, top-{top_k}, {engine}")
     position = {c.id: i for i, c in enumerate(corpus.chunks)}

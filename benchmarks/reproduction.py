@@ -77,7 +77,7 @@ def run_reproduction(
                 head = trained_head(task, method, k, config, cache)
                 dead = dead_latent_ratio(head.encode(task.dead_on, k))
                 record(label, k, partial(head.encode, k=k), dead)
-        projection = _projection(task, cache)
+        projection = trained_projection(task, cache)
         for m in dims:
             record("MRL", m, partial(mrl_truncate, dims=m))
             record("MRL-trained", m, partial(projection.transform, dims=m))
@@ -87,7 +87,7 @@ def run_reproduction(
     return results
 
 
-def _projection(task: Task, cache: Path) -> MatryoshkaProjection:
+def trained_projection(task: Task, cache: Path) -> MatryoshkaProjection:
     config = MRLConfig()
     directory = cache / "heads" / f"{task.name}-matryoshka-{fingerprint(config, task.train_x, task.train_y)}"
     if (directory / "model.safetensors").exists():

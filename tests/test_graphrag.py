@@ -63,9 +63,14 @@ def test_zero_shot_and_label_free_rows(data_slice, tmp_path):
     the fitted head is cached, so a second run trains nothing."""
     import time
 
-    methods = ["csrv2-zeroshot:8", "csrv2-fit:8", "csrv2-fit:2"]
+    methods = ["csrv2-zeroshot:8", "csrv2-fit:8", "csrv2-fit:2", "mrl-trained:8"]
     scores = run_graphrag(data_slice, tmp_path / "run", tmp_path / "cache", methods, per_type=3)
-    assert {(s.method, s.dims) for s in scores} == {("CSRv2 zero-shot", 8), ("CSRv2 fitted", 8), ("CSRv2 fitted", 2)}
+    assert {(s.method, s.dims) for s in scores} == {
+        ("CSRv2 zero-shot", 8),
+        ("CSRv2 fitted", 8),
+        ("CSRv2 fitted", 2),
+        ("MRL trained", 8),
+    }
     assert len(list((tmp_path / "cache" / "heads").glob("graphrag-label-free-*"))) == 1  # one head for every k
     start = time.perf_counter()
     again = run_graphrag(data_slice, tmp_path / "run", tmp_path / "cache", methods, per_type=3)
