@@ -41,10 +41,9 @@ from csrv2_vdb.benchmarks.datasets import (
 from csrv2_vdb.benchmarks.llm import ChatClient
 from csrv2_vdb.benchmarks.reports import pyplot, table, write_csv
 from csrv2_vdb.benchmarks.tasks import medical_split, medical_task, trained_head
-from csrv2_vdb.encoder import mrl_truncate
+from csrv2_vdb.encoder import CSRv2Encoder, mrl_truncate
 from csrv2_vdb.errors import CollectionExistsError, DataNotFoundError, InvalidArgumentError, InvalidRecordError
 from csrv2_vdb.head import DEFAULT_HEAD, SparseHead, pretrained_head
-from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import SparseStore
 from csrv2_vdb.training.trainer import HeadTrainConfig
 
@@ -186,11 +185,6 @@ class Method:
     dense_dim: int | None = None
 
 
-def _cosine_codes(head: SparseHead, x: np.ndarray, k: int) -> SparseBatch:
-    """The library's default codes: top-k, L2-normalised (the engine's dot product ranks by cosine)."""
-    return head.encode(x, k).normalized()
-
-
 def methods_for(
     specs: Sequence[str], backbone: Backbone, data_dir: Path, cache: Path, corpus: Corpus | None = None
 ) -> list[Method]:
@@ -208,14 +202,14 @@ def methods_for(
             out.append(Method(label, int(size), partial(head.encode, k=int(size)), sparse_dim=head.hidden_dim))
         elif kind == "csrv2-zeroshot":
             head = pretrained_head(DEFAULT_HEAD)
-            out.append(Method("CSRv2 zero-shot", int(size), partial(_cosine_codes, head, k=int(size)),
-                              sparse_dim=head.hidden_dim))  # fmt: skip
+            encode = CSRv2Encoder(None, head).encode_embeddings  # the library's default: normalised codes
+            out.append(Method("CSRv2 zero-shot", int(size), partial(encode, k=int(size)), sparse_dim=head.hidden_dim))
         elif kind == "csrv2-fit":
             if corpus is None:
                 raise InvalidArgumentError("csrv2-fit needs the corpus to fit on")
             head = _label_free_head(corpus, backbone, cache)
-            out.append(Method("CSRv2 fitted", int(size), partial(_cosine_codes, head, k=int(size)),
-                              sparse_dim=head.hidden_dim))  # fmt: skip
+            encode = CSRv2Encoder(None, head).encode_embeddings
+            out.append(Method("CSRv2 fitted", int(size), partial(encode, k=int(size)), sparse_dim=head.hidden_dim))
         elif kind == "mrl":
             out.append(Method("MRL", int(size), partial(mrl_truncate, dims=int(size)), dense_dim=int(size)))
         elif kind == "mrl-trained":

@@ -99,9 +99,7 @@ def encode(
         if field is not None:
             batch = enc.encode_embeddings(np.asarray([r[field] for r in records], dtype=np.float32))
         else:
-            texts = [r["text"] for r in records]
-            dense = enc.embedder.embed(texts, "query" if kind == "query" else "document")
-            batch = enc.encode_embeddings(dense)
+            batch = enc.encode_texts([r["text"] for r in records], "query" if kind == "query" else "document")
     with open(output, "w") as f:
         for rec, (idx, val) in zip(records, batch.rows(), strict=True):
             f.write(json.dumps({"id": rec["id"], "indices": idx, "values": val}) + "\n")
@@ -225,6 +223,7 @@ def search(
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Search a sparse collection with a text query; prints JSON hits (id, score, payload)."""
+    from csrv2_vdb.encoder import writes_normalized
     from csrv2_vdb.store import check_encoder
 
     conditions = {}
@@ -238,7 +237,7 @@ def search(
         with _open(engine, store, api_key) as db:
             info = db.collection_info(collection)
             if normalize is None and info.encoder:  # search as the collection was written
-                enc = enc.normalized_as(info.encoder.endswith(":l2"))
+                enc = enc.normalized_as(writes_normalized(info.encoder))
             check_encoder(info, enc.identity)
             hits = db.search(collection, enc.encode_queries([query]), limit=limit, filter=conditions or None)[0]
     for hit in hits:
@@ -278,9 +277,10 @@ def migrate(
     """Write k-sparse codes of an existing dense collection into a sparse collection with the same ids and
     payloads; fits a label-free head on a sample unless --head is given. Resumable; ends with a fidelity report."""
     from csrv2_vdb.migrate import migrate as run_migration
+    from csrv2_vdb.migrate import target_name
 
     with user_errors(), _open(engine, store, api_key) as db:
-        name = target or f"{collection}_csrv2"
+        name = target_name(collection, target)
         out = head_out or Path(f"{name}-head")
         out.mkdir(parents=True, exist_ok=True)
         try:
@@ -312,15 +312,15 @@ def check(
     api_key: ApiKeyOpt = None,
 ) -> None:
     """The fidelity report of a migrated collection: sparse recall@10 against the dense collection's own top-10."""
-    from csrv2_vdb.encoder import CSRv2Encoder
+    from csrv2_vdb.encoder import CSRv2Encoder, writes_normalized
     from csrv2_vdb.head import resolve_head
-    from csrv2_vdb.migrate import dense_reader, fidelity_report, sample_points
+    from csrv2_vdb.migrate import dense_reader, fidelity_report, sample_points, target_name
     from csrv2_vdb.store import check_encoder
 
     with user_errors(), _open(engine, store, api_key) as db:
-        name = target or f"{collection}_csrv2"
+        name = target_name(collection, target)
         info = db.collection_info(name)
-        encoder = CSRv2Encoder(None, resolve_head(head), normalize=bool(info.encoder and info.encoder.endswith(":l2")))
+        encoder = CSRv2Encoder(None, resolve_head(head), normalize=writes_normalized(info.encoder))
         check_encoder(info, encoder.identity)
         reader = dense_reader(db)
         _, held = sample_points(reader.read_dense(collection, vector), 0, holdout)

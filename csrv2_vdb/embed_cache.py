@@ -84,8 +84,6 @@ class CachedEmbedder:
     def __init__(self, embedder: Embedder, cache: EmbeddingCache | str | Path | None = None) -> None:
         self.embedder = embedder
         self.cache = cache if isinstance(cache, EmbeddingCache) else EmbeddingCache(cache)
-        self.hits = 0
-        self.misses = 0
 
     @property
     def dim(self) -> int:
@@ -105,8 +103,6 @@ class CachedEmbedder:
         for key, text in zip(keys, texts, strict=True):
             if key not in found:
                 todo.setdefault(key, text)
-        self.hits += len(texts) - sum(1 for key in keys if key not in found)
-        self.misses += len(todo)
         if todo:
             fresh = self.embedder.embed(list(todo.values()), kind)
             self.cache.put(list(todo), fresh)

@@ -78,26 +78,22 @@ def unit_rows(vectors: Any, n: int, dim: int | None, source: str) -> np.ndarray:
 
 
 class CallableEmbedder:
-    """A Python function `fn(texts, kind) -> (n, dim) array` as an embedder; `identity` must name the model."""
+    """A Python function `fn(texts, kind) -> (n, dim) array` as an embedder; `identity` must name the model.
 
-    def __init__(self, fn: Callable[[list[str], Kind], Any], dim: int, identity: str) -> None:
+    `scheme` prefixes the identity (other wrappers, such as the LangChain one, say what they wrap)."""
+
+    def __init__(
+        self, fn: Callable[[list[str], Kind], Any], dim: int, identity: str, *, scheme: str = "callable"
+    ) -> None:
         if not identity:
-            raise InvalidArgumentError("a callable embedder needs an identity naming its model (caches key on it)")
+            raise InvalidArgumentError(f"a {scheme} embedder needs an identity naming its model (caches key on it)")
         self.fn = fn
-        self._dim = int(dim)
-        self._identity = f"callable:{identity}"
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def identity(self) -> str:
-        return self._identity
+        self.dim = int(dim)
+        self.identity = f"{scheme}:{identity}"
 
     def embed(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray:
         check_texts(texts)
-        return unit_rows(self.fn(list(texts), check_kind(kind)), len(texts), self._dim, f"embedder {self._identity}")
+        return unit_rows(self.fn(list(texts), check_kind(kind)), len(texts), self.dim, f"embedder {self.identity}")
 
 
 class SentenceTransformerEmbedder:
@@ -114,19 +110,11 @@ class SentenceTransformerEmbedder:
         dim = size()
         if dim is None:
             raise InvalidArgumentError(f"sentence-transformers model {self.name} does not say its embedding size")
-        self._dim = int(dim)
+        self.dim = int(dim)
         prompts = getattr(self.model, "prompts", {}) or {}
         self._prompts = {kind: kind if prompts.get(kind) else None for kind in KINDS}
         settings = f"{self.name}|{self.model.max_seq_length}|{sorted(prompts.items())}"
-        self._identity = f"st:{self.name}|{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def identity(self) -> str:
-        return self._identity
+        self.identity = f"st:{self.name}|{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
     def embed(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray:
         check_texts(texts)
@@ -137,7 +125,7 @@ class SentenceTransformerEmbedder:
             convert_to_numpy=True,
             show_progress_bar=len(texts) > 4 * self.batch_size,
         )
-        return unit_rows(out, len(texts), self._dim, f"model {self.name}")
+        return unit_rows(out, len(texts), self.dim, f"model {self.name}")
 
 
 class _Retry(Exception):

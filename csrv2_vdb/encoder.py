@@ -83,11 +83,20 @@ class CSRv2Encoder:
         codes = self.head.encode(dense, self.head.check_k(self.k if k is None else k))
         return codes.normalized() if self.normalize else codes
 
+    def encode_texts(self, texts: Sequence[str], kind: Kind, k: int | None = None) -> SparseBatch:
+        """Texts embedded as `kind` (the embedder's query or document prompt) -> SparseBatch."""
+        return self.encode_embeddings(self.embedder.embed(texts, kind), k)
+
     def encode_queries(self, texts: Sequence[str], k: int | None = None) -> SparseBatch:
-        return self.encode_embeddings(self.embedder.embed(texts, "query"), k)
+        return self.encode_texts(texts, "query", k)
 
     def encode_documents(self, texts: Sequence[str], k: int | None = None) -> SparseBatch:
-        return self.encode_embeddings(self.embedder.embed(texts, "document"), k)
+        return self.encode_texts(texts, "document", k)
+
+
+def writes_normalized(identity: str | None) -> bool:
+    """Whether the encoder an identity names (e.g. a collection's `CollectionInfo.encoder`) normalises its codes."""
+    return bool(identity and identity.endswith(":l2"))
 
 
 def _needs(embedder: Embedder | None, what: str) -> Embedder:

@@ -122,6 +122,11 @@ def exact_top(pages: Iterator[DensePoints], queries: DensePoints, depth: int = C
     return [[i for i in row if i] for row in best_ids.tolist()]
 
 
+def target_name(collection: str, target: str | None = None) -> str:
+    """The sparse collection a migration writes: `target`, else "<collection>_csrv2"."""
+    return target or f"{collection}_csrv2"
+
+
 def dense_reader(store: object) -> DenseReadable:
     """`store` as a reader of dense vectors, or a clear error for an engine that cannot read them back."""
     if not isinstance(store, DenseReadable):
@@ -189,7 +194,7 @@ def migrate(
     counts, timings and the fidelity report (skipped when `holdout` is 0).
     """
     reader = dense_reader(source)
-    target = target or f"{collection}_csrv2"
+    target = target_name(collection, target)
     target_store = target_store or source
     if target_store is source and target == collection:
         raise InvalidArgumentError("the target must be another collection than the source")

@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import numpy as np
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -32,13 +31,12 @@ from langchain_core.vectorstores import VectorStore
 from langchain_qdrant import SparseEmbeddings, SparseVector
 from pydantic import ConfigDict
 
-from csrv2_vdb.embedders import Kind, unit_rows
+from csrv2_vdb.embedders import CallableEmbedder, Kind
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
 from csrv2_vdb.errors import CollectionNotFoundError, InvalidArgumentError, UnsupportedError
 from csrv2_vdb.filters import Filter
 from csrv2_vdb.retrieval import SearchMode, index_texts, search_text
 from csrv2_vdb.store import Gettable, Hit, SparseStore
-from csrv2_vdb.texts import check_texts
 
 
 class CSRv2Retriever(BaseRetriever):
@@ -144,33 +142,18 @@ class CSRv2SparseEmbeddings(SparseEmbeddings):
         return SparseVector(indices=indices, values=values)
 
 
-class LangChainEmbedder:
+class LangChainEmbedder(CallableEmbedder):
     """A LangChain `Embeddings` model (OpenAIEmbeddings, HuggingFaceEmbeddings, ...) as this library's `Embedder`:
     `embed_query` for queries, `embed_documents` for documents; rows are L2-normalised like every embedder's."""
 
     def __init__(self, embeddings: Embeddings, dim: int, identity: str) -> None:
-        if not identity:
-            raise InvalidArgumentError("LangChainEmbedder needs an identity naming the model (caches key on it)")
         self.embeddings = embeddings
-        self._dim = int(dim)
-        self._identity = f"langchain:{identity}"
+        super().__init__(self._vectors, dim, identity, scheme="langchain")
 
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def identity(self) -> str:
-        return self._identity
-
-    def embed(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray:
-        check_texts(texts)
-        rows = (
-            [self.embeddings.embed_query(t) for t in texts]
-            if kind == "query"
-            else self.embeddings.embed_documents(list(texts))
-        )
-        return unit_rows(rows, len(texts), self._dim, f"LangChain embeddings {self._identity}")
+    def _vectors(self, texts: list[str], kind: Kind) -> list[list[float]]:
+        if kind == "query":
+            return [self.embeddings.embed_query(t) for t in texts]
+        return self.embeddings.embed_documents(texts)
 
 
 def _document(hit: Hit, text_key: str) -> Document:

@@ -20,6 +20,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
+from csrv2_vdb.embedders import Kind
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
 from csrv2_vdb.filters import Filter
 from csrv2_vdb.retrieval import SearchMode, search_text
@@ -89,10 +90,8 @@ class CSRv2SparseEmbedding(BaseSparseEmbedding):
     def class_name(cls) -> str:
         return "CSRv2SparseEmbedding"
 
-    def _codes(self, texts: list[str], kind: str) -> list[SparseEmbedding]:
-        codes = self.encoder.encode_queries(texts, self.k) if kind == "query" else self.encoder.encode_documents(
-            texts, self.k)  # fmt: skip
-        return codes.to_dicts()
+    def _codes(self, texts: list[str], kind: Kind) -> list[SparseEmbedding]:
+        return self.encoder.encode_texts(texts, kind, self.k).to_dicts()
 
     def _get_query_embedding(self, query: str) -> SparseEmbedding:
         return self._codes([query], "query")[0]
@@ -116,8 +115,8 @@ class CSRv2SparseEmbedding(BaseSparseEmbedding):
 def sparse_fns(encoder: CSRv2Encoder, k: int | None = None) -> tuple[SparseFn, SparseFn]:
     """(sparse_doc_fn, sparse_query_fn) in the form llama-index-vector-stores-qdrant calls them."""
 
-    def batch(texts: list[str], kind: str) -> tuple[list[list[int]], list[list[float]]]:
-        codes = encoder.encode_documents(texts, k=k) if kind == "document" else encoder.encode_queries(texts, k=k)
+    def batch(texts: list[str], kind: Kind) -> tuple[list[list[int]], list[list[float]]]:
+        codes = encoder.encode_texts(texts, kind, k)
         rows = list(codes.rows())
         return [i for i, _ in rows], [v for _, v in rows]
 
