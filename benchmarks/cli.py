@@ -257,6 +257,14 @@ def bench_graphrag(
     llm: Annotated[bool, typer.Option("--llm", help="Also run the LLM-judged metrics (CSRV2_LLM_* settings).")] = False,
     llm_base_url: Annotated[str | None, typer.Option("--llm-base-url", help="OpenAI-compatible endpoint.")] = None,
     llm_model: Annotated[str | None, typer.Option("--llm-model", help="Model name; default CSRV2_LLM_MODEL.")] = None,
+    llm_api: Annotated[
+        str | None,
+        typer.Option(
+            "--llm-api",
+            help="chat (instruction models) or completions (base models such as the local GGUF: plain prompt, "
+            "stop sequences); default CSRV2_LLM_API or chat.",
+        ),
+    ] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Parallel LLM calls.")] = 4,
     domain: Annotated[str, typer.Option("--domain", help="medical, or novel (needs --corpus).")] = "medical",
     corpus: Annotated[
@@ -277,7 +285,9 @@ def bench_graphrag(
         settings = LLMConfig(concurrency=concurrency)
         settings.base_url = llm_base_url or settings.base_url
         settings.model = llm_model or settings.model
-        client = ChatClient(settings, cache / "llm")
+        settings.api = llm_api or settings.api
+        with user_errors():
+            client = ChatClient(settings, cache / "llm")
     try:
         with user_errors():
             run_graphrag(

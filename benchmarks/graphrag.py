@@ -5,12 +5,14 @@ Offline metrics (no LLM, always computed):
 - answer-token recall: share of the reference answer's content words found in the top-k chunks;
 - embedding attribution: share of reference-answer sentences whose closest retrieved chunk (cosine of
   full MiniLM embeddings, independent of the method under test) is at least `attribution_threshold`.
-LLM metrics (with an OpenAI-compatible endpoint; our own prompts, answers parsed strictly):
+LLM metrics (with an OpenAI-compatible endpoint; prompts and parsers in judge.py):
 - context recall: share of reference statements the judge finds supported by the retrieved chunks;
 - context relevance: the judge's 0/1/2 rating of the chunks for the question, reported / 2;
-- generation: a reader answers from the chunks; accuracy (judge, 0/1), ROUGE-L F1 against the
-  reference (rouge-score), coverage (share of reference statements the answer covers) and
-  faithfulness (share of answer sentences the chunks support), both judged.
+- generation: a reader answers from the chunks; judge-free: ROUGE-L F1 (rouge-score) and answer F1
+  (content words) against the reference, and `answered` (the reader's reply was not an echo); judged:
+  accuracy (0/1), coverage (share of reference statements the answer covers) and faithfulness (share
+  of answer sentences the chunks support). The share of judge replies that parsed is written to
+  parse_rates.md per method.
 Questions that trained a head (the seeded train half of `answer_qrels`) are left out of every method.
 """
 
@@ -38,6 +40,7 @@ from csrv2_vdb.benchmarks.datasets import (
     load_corpus,
     load_questions,
 )
+from csrv2_vdb.benchmarks.judge import JUDGED, llm_scores, parse_rates, sentences
 from csrv2_vdb.benchmarks.llm import ChatClient
 from csrv2_vdb.benchmarks.reports import pyplot, table, write_csv
 from csrv2_vdb.benchmarks.tasks import medical_split, medical_task, trained_head
@@ -60,118 +63,11 @@ class Score:
     questions: int
 
 
-def sentences(text: str) -> list[str]:
-    """Statements of a text: its sentences (at least 3 words each)."""
-    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if len(s.split()) >= 3] or [text.strip()]
-
-
 def embedding_attribution(answer_vectors: np.ndarray, chunk_vectors: np.ndarray, threshold: float) -> float:
     """Share of answer sentences (rows, unit vectors) whose best retrieved chunk has cosine >= threshold."""
     if len(chunk_vectors) == 0:
         return 0.0
     return float(((answer_vectors @ chunk_vectors.T).max(axis=1) >= threshold).mean())
-
-
-def _passages(texts: Sequence[str]) -> str:
-    return "\n\n".join(f"[{i + 1}] {t}" for i, t in enumerate(texts))
-
-
-def _flags(reply: str, n: int) -> list[int] | None:
-    """A JSON list of n zeros/ones in the reply, or None when the judge did not give one."""
-    match = re.search(r"\[[\s01,]*\]", reply)
-    if not match:
-        return None
-    values = json.loads(match.group(0))
-    return values if len(values) == n and set(values) <= {0, 1} else None
-
-
-def _digit(reply: str, allowed: str) -> int | None:
-    match = re.search(f"[{allowed}]", reply)
-    return int(match.group(0)) if match else None
-
-
-def judge_prompts() -> dict[str, str]:
-    """Our prompts (the paper's are not reused); each asks for a strictly parseable reply."""
-    return {
-        "support": "Passages:\n{passages}\n\nStatements:\n{statements}\n\nFor each statement, answer 1 if the "
-        "passages support it and 0 if not. Reply with only a JSON list of {n} numbers, e.g. [1, 0].",
-        "relevance": "Question: {question}\n\nPassages:\n{passages}\n\nHow relevant are the passages to the "
-        "question? Reply with one digit: 0 (irrelevant), 1 (partly relevant), 2 (relevant).",
-        "reader": "Answer the question using only the passages. Be concise.\n\nPassages:\n{passages}\n\n"
-        "Question: {question}",
-        "accuracy": "Question: {question}\nReference answer: {reference}\nCandidate answer: {answer}\n\n"
-        "Is the candidate answer correct and consistent with the reference? Reply with one digit: 1 or 0.",
-    }
-
-
-def _numbered(items: Sequence[str]) -> str:
-    return "\n".join(f"{i + 1}. {s}" for i, s in enumerate(items))
-
-
-def llm_scores(client: ChatClient, questions: Sequence[Question], contexts: Sequence[list[str]]) -> dict[str, list]:
-    """Per question: context recall, relevance / 2, accuracy, ROUGE-L, coverage, faithfulness (None if unparsed)."""
-    from rouge_score import rouge_scorer
-
-    p = judge_prompts()
-    user = [{"role": "user", "content": ""}]
-
-    def ask(template: str, **kw: object) -> list[dict[str, str]]:
-        return [{**user[0], "content": p[template].format(**kw)}]
-
-    refs = [sentences(q.answer) for q in questions]
-    recall = client.map(
-        [
-            ask("support", passages=_passages(c), statements=_numbered(r), n=len(r))
-            for c, r in zip(contexts, refs, strict=True)
-        ],
-        "judge context recall",
-    )
-    relevance = client.map(
-        [
-            ask("relevance", question=q.question, passages=_passages(c))
-            for q, c in zip(questions, contexts, strict=True)
-        ],
-        "judge context relevance",
-    )
-    answers = client.map(
-        [ask("reader", question=q.question, passages=_passages(c)) for q, c in zip(questions, contexts, strict=True)],
-        "reader answers",
-    )
-    accuracy = client.map(
-        [
-            ask("accuracy", question=q.question, reference=q.answer, answer=a)
-            for q, a in zip(questions, answers, strict=True)
-        ],
-        "judge accuracy",
-    )
-    coverage = client.map(
-        [ask("support", passages=a, statements=_numbered(r), n=len(r)) for a, r in zip(answers, refs, strict=True)],
-        "judge coverage",
-    )
-    answer_sents = [sentences(a) for a in answers]
-    faithful = client.map(
-        [
-            ask("support", passages=_passages(c), statements=_numbered(s), n=len(s))
-            for c, s in zip(contexts, answer_sents, strict=True)
-        ],
-        "judge faithfulness",
-    )
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-
-    def share(reply: str, n: int) -> float | None:
-        flags = _flags(reply, n)
-        return float(np.mean(flags)) if flags is not None else None
-
-    rel = [_digit(r, "012") for r in relevance]
-    acc = [_digit(r, "01") for r in accuracy]
-    return {
-        "context_recall": [share(r, len(s)) for r, s in zip(recall, refs, strict=True)],
-        "context_relevance": [v / 2 if v is not None else None for v in rel],
-        "accuracy": [float(v) if v is not None else None for v in acc],
-        "rouge_l": [scorer.score(q.answer, a)["rougeL"].fmeasure for q, a in zip(questions, answers, strict=True)],
-        "coverage": [share(r, len(s)) for r, s in zip(coverage, refs, strict=True)],
-        "faithfulness": [share(r, len(s)) for r, s in zip(faithful, answer_sents, strict=True)],
-    }
 
 
 @dataclass
@@ -363,7 +259,8 @@ def run_graphrag(
     domain: str = "medical",
     corpus_path: Path | None = None,
 ) -> list[Score]:
-    """Index, retrieve, score; writes scores.csv, scores.md and scores.png under out_dir.
+    """Index, retrieve, score; writes scores.csv, scores.md and scores.png under out_dir (and, with a client,
+    parse_rates.csv/.md: the share of each judge's replies that parsed, per method).
 
     Only the harness's own store (<out>/store) is rebuilt; in a store the user names (`location`), a
     collection this run did not create is never dropped.
@@ -379,6 +276,7 @@ def run_graphrag(
     console.print(f"{len(corpus.chunks)} chunks, {len(corpus.questions)} held-out questions, top-{top_k}, {engine}")
     position = {c.id: i for i, c in enumerate(corpus.chunks)}
     scores: list[Score] = []
+    parsed: list[Score] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     with open_store(engine, location or str(out_dir / "store")) as store:
         for method in methods_for(methods, backbone, data_dir, cache, corpus):
@@ -387,7 +285,11 @@ def run_graphrag(
             per_q = score_retrieval(corpus, [[position[h.id] for h in row] for row in hits], client,
                                     attribution_threshold)  # fmt: skip
             scores += by_question_type(method, corpus.questions, per_q)
-            means = (f"{m}={np.mean([v for v in vals if v is not None]):.3f}" for m, vals in per_q.items())
+            parsed += [Score(method.name, method.dims, "all", metric, rate, n)
+                       for metric, (rate, n) in parse_rates(per_q).items()]  # fmt: skip
+            means = (
+                f"{m}={np.mean(kept):.3f}" for m, vals in per_q.items() if (kept := [v for v in vals if v is not None])
+            )
             console.print(f"  {name}: " + ", ".join(means))
     if client is not None:
         usage = client.usage
@@ -396,7 +298,18 @@ def run_graphrag(
             f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens"
         )
     write_scores(scores, out_dir)
+    if parsed:
+        write_parse_rates(parsed, out_dir)
     return scores
+
+
+def write_parse_rates(rates: list[Score], out_dir: Path) -> None:
+    """parse_rates.csv and .md: rows method and dims, columns the judged metrics, cells rate (replies)."""
+    write_csv(rates, out_dir / "parse_rates.csv")
+    cells = {(r.method, r.dims, r.metric): f"{r.value:.2f} ({r.questions})" for r in rates}
+    rows = list(dict.fromkeys((r.method, r.dims) for r in rates))
+    body = [[m, d, *(cells.get((m, d, metric), "") for metric in JUDGED)] for m, d in rows]
+    (out_dir / "parse_rates.md").write_text("\n".join(table(["method", "dims", *JUDGED], body)) + "\n")
 
 
 def write_scores(scores: list[Score], out_dir: Path) -> None:

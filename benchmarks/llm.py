@@ -1,8 +1,12 @@
-"""A small client for any OpenAI-compatible chat endpoint: disk cache, bounded concurrency, retries, token counts.
+"""A small client for any OpenAI-compatible endpoint: disk cache, bounded concurrency, retries, token counts.
 
-Every call is cached on disk under the SHA-256 of (endpoint, model, messages, temperature, max_tokens), so an
-interrupted run resumes without paying twice, and a re-run is free. Settings come from arguments or
-the environment: CSRV2_LLM_BASE_URL, CSRV2_LLM_MODEL, CSRV2_LLM_API_KEY (or OPENAI_API_KEY).
+Two APIs: "chat" (/chat/completions, for instruction-tuned models: hosted judges) and "completions"
+(/completions with the prompt as plain text and stop sequences, for base models such as the local
+gemma-3-270m GGUF, which has no chat template and echoes a chat-formatted prompt instead of answering).
+Every call is cached on disk under the SHA-256 of (endpoint, API, model, prompt, temperature, max_tokens,
+stop), so an interrupted run resumes without paying twice, and a re-run is free. Settings come from
+arguments or the environment: CSRV2_LLM_BASE_URL, CSRV2_LLM_MODEL, CSRV2_LLM_API (chat|completions),
+CSRV2_LLM_API_KEY (or OPENAI_API_KEY).
 """
 
 from __future__ import annotations
@@ -11,17 +15,22 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from tqdm.auto import tqdm
 
 from csrv2_vdb.bulk import with_retries
+from csrv2_vdb.errors import InvalidArgumentError
 
 Message = dict[str, str]
+T = TypeVar("T")
+R = TypeVar("R")
+APIS = ("chat", "completions")
 
 
 class RetryableStatus(Exception):
@@ -32,6 +41,7 @@ class RetryableStatus(Exception):
 class LLMConfig:
     base_url: str = field(default_factory=lambda: os.environ.get("CSRV2_LLM_BASE_URL", "https://api.openai.com/v1"))
     model: str = field(default_factory=lambda: os.environ.get("CSRV2_LLM_MODEL", "gpt-4o-mini"))
+    api: str = field(default_factory=lambda: os.environ.get("CSRV2_LLM_API", "chat"))
     api_key: str = field(
         default_factory=lambda: os.environ.get("CSRV2_LLM_API_KEY", os.environ.get("OPENAI_API_KEY", "")), repr=False
     )
@@ -50,9 +60,11 @@ class Usage:
 
 
 class ChatClient:
-    """`chat(messages) -> str` against /chat/completions, cached on disk; `map` runs many in parallel."""
+    """`chat(messages) -> str` against the endpoint, cached on disk; `map`/`parallel` run many at once."""
 
     def __init__(self, settings: LLMConfig, cache_dir: str | Path) -> None:
+        if settings.api not in APIS:
+            raise InvalidArgumentError(f"LLM api must be one of {', '.join(APIS)}, got {settings.api!r}")
         self.settings = settings
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -60,38 +72,42 @@ class ChatClient:
         self._lock = threading.Lock()
         self._http = httpx.Client(base_url=settings.base_url.rstrip("/"), timeout=settings.timeout)
 
-    def _key(self, messages: Sequence[Message]) -> str:
+    def _body(self, messages: Sequence[Message], max_tokens: int | None, stop: Sequence[str]) -> dict:
         s = self.settings
-        # The endpoint is part of the key: the same model name on another server is another model.
-        blob = json.dumps(
-            [s.base_url.rstrip("/"), s.model, list(messages), s.temperature, s.max_tokens], sort_keys=True
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()
+        body: dict = {"model": s.model, "temperature": s.temperature, "max_tokens": max_tokens or s.max_tokens}
+        if s.api == "chat":
+            body["messages"] = list(messages)
+        else:  # a base model completes the text itself; stop sequences end what it would run on with
+            body["prompt"] = "\n\n".join(m["content"] for m in messages)
+            if stop:
+                body["stop"] = list(stop)
+        return body
 
-    def chat(self, messages: Sequence[Message]) -> str:
-        path = self.cache_dir / f"{self._key(messages)}.json"
+    def chat(self, messages: Sequence[Message], *, max_tokens: int | None = None, stop: Sequence[str] = ()) -> str:
+        """The reply's text. `max_tokens` overrides the setting for this call; `stop` is sent to the
+        completions API only (chat models end their turn themselves)."""
+        body = self._body(messages, max_tokens, stop)
+        # The endpoint is part of the key: the same model name on another server is another model.
+        blob = json.dumps([self.settings.base_url.rstrip("/"), self.settings.api, body], sort_keys=True)
+        path = self.cache_dir / f"{hashlib.sha256(blob.encode()).hexdigest()}.json"
         if path.exists():
             with self._lock:
                 self.usage.cached += 1
             return json.loads(path.read_text())["content"]
-        body = {
-            "model": self.settings.model,
-            "messages": list(messages),
-            "temperature": self.settings.temperature,
-            "max_tokens": self.settings.max_tokens,
-        }
+        route = "/chat/completions" if self.settings.api == "chat" else "/completions"
         headers = {"Authorization": f"Bearer {self.settings.api_key}"} if self.settings.api_key else {}
         reply: dict = {}
 
         def post() -> None:
-            response = self._http.post("/chat/completions", json=body, headers=headers)
+            response = self._http.post(route, json=body, headers=headers)
             if response.status_code == 429 or response.status_code >= 500:
                 raise RetryableStatus(f"{response.status_code}: {response.text[:200]}")
             response.raise_for_status()
             reply.update(response.json())
 
         with_retries(post, (RetryableStatus, httpx.TransportError), max_retries=5, backoff=1.0)
-        content = reply["choices"][0]["message"]["content"]
+        choice = reply["choices"][0]
+        content = choice["message"]["content"] if self.settings.api == "chat" else choice["text"]
         usage = reply.get("usage") or {}
         with self._lock:
             self.usage.calls += 1
@@ -104,8 +120,12 @@ class ChatClient:
 
     def map(self, batch: Sequence[Sequence[Message]], desc: str = "LLM calls") -> list[str]:
         """All chats, at most `concurrency` at a time, in input order."""
+        return self.parallel(self.chat, batch, desc)
+
+    def parallel(self, fn: Callable[[T], R], items: Sequence[T], desc: str = "LLM calls") -> list[R]:
+        """`fn` over the items, at most `concurrency` at a time, in input order (fn makes the calls)."""
         with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
-            return list(tqdm(pool.map(self.chat, batch), total=len(batch), desc=desc, leave=False))
+            return list(tqdm(pool.map(fn, items), total=len(items), desc=desc, leave=False))
 
     def close(self) -> None:
         self._http.close()

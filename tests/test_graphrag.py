@@ -7,7 +7,8 @@ import csv
 import numpy as np
 import pytest
 
-from csrv2_vdb.benchmarks.graphrag import QUESTION_TYPES, _flags, embedding_attribution, run_graphrag, sentences
+from csrv2_vdb.benchmarks.graphrag import QUESTION_TYPES, embedding_attribution, run_graphrag, sentences
+from csrv2_vdb.benchmarks.judge import answer_f1, clean_reply, parse_choice, parse_flags
 from csrv2_vdb.benchmarks.llm import ChatClient, LLMConfig
 from tests.openai_fake import FakeOpenAI
 
@@ -19,8 +20,36 @@ def test_offline_metrics_by_hand():
     assert embedding_attribution(answers, chunks, 0.7) == 0.5
     assert embedding_attribution(answers, chunks, 0.5) == 1.0
     assert embedding_attribution(answers, np.zeros((0, 2)), 0.5) == 0.0
-    assert _flags("Sure: [1, 0, 1]", 3) == [1, 0, 1]
-    assert _flags("[1, 0]", 3) is None and _flags("no list", 1) is None
+    assert parse_flags("Sure: [1, 0, 1]", 3) == [1, 0, 1]
+    assert parse_flags("[1, 0]", 3) is None and parse_flags("no list", 1) is None
+    # content words 4 of the reference's 6 (skin, cancer missing), none extra: P 1, R 2/3, F1 0.8
+    assert answer_f1("Basal cell carcinoma is common.", "Basal cell carcinoma is the most common skin cancer.") == (
+        pytest.approx(0.8)
+    )
+    assert answer_f1("", "anything here") == 0.0
+
+
+def test_parsers_cope_with_what_a_small_model_emits():
+    """Replies seen from gemma-3-270m (or shaped like them): markers, echoes, ratings out of range, words."""
+    prompt = "Passages:\n[1] Basal cell skin cancer is common.\n\nQuestion: What is common?\nAnswer:"
+    marked = "<start_of_turn>model\nBasal cell skin cancer.<end_of_turn>"
+    assert clean_reply(marked, prompt) == "Basal cell skin cancer."
+    assert clean_reply(prompt[:60] + " and more of the prompt", prompt) == ""  # an echo is no answer
+    assert clean_reply("Basal cell skin cancer is common.", prompt) == "Basal cell skin cancer is common."  # a quote
+    words = {"irrelevant": 0, "not relevant": 0, "partly": 1, "relevant": 2}
+    assert parse_choice("Melanoma", "012", words) is None
+    assert parse_choice(" 10/10\nScore", "012", words) is None
+    assert parse_choice("3", "012", words) is None
+    assert parse_choice(" 2 (relevant)", "012", words) == 2
+    assert parse_choice("The passages are not relevant.", "012", words) == 0
+    assert parse_choice("Irrelevant; 2 would be too high", "012", words) == 0
+    assert parse_choice("They are partly relevant", "012", words) == 1
+    assert parse_choice(" The answer is correct.\n\nQuestion:", "01", {"correct": 1, "incorrect": 0}) == 1
+    assert parse_choice("incorrect", "01", {"correct": 1, "incorrect": 0}) == 0
+    assert parse_flags(" 1, 0, 1", 3) == [1, 0, 1] and parse_flags("yes no", 2) == [1, 0]
+    assert parse_flags("\n[1] About basal cell skin cancer", 2) is None and parse_flags("1 0 1", 2) is None
+    assert parse_flags("\n[1] 1. The most common type of", 1) is None  # the numbering echoed, not a verdict
+    assert parse_flags("[1]", 1) == [1] and parse_flags("Verdict: [0, 1].", 2) == [0, 1]
 
 
 def test_llm_client_caches_and_limits_concurrency(tmp_path):
@@ -46,7 +75,7 @@ def test_harness_end_to_end_with_a_fake_llm(data_slice, tmp_path):
         rows = list(csv.DictReader((out / "scores.csv").read_text().splitlines()))
         metrics = {r["metric"] for r in rows}
         assert metrics == {"answer_token_recall", "embedding_attribution", "context_recall", "context_relevance",
-                           "accuracy", "rouge_l", "coverage", "faithfulness"}  # fmt: skip
+                           "accuracy", "rouge_l", "answer_f1", "answered", "coverage", "faithfulness"}  # fmt: skip
         assert {r["question_type"] for r in rows} <= set(QUESTION_TYPES)
         assert {(r["method"], r["dims"]) for r in rows} == {("CSRv2 supervised", "2"), ("MRL", "8"), ("dense", "384")}
         assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
@@ -56,6 +85,26 @@ def test_harness_end_to_end_with_a_fake_llm(data_slice, tmp_path):
                              client=client)  # fmt: skip
         assert server.requests == first_calls
         assert [s.value for s in again] == pytest.approx([s.value for s in scores])
+
+
+def test_generation_path_with_a_small_base_model(data_slice, tmp_path):
+    """The completions API (a base model, as the local GGUF is) with replies shaped like the 270M model's:
+    unparsed ratings are left out and counted, echoed answers are unanswered, markers are stripped."""
+    with FakeOpenAI(small=True) as server:
+        settings = LLMConfig(base_url=server.url, model="fake", api="completions", concurrency=2)
+        client = ChatClient(settings, tmp_path / "llm")
+        out = tmp_path / "run"
+        scores = run_graphrag(data_slice, out, tmp_path / "cache", ["dense"], per_type=4, client=client)
+        assert set(server.paths) == {"/v1/completions"}
+        rates = {r["metric"]: float(r["value"]) for r in csv.DictReader((out / "parse_rates.csv").open())}
+        assert rates["context_relevance"] == 0.0  # "Melanoma" is not a rating
+        assert rates["accuracy"] == 1.0 and rates["context_recall"] == 1.0  # markers stripped; lists parse
+        assert not [s for s in scores if s.metric == "context_relevance"]
+        answered = [s.value for s in scores if s.metric == "answered"]
+        assert 0 < min(answered) <= max(answered) <= 1 and min(answered) < 1  # some replies were echoes
+        assert "| dense | 384 |" in (out / "parse_rates.md").read_text()
+        with pytest.raises(ValueError, match="api must be one of"):
+            ChatClient(LLMConfig(base_url=server.url, api="responses"), tmp_path)
 
 
 def test_zero_shot_and_label_free_rows(data_slice, tmp_path):

