@@ -3,7 +3,13 @@
     retriever = CSRv2Retriever(store, "docs", encoder=encoder, similarity_top_k=3)
     retriever.retrieve("question")                           # -> list[NodeWithScore]
 
-    doc_fn, query_fn = sparse_fns(encoder)                   # llama-index-vector-stores-qdrant hybrid mode
+    embedding = CSRv2SparseEmbedding(k=8)                    # core's BaseSparseEmbedding; the general head
+    embedding.get_query_embedding("question")                # -> {latent: weight}
+
+No installable LlamaIndex vector store takes a core `BaseSparseEmbedding` yet (llama-index-vector-stores-qdrant
+0.10 takes two functions, -milvus 1.2 its own `BaseSparseEmbeddingFunction`), so both bridges accept one:
+
+    doc_fn, query_fn = sparse_fns(embedding)                 # or sparse_fns(encoder)
     QdrantVectorStore(..., enable_hybrid=True, sparse_doc_fn=doc_fn, sparse_query_fn=query_fn)
 
 For llama-index-vector-stores-milvus see `csrv2_vdb.integrations.llamaindex_milvus`.
@@ -22,6 +28,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from csrv2_vdb.embedders import Kind
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
+from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.filters import Filter
 from csrv2_vdb.retrieval import SearchMode, search_text
 from csrv2_vdb.store import Hit, SparseStore
@@ -112,12 +119,28 @@ class CSRv2SparseEmbedding(BaseSparseEmbedding):
         return await asyncio.to_thread(self._get_text_embeddings, texts)
 
 
-def sparse_fns(encoder: CSRv2Encoder, k: int | None = None) -> tuple[SparseFn, SparseFn]:
-    """(sparse_doc_fn, sparse_query_fn) in the form llama-index-vector-stores-qdrant calls them."""
+def as_sparse_embedding(source: CSRv2Encoder | BaseSparseEmbedding, k: int | None = None) -> BaseSparseEmbedding:
+    """Any core sparse embedding as it is (`k` must then be None), or an encoder as `CSRv2SparseEmbedding`."""
+    if isinstance(source, BaseSparseEmbedding):
+        if k is not None:
+            raise InvalidArgumentError("k applies to a CSRv2Encoder; set it on the sparse embedding instead")
+        return source
+    return CSRv2SparseEmbedding(encoder=source, k=k)
 
-    def batch(texts: list[str], kind: Kind) -> tuple[list[list[int]], list[list[float]]]:
-        codes = encoder.encode_texts(texts, kind, k)
-        rows = list(codes.rows())
-        return [i for i, _ in rows], [v for _, v in rows]
 
-    return (lambda texts: batch(texts, "document")), (lambda texts: batch(texts, "query"))
+def sparse_fns(source: CSRv2Encoder | BaseSparseEmbedding, k: int | None = None) -> tuple[SparseFn, SparseFn]:
+    """(sparse_doc_fn, sparse_query_fn) in the form llama-index-vector-stores-qdrant calls them, from an encoder
+    or any core `BaseSparseEmbedding`."""
+    embedding = as_sparse_embedding(source, k)
+
+    def split(vectors: list[SparseEmbedding]) -> tuple[list[list[int]], list[list[float]]]:
+        rows = [sorted(v.items()) for v in vectors]
+        return [[i for i, _ in r] for r in rows], [[w for _, w in r] for r in rows]
+
+    def documents(texts: list[str]) -> tuple[list[list[int]], list[list[float]]]:
+        return split(embedding.get_text_embedding_batch(texts))
+
+    def queries(texts: list[str]) -> tuple[list[list[int]], list[list[float]]]:
+        return split([embedding.get_query_embedding(t) for t in texts])
+
+    return documents, queries

@@ -1,21 +1,23 @@
-"""CSRv2 codes for llama-index-vector-stores-milvus (`MilvusVectorStore(sparse_embedding_function=...)`)."""
+"""CSRv2 codes for llama-index-vector-stores-milvus (`MilvusVectorStore(sparse_embedding_function=...)`), from an
+encoder or any LlamaIndex core `BaseSparseEmbedding` (the store does not take core's type itself)."""
 
 from __future__ import annotations
 
+from llama_index.core.base.embeddings.base_sparse import BaseSparseEmbedding
 from llama_index.vector_stores.milvus.utils import BaseSparseEmbeddingFunction
 
 from csrv2_vdb.encoder import CSRv2Encoder
+from csrv2_vdb.integrations.llamaindex import as_sparse_embedding
 
 
 class CSRv2SparseEmbeddingFunction(BaseSparseEmbeddingFunction):
-    """{latent: value} dicts from a CSRv2Encoder, k active dims each; Milvus indexes them with IP."""
+    """{latent: value} dicts, k active dims each; Milvus indexes them with IP."""
 
-    def __init__(self, encoder: CSRv2Encoder, k: int | None = None) -> None:
-        self.encoder = encoder
-        self.k = k
+    def __init__(self, source: CSRv2Encoder | BaseSparseEmbedding, k: int | None = None) -> None:
+        self.embedding = as_sparse_embedding(source, k)
 
     def encode_queries(self, queries: list[str]) -> list[dict[int, float]]:
-        return self.encoder.encode_queries(queries, k=self.k).to_dicts()
+        return [self.embedding.get_query_embedding(q) for q in queries]
 
     def encode_documents(self, documents: list[str]) -> list[dict[int, float]]:
-        return self.encoder.encode_documents(documents, k=self.k).to_dicts()
+        return self.embedding.get_text_embedding_batch(documents)

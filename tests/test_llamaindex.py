@@ -65,11 +65,19 @@ async def test_aretrieve_matches_retrieve(indexed):
     ]
 
 
-def test_sparse_fns_inside_llama_index_qdrant_hybrid(indexed):
+def _source(kind: str):
+    """The bridges take an encoder, or LlamaIndex core's BaseSparseEmbedding (CSRv2SparseEmbedding)."""
+    from csrv2_vdb.integrations.llamaindex import CSRv2SparseEmbedding
+
+    return shared_encoder() if kind == "encoder" else CSRv2SparseEmbedding(encoder=shared_encoder())
+
+
+@pytest.mark.parametrize("source", ["encoder", "core-sparse-embedding"])
+def test_sparse_fns_inside_llama_index_qdrant_hybrid(indexed, source):
     from llama_index.vector_stores.qdrant import QdrantVectorStore
     from qdrant_client import QdrantClient
 
-    doc_fn, query_fn = sparse_fns(shared_encoder())
+    doc_fn, query_fn = sparse_fns(_source(source))
     vector_store = QdrantVectorStore(
         collection_name="li", client=QdrantClient(":memory:"), enable_hybrid=True,
         sparse_doc_fn=doc_fn, sparse_query_fn=query_fn,
@@ -82,7 +90,8 @@ def test_sparse_fns_inside_llama_index_qdrant_hybrid(indexed):
     assert theirs.similarities == pytest.approx([n.score for n in ours], rel=1e-5)
 
 
-def test_sparse_function_inside_llama_index_milvus(indexed, tmp_path):
+@pytest.mark.parametrize("source", ["encoder", "core-sparse-embedding"])
+def test_sparse_function_inside_llama_index_milvus(indexed, tmp_path, source):
     from llama_index.vector_stores.milvus import MilvusVectorStore
 
     from csrv2_vdb.integrations.llamaindex_milvus import CSRv2SparseEmbeddingFunction
@@ -90,7 +99,7 @@ def test_sparse_function_inside_llama_index_milvus(indexed, tmp_path):
     asyncio.set_event_loop(asyncio.new_event_loop())  # MilvusVectorStore also opens an async client
     vector_store = MilvusVectorStore(
         uri=str(tmp_path / "li.db"), dim=384, overwrite=True, enable_sparse=True,
-        sparse_embedding_function=CSRv2SparseEmbeddingFunction(shared_encoder()), similarity_metric="IP",
+        sparse_embedding_function=CSRv2SparseEmbeddingFunction(_source(source)), similarity_metric="IP",
     )  # fmt: skip
     vector_store.add(_nodes(shared_encoder()))
     theirs = vector_store.query(VectorStoreQuery(query_str=QUERY, similarity_top_k=3, mode=VectorStoreQueryMode.SPARSE))
@@ -128,6 +137,9 @@ def test_core_sparse_embedding_matches_the_encoder_sync_async_and_batched():
 
 
 def test_core_sparse_embedding_defaults_to_the_general_head():
+    from csrv2_vdb.errors import InvalidArgumentError
     from csrv2_vdb.integrations.llamaindex import CSRv2SparseEmbedding
 
     assert CSRv2SparseEmbedding().encoder.identity == CSRv2Encoder.load().identity
+    with pytest.raises(InvalidArgumentError, match="set it on the sparse embedding"):
+        sparse_fns(CSRv2SparseEmbedding(encoder=shared_encoder()), k=4)
