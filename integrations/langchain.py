@@ -29,7 +29,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
 from langchain_qdrant import SparseEmbeddings, SparseVector
-from pydantic import ConfigDict
+from pydantic import ConfigDict, model_validator
 
 from csrv2_vdb.embedders import CallableEmbedder, Kind
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
@@ -40,7 +40,8 @@ from csrv2_vdb.store import Gettable, Hit, SparseStore
 
 
 class CSRv2Retriever(BaseRetriever):
-    """Retrieve from a SparseStore collection with CSRv2 codes, MRL dense vectors, or both fused."""
+    """Retrieve from a SparseStore collection with CSRv2 codes, MRL dense vectors, or both fused; `encoder`
+    defaults to the shipped general head on the offline backbone (sparse and hybrid modes)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -53,6 +54,12 @@ class CSRv2Retriever(BaseRetriever):
     search_mode: SearchMode = "sparse"
     filter: dict[str, Any] | None = None
     text_key: str = "text"
+
+    @model_validator(mode="after")
+    def _default_encoder(self) -> CSRv2Retriever:
+        if self.encoder is None and self.search_mode != "dense":
+            self.encoder = CSRv2Encoder.load()
+        return self
 
     def _search(self, query: str, k: int | None, filter: Filter | None, search_mode: SearchMode | None) -> list[Hit]:
         return search_text(
@@ -127,10 +134,11 @@ class CSRv2Retriever(BaseRetriever):
 
 
 class CSRv2SparseEmbeddings(SparseEmbeddings):
-    """langchain-qdrant's SparseEmbeddings backed by a CSRv2Encoder (k active dims per vector)."""
+    """langchain-qdrant's SparseEmbeddings backed by a CSRv2Encoder (k active dims per vector; default encoder:
+    the general head on the offline backbone)."""
 
-    def __init__(self, encoder: CSRv2Encoder, k: int | None = None) -> None:
-        self.encoder = encoder
+    def __init__(self, encoder: CSRv2Encoder | None = None, k: int | None = None) -> None:
+        self.encoder = encoder if encoder is not None else CSRv2Encoder.load()
         self.k = k
 
     def embed_documents(self, texts: list[str]) -> list[SparseVector]:

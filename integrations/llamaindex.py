@@ -37,7 +37,8 @@ SparseFn = Callable[[list[str]], tuple[list[list[int]], list[list[float]]]]
 
 
 class CSRv2Retriever(BaseRetriever):
-    """Retrieve NodeWithScore from a SparseStore collection: sparse codes, MRL dense, or hybrid."""
+    """Retrieve NodeWithScore from a SparseStore collection: sparse codes, MRL dense, or hybrid; `encoder`
+    defaults to the shipped general head on the offline backbone (sparse and hybrid modes)."""
 
     def __init__(
         self,
@@ -56,7 +57,7 @@ class CSRv2Retriever(BaseRetriever):
         super().__init__(callback_manager=callback_manager)
         self.store = store
         self.collection = collection
-        self.encoder = encoder
+        self.encoder = encoder if encoder is not None or search_mode == "dense" else CSRv2Encoder.load()
         self.dense_encoder = dense_encoder
         self.similarity_top_k = similarity_top_k
         self.active_dims = active_dims
@@ -119,18 +120,22 @@ class CSRv2SparseEmbedding(BaseSparseEmbedding):
         return await asyncio.to_thread(self._get_text_embeddings, texts)
 
 
-def as_sparse_embedding(source: CSRv2Encoder | BaseSparseEmbedding, k: int | None = None) -> BaseSparseEmbedding:
-    """Any core sparse embedding as it is (`k` must then be None), or an encoder as `CSRv2SparseEmbedding`."""
+SparseSource = CSRv2Encoder | BaseSparseEmbedding | None
+
+
+def as_sparse_embedding(source: SparseSource, k: int | None = None) -> BaseSparseEmbedding:
+    """Any core sparse embedding as it is (`k` must then be None), or an encoder (None: the general head on the
+    offline backbone) as `CSRv2SparseEmbedding`."""
     if isinstance(source, BaseSparseEmbedding):
         if k is not None:
             raise InvalidArgumentError("k applies to a CSRv2Encoder; set it on the sparse embedding instead")
         return source
-    return CSRv2SparseEmbedding(encoder=source, k=k)
+    return CSRv2SparseEmbedding(encoder=source, k=k) if source is not None else CSRv2SparseEmbedding(k=k)
 
 
-def sparse_fns(source: CSRv2Encoder | BaseSparseEmbedding, k: int | None = None) -> tuple[SparseFn, SparseFn]:
+def sparse_fns(source: SparseSource = None, k: int | None = None) -> tuple[SparseFn, SparseFn]:
     """(sparse_doc_fn, sparse_query_fn) in the form llama-index-vector-stores-qdrant calls them, from an encoder
-    or any core `BaseSparseEmbedding`."""
+    or any core `BaseSparseEmbedding` (default: `CSRv2SparseEmbedding()`)."""
     embedding = as_sparse_embedding(source, k)
 
     def split(vectors: list[SparseEmbedding]) -> tuple[list[list[int]], list[list[float]]]:

@@ -3,17 +3,15 @@ encoder or any LlamaIndex core `BaseSparseEmbedding` (the store does not take co
 
 from __future__ import annotations
 
-from llama_index.core.base.embeddings.base_sparse import BaseSparseEmbedding
 from llama_index.vector_stores.milvus.utils import BaseSparseEmbeddingFunction
 
-from csrv2_vdb.encoder import CSRv2Encoder
-from csrv2_vdb.integrations.llamaindex import as_sparse_embedding
+from csrv2_vdb.integrations.llamaindex import SparseSource, as_sparse_embedding
 
 
 class CSRv2SparseEmbeddingFunction(BaseSparseEmbeddingFunction):
-    """{latent: value} dicts, k active dims each; Milvus indexes them with IP."""
+    """{latent: value} dicts, k active dims each (default source: the general head); Milvus indexes them with IP."""
 
-    def __init__(self, source: CSRv2Encoder | BaseSparseEmbedding, k: int | None = None) -> None:
+    def __init__(self, source: SparseSource = None, k: int | None = None) -> None:
         self.embedding = as_sparse_embedding(source, k)
 
     def encode_queries(self, queries: list[str]) -> list[dict[int, float]]:

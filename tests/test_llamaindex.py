@@ -136,10 +136,21 @@ def test_core_sparse_embedding_matches_the_encoder_sync_async_and_batched():
     assert "encoder" not in embedding.to_payload()  # what LlamaIndex logs: settings, not the encoder object
 
 
-def test_core_sparse_embedding_defaults_to_the_general_head():
+def test_every_bridge_defaults_to_the_general_head(indexed):
+    """No encoder or head named: LlamaIndex's, langchain-qdrant's and both Milvus bridges use the general head."""
     from csrv2_vdb.errors import InvalidArgumentError
+    from csrv2_vdb.integrations.langchain import CSRv2SparseEmbeddings
+    from csrv2_vdb.integrations.langchain_milvus import CSRv2MilvusSparseEmbedding
     from csrv2_vdb.integrations.llamaindex import CSRv2SparseEmbedding
+    from csrv2_vdb.integrations.llamaindex_milvus import CSRv2SparseEmbeddingFunction
 
-    assert CSRv2SparseEmbedding().encoder.identity == CSRv2Encoder.load().identity
+    general = CSRv2Encoder.load().identity
+    assert CSRv2SparseEmbedding().encoder.identity == general
+    assert CSRv2SparseEmbeddingFunction().embedding.encoder.identity == general  # type: ignore[attr-defined]
+    assert CSRv2SparseEmbeddings().encoder.identity == CSRv2MilvusSparseEmbedding().encoder.identity == general
+    retriever = CSRv2Retriever(indexed[0], "docs", similarity_top_k=3)
+    assert retriever.encoder.identity == general
+    doc_fn, query_fn = sparse_fns()
+    assert len(doc_fn(TEXTS[:2])[0]) == 2 and query_fn([QUERY])[0][0]
     with pytest.raises(InvalidArgumentError, match="set it on the sparse embedding"):
         sparse_fns(CSRv2SparseEmbedding(encoder=shared_encoder()), k=4)
