@@ -231,6 +231,11 @@ class ElasticsearchStore(StoreBase):
         found = [Hit(str(d["_id"]), 0.0, _payload(d)) for d in docs if d.get("found")]
         return in_order(ids, found)
 
+    def _dense_vectors(self, name: str, ids: list[str]) -> np.ndarray:
+        docs = self.client.mget(index=self._index(name), ids=ids, source_includes=[DENSE])["docs"]
+        by_id = {str(d["_id"]): d["_source"][DENSE] for d in docs if d.get("found")}
+        return np.asarray([by_id[i] for i in ids], dtype=np.float32)
+
     def delete(self, name: str, ids: Sequence[str]) -> None:
         self.collection_info(name)
         self._bulk([{"_op_type": "delete", "_index": self._index(name), "_id": str(i)} for i in ids], missing_ok=True)

@@ -242,6 +242,13 @@ class MilvusStore(StoreBase):
         found = [hit_from_payload({k: v for k, v in r.items() if k not in _RESERVED}, 0.0) for r in rows]
         return in_order(ids, found)
 
+    def _dense_vectors(self, name: str, ids: list[str]) -> np.ndarray:
+        keys = [point_id(i) for i in ids]
+        with _engine_errors(f"read dense vectors from {name!r}"):
+            rows = self.client.get(name, ids=keys, output_fields=[DENSE])
+        by_key = {r[PK]: r[DENSE] for r in rows}
+        return np.asarray([by_key[k] for k in keys], dtype=np.float32)
+
     def delete(self, name: str, ids: Sequence[str]) -> None:
         """Delete by document id; the primary keys are UUIDs, so no id can change the expression pymilvus builds."""
         self.collection_info(name)

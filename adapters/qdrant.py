@@ -24,10 +24,12 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 
 from csrv2_vdb.adapters.qdrant_common import (
     DENSE,
+    MIN_MATCH,
     SPARSE,
     build_filter,
     dense_points,
     drop_non_matches,
+    for_matching_rows,
     hit_from_point,
     point_vectors,
 )
@@ -225,6 +227,26 @@ class QdrantStore(StoreBase):
             for (s, su), (d, du) in zip(self._queries(sparse), self._queries(dense), strict=True)
         ]
         return self._run(name, requests)
+
+    def _rerank_search(self, name: str, r: HybridRequest) -> list[list[Hit]]:
+        """One call per query: the sparse prefetch (documents sharing a latent only) rescored by the dense query."""
+        flt = _filter(r.filter)
+        pairs = list(zip(self._queries(r.sparse), self._queries(r.dense), strict=True))
+
+        def run(rows: list[int]) -> list[list[Hit]]:
+            requests = [
+                models.QueryRequest(
+                    prefetch=[models.Prefetch(query=s, using=su, filter=flt, limit=r.depth, score_threshold=MIN_MATCH)],
+                    query=d,
+                    using=du,
+                    limit=r.limit,
+                    with_payload=True,
+                )
+                for (s, su), (d, du) in (pairs[i] for i in rows)
+            ]
+            return self._run(name, requests)
+
+        return for_matching_rows(r.sparse, run)
 
     def _run(self, name: str, requests: list[models.QueryRequest]) -> list[list[Hit]]:
         # An all-zero sparse query matches nothing; Qdrant is asked only for the others.

@@ -3,6 +3,7 @@ MatchValue, MatchAny, Filter, SparseVector), so filters, point vectors and hits 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,20 @@ def point_vectors(n: int, sparse: SparseBatch | None, dense: np.ndarray | None, 
 def hit_from_point(point: Any) -> Hit:
     """A Hit from a Qdrant scored point (server or Edge): the document id comes back out of the payload."""
     return hit_from_payload(point.payload or {}, float(point.score), fallback_id=point.id)
+
+
+# A sparse score above 0 means the document shares a latent with the query (codes are non-negative): the
+# threshold that keeps Qdrant's prefetch to such documents, as drop_non_matches does for plain searches.
+MIN_MATCH = 1e-30
+
+
+def for_matching_rows(sparse: SparseBatch, run: Callable[[list[int]], list[list[Hit]]]) -> list[list[Hit]]:
+    """`run` on the rows whose sparse query has a latent; an all-zero query matches nothing and gets []."""
+    live = [i for i, (indices, _) in enumerate(sparse.rows()) if len(indices)]
+    results: list[list[Hit]] = [[] for _ in range(len(sparse))]
+    for i, hits in zip(live, run(live) if live else [], strict=True):
+        results[i] = hits
+    return results
 
 
 def drop_non_matches(results: list[list[Hit]]) -> list[list[Hit]]:

@@ -24,10 +24,12 @@ import qdrant_edge as qe
 
 from csrv2_vdb.adapters.qdrant_common import (
     DENSE,
+    MIN_MATCH,
     SPARSE,
     build_filter,
     dense_points,
     drop_non_matches,
+    for_matching_rows,
     hit_from_point,
     point_vectors,
 )
@@ -225,6 +227,25 @@ class QdrantEdgeStore(StoreBase):
             for s, d in zip(self._queries(sparse), self._queries(dense), strict=True)
         ]
         return self._run(name, requests)
+
+    def _rerank_search(self, name: str, r: HybridRequest) -> list[list[Hit]]:
+        """One call per query: the sparse prefetch (documents sharing a latent only) rescored by the dense query."""
+        flt = _filter(r.filter)
+        pairs = list(zip(self._queries(r.sparse), self._queries(r.dense), strict=True))
+
+        def run(rows: list[int]) -> list[list[Hit]]:
+            requests = [
+                qe.QueryRequest(
+                    limit=r.limit,
+                    prefetches=[qe.Prefetch(limit=r.depth, query=s, filter=flt, score_threshold=MIN_MATCH)],
+                    query=d,
+                    with_payload=True,
+                )
+                for s, d in (pairs[i] for i in rows)
+            ]
+            return self._run(name, requests)
+
+        return for_matching_rows(r.sparse, run)
 
     def _run(self, name: str, requests: list[qe.QueryRequest]) -> list[list[Hit]]:
         if not requests:

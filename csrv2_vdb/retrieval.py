@@ -1,7 +1,7 @@
 """Text in, hits out: the query path shared by the framework integrations.
 
 `search_text` encodes one query for the chosen mode (sparse CSRv2 code, MRL dense vector, or both for
-hybrid) and asks the store; `index_texts` encodes and upserts documents, creating the collection.
+hybrid and rerank) and asks the store; `index_texts` encodes and upserts documents, creating the collection.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.filters import Filter
 from csrv2_vdb.store import Hit, SparseStore, check_encoder
 
-SearchMode = Literal["sparse", "dense", "hybrid"]
+# sparse: the CSRv2 code; dense: the MRL vector; hybrid: both lists fused by the engine; rerank: the sparse
+# candidates rescored by the stored dense vectors (two-stage retrieval: a sparse index, dense precision).
+SearchMode = Literal["sparse", "dense", "hybrid", "rerank"]
+SEARCH_MODES: tuple[str, ...] = ("sparse", "dense", "hybrid", "rerank")
 
 
 def search_text(
@@ -28,23 +31,33 @@ def search_text(
     limit: int = 4,
     filter: Filter | None = None,
     active_dims: int | None = None,
+    candidates: int | None = None,
 ) -> list[Hit]:
-    """Top `limit` hits for one text query."""
-    if mode in ("sparse", "hybrid") and encoder is None:
+    """Top `limit` hits for one text query; `candidates` is rerank's sparse depth (default: the store's)."""
+    check_mode(mode, dense_encoder)
+    if mode != "dense" and encoder is None:
         raise InvalidArgumentError(f"search mode {mode!r} needs a CSRv2Encoder (encoder=...)")
-    if mode in ("dense", "hybrid") and dense_encoder is None:
-        raise InvalidArgumentError(f"search mode {mode!r} needs an MRLEncoder (dense_encoder=...)")
     if encoder is not None and mode != "dense":
         check_encoder(store.collection_info(collection), encoder.identity)
-    if mode == "hybrid":
+    if mode in ("hybrid", "rerank"):
         assert encoder is not None and dense_encoder is not None
         sparse, dense = encode_hybrid(encoder, dense_encoder, [query], "query", active_dims)
+        if mode == "rerank":
+            return store.rerank_search(collection, sparse, dense, limit=limit, candidates=candidates, filter=filter)[0]
         return store.hybrid_search(collection, sparse, dense, limit=limit, filter=filter)[0]
     if mode == "dense":
         assert dense_encoder is not None
         return store.search(collection, dense_encoder.encode_queries([query]), limit=limit, filter=filter)[0]
     assert encoder is not None
     return store.search(collection, encoder.encode_queries([query], k=active_dims), limit=limit, filter=filter)[0]
+
+
+def check_mode(mode: object, dense_encoder: MRLEncoder | None) -> None:
+    """A known search mode, with the dense encoder that dense, hybrid and rerank need."""
+    if mode not in SEARCH_MODES:
+        raise InvalidArgumentError(f"search_mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}")
+    if mode != "sparse" and dense_encoder is None:
+        raise InvalidArgumentError(f"search mode {mode!r} needs a dense_encoder (MRLEncoder)")
 
 
 def index_texts(

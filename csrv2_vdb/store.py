@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -170,6 +170,17 @@ class SparseStore(Protocol):
         fusion: Fusion = "rrf",
     ) -> list[list[Hit]]: ...
 
+    def rerank_search(
+        self,
+        name: str,
+        sparse: SparseBatch,
+        dense: np.ndarray,
+        *,
+        limit: int = 10,
+        candidates: int | None = None,
+        filter: Filter | None = None,
+    ) -> list[list[Hit]]: ...
+
     def delete(self, name: str, ids: Sequence[str]) -> None: ...
 
     def count(self, name: str, filter: Filter | None = None) -> int: ...
@@ -267,7 +278,8 @@ class StoreBase:
 
     An adapter sets `engine`, `fusions` (and `name_pattern`/`name_rule` where its engine is stricter), calls
     `super().__init__()`, and implements the engine calls `_exists`, `_create`, `_read_info`, `_drop`,
-    `_upsert`, `_search` and `_hybrid_search` on arguments already checked here.
+    `_upsert`, `_search` and `_hybrid_search` on arguments already checked here, and either
+    `_rerank_search` (one engine call) or `_dense_vectors` (the two-call rerank here uses it).
     """
 
     engine = "engine"
@@ -277,6 +289,8 @@ class StoreBase:
     transient_errors: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
     # hybrid_search asks each side for hybrid_depth * limit candidates before fusing: the one setting for it.
     hybrid_depth = 2
+    # rerank_search rescores rerank_depth * limit sparse candidates unless the caller says how many.
+    rerank_depth = 5
     client: Any
 
     def __init__(self) -> None:
@@ -386,6 +400,33 @@ class StoreBase:
         sparse, dense = check_sparse(info, sparse), check_dense(info, dense, len(sparse))
         return self._hybrid_search(name, HybridRequest(sparse, dense, limit, self.hybrid_depth * limit, filter, fusion))
 
+    def rerank_search(
+        self,
+        name: str,
+        sparse: SparseBatch,
+        dense: np.ndarray,
+        *,
+        limit: int = 10,
+        candidates: int | None = None,
+        filter: Filter | None = None,
+    ) -> list[list[Hit]]:
+        """Two-stage retrieval: the sparse index's top `candidates` (default `rerank_depth * limit`, filtered)
+        rescored by the dot product of their stored dense vectors (full or MRL) with `dense`, the best `limit`
+        of them. The scores are dense scores; the ranking costs one sparse search plus `candidates` dot
+        products, not a dense index."""
+        check_limit(limit)
+        depth = check_limit(candidates) if candidates is not None else min(self.rerank_depth * limit, MAX_LIMIT)
+        if depth < limit:
+            raise InvalidArgumentError(f"candidates ({depth}) must be at least limit ({limit})")
+        info = self.collection_info(name)
+        if info.sparse_dim is None or info.dense_dim is None:
+            raise UnsupportedError(
+                f"collection {name!r} does not hold both sparse and dense vectors: rerank needs both "
+                "(index with a dense encoder, e.g. MRLEncoder, beside the CSRv2Encoder)"
+            )
+        sparse, dense = check_sparse(info, sparse), check_dense(info, dense, len(sparse))
+        return self._rerank_search(name, HybridRequest(sparse, dense, limit, depth, filter, "rerank"))
+
     def _upsert(self, name: str, batch: WriteBatch) -> None:
         raise NotImplementedError
 
@@ -393,6 +434,21 @@ class StoreBase:
         raise NotImplementedError
 
     def _hybrid_search(self, name: str, request: HybridRequest) -> list[list[Hit]]:
+        raise NotImplementedError
+
+    def _rerank_search(self, name: str, r: HybridRequest) -> list[list[Hit]]:
+        """Two engine calls: the sparse candidates, then their stored dense vectors, rescored here."""
+        candidates = self._search(name, r.sparse, r.depth, r.filter)
+        ids = list(dict.fromkeys(h.id for row in candidates for h in row))
+        vectors = dict(zip(ids, self._dense_vectors(name, ids), strict=True)) if ids else {}
+        out = []
+        for row, query in zip(candidates, r.dense, strict=True):
+            rescored = [replace(h, score=float(np.dot(vectors[h.id], query))) for h in row]
+            out.append(sorted(rescored, key=lambda h: -h.score)[: r.limit])
+        return out
+
+    def _dense_vectors(self, name: str, ids: list[str]) -> np.ndarray:
+        """The stored dense vectors of `ids` (all present), one row each, in that order."""
         raise NotImplementedError
 
 
@@ -408,7 +464,8 @@ class WriteBatch:
 
 @dataclass(frozen=True)
 class HybridRequest:
-    """One checked hybrid search: `depth` candidates per side are fused into `limit` hits."""
+    """One checked hybrid search: `depth` candidates per side are fused into `limit` hits (fusion "rerank":
+    `depth` sparse candidates are rescored by the dense query)."""
 
     sparse: SparseBatch
     dense: np.ndarray

@@ -35,7 +35,7 @@ from csrv2_vdb.embedders import CallableEmbedder, Kind
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
 from csrv2_vdb.errors import CollectionNotFoundError, InvalidArgumentError, UnsupportedError
 from csrv2_vdb.filters import Filter
-from csrv2_vdb.retrieval import SearchMode, index_texts, search_text
+from csrv2_vdb.retrieval import SearchMode, check_mode, index_texts, search_text
 from csrv2_vdb.store import Gettable, Hit, SparseStore
 
 
@@ -51,6 +51,7 @@ class CSRv2Retriever(BaseRetriever):
     dense_encoder: MRLEncoder | None = None
     k: int = 4
     active_dims: int | None = None
+    candidates: int | None = None  # rerank: sparse candidates rescored (default: the store's depth)
     search_mode: SearchMode = "sparse"
     filter: dict[str, Any] | None = None
     text_key: str = "text"
@@ -72,6 +73,7 @@ class CSRv2Retriever(BaseRetriever):
             limit=k if k is not None else self.k,
             filter=filter if filter is not None else self.filter,
             active_dims=self.active_dims,
+            candidates=self.candidates,
         )
 
     def _to_document(self, hit: Hit) -> Document:
@@ -174,7 +176,8 @@ class CSRv2VectorStore(VectorStore):
     """A LangChain VectorStore over any `SparseStore` collection: sparse CSRv2 codes, MRL dense vectors, or both.
 
     `encoder` defaults to the shipped general head on the offline backbone (`CSRv2Encoder.load()`);
-    `search_mode` "sparse" (default), "dense" (needs `dense_encoder`) or "hybrid" (both, fused by the engine).
+    `search_mode` "sparse" (default), "dense" (needs `dense_encoder`), "hybrid" (both, fused by the engine) or
+    "rerank" (the sparse top `candidates` rescored by the stored dense vectors).
     The collection is created on the first write. Filters are the library's ({"field": value | [values] |
     Range}); scores are the engine's (cosine for normalised codes). Sparse search returns only documents that
     share a latent with the query, so fewer than k can come back. Async methods run the sync ones in an
@@ -191,11 +194,9 @@ class CSRv2VectorStore(VectorStore):
         search_mode: SearchMode = "sparse",
         text_key: str = "text",
         active_dims: int | None = None,
+        candidates: int | None = None,
     ) -> None:
-        if search_mode not in ("sparse", "dense", "hybrid"):
-            raise InvalidArgumentError(f"search_mode must be sparse, dense or hybrid, got {search_mode!r}")
-        if search_mode != "sparse" and dense_encoder is None:
-            raise InvalidArgumentError(f"search_mode {search_mode!r} needs a dense_encoder (MRLEncoder)")
+        check_mode(search_mode, dense_encoder)
         self.store = store
         self.collection = collection
         self.encoder = encoder if encoder is not None else CSRv2Encoder.load()
@@ -203,6 +204,7 @@ class CSRv2VectorStore(VectorStore):
         self.search_mode: SearchMode = search_mode
         self.text_key = text_key
         self.active_dims = active_dims
+        self.candidates = candidates
 
     def _exists(self) -> bool:
         try:
@@ -234,6 +236,7 @@ class CSRv2VectorStore(VectorStore):
         return search_text(
             self.store, self.collection, query, encoder=self.encoder, dense_encoder=self.dense_encoder,
             mode=mode or self.search_mode, limit=k, filter=filter, active_dims=self.active_dims,
+            candidates=self.candidates,
         )  # fmt: skip
 
     def similarity_search(

@@ -50,6 +50,7 @@ class CSRv2Retriever(BaseRetriever):
         similarity_top_k: int = 4,
         active_dims: int | None = None,
         search_mode: SearchMode = "sparse",
+        candidates: int | None = None,
         filters: Filter | None = None,
         text_key: str = "text",
         callback_manager: CallbackManager | None = None,
@@ -61,6 +62,7 @@ class CSRv2Retriever(BaseRetriever):
         self.dense_encoder = dense_encoder
         self.similarity_top_k = similarity_top_k
         self.active_dims = active_dims
+        self.candidates = candidates
         self.search_mode: SearchMode = search_mode
         self.filters = filters
         self.text_key = text_key
@@ -81,6 +83,7 @@ class CSRv2Retriever(BaseRetriever):
             limit=self.similarity_top_k,
             filter=self.filters,
             active_dims=self.active_dims,
+            candidates=self.candidates,
         )
         return [self._node(h) for h in hits]
 

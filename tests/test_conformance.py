@@ -8,6 +8,7 @@ from csrv2_vdb.errors import (
     CollectionNotFoundError,
     DimensionMismatchError,
     EncoderMismatchError,
+    InvalidArgumentError,
     InvalidEmbeddingError,
     UnsupportedError,
 )
@@ -60,7 +61,7 @@ def test_is_a_sparse_store(engine):
         issubclass(e, BaseException) for e in store.transient_errors
     )
     for member in ("create_collection", "drop_collection", "list_collections", "collection_info", "upsert", "search",
-                   "hybrid_search", "delete", "count", "close"):  # fmt: skip
+                   "hybrid_search", "rerank_search", "delete", "count", "close"):  # fmt: skip
         want = inspect.signature(getattr(SparseStore, member)).parameters
         have = inspect.signature(getattr(type(store), member)).parameters
         assert [(p.name, p.kind, p.default) for p in have.values()] == [
@@ -221,6 +222,43 @@ def test_hybrid_ordering(engine):
     other = "weighted" if type(store).__name__.startswith("Qdrant") else "dbsf"
     with pytest.raises(UnsupportedError):
         store.hybrid_search("h", sparse[7:8], dense[7:8], limit=5, fusion=other)
+
+
+def test_rerank_rescores_the_sparse_candidates_with_stored_dense_vectors(engine):
+    """rerank_search == the engine's own sparse top-`candidates`, rescored by numpy dot products of the dense
+    vectors written, best `limit` first (filters apply to the candidates; an all-zero query gets [])."""
+    store, *_ = engine
+    n = 400
+    sparse, dense = random_sparse(n, 256, 4, seed=11), _unit(n, 16, 2)
+    queries, dense_q = random_sparse(12, 256, 8, seed=12), _unit(12, 16, 3)
+    store.create_collection("r", sparse_dim=256, dense_dim=16)
+    store.upsert("r", _ids(n), sparse=sparse, dense=dense, payloads=[{"g": i % 2} for i in range(n)])
+    row = {doc_id: i for i, doc_id in enumerate(_ids(n))}
+
+    def expected(candidates: list, q: np.ndarray, limit: int) -> dict[str, float]:
+        scored = sorted(((float(dense[row[h.id]] @ q), h.id) for h in candidates), reverse=True)[:limit]
+        return {doc_id: score for score, doc_id in scored}
+
+    for flt in (None, {"g": 0}):
+        got = store.rerank_search("r", queries, dense_q, limit=5, candidates=20, filter=flt)
+        sparse_top = store.search("r", queries, limit=20, filter=flt)
+        for hits, candidates, q in zip(got, sparse_top, dense_q, strict=True):
+            want = expected(candidates, q, 5)
+            assert {h.id for h in hits} == set(want)  # ids and scores as maps: ties may order either way
+            assert [h.score for h in hits] == pytest.approx([want[h.id] for h in hits], rel=1e-5, abs=1e-6)
+            assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+            assert flt is None or all(h.payload["g"] == 0 for h in hits)
+    # every document as a candidate: the dense ranking of the documents sharing a latent with the query
+    everything = store.rerank_search("r", queries[:3], dense_q[:3], limit=5, candidates=n)
+    for hits, candidates, q in zip(everything, store.search("r", queries[:3], limit=n), dense_q[:3], strict=True):
+        assert {h.id for h in hits} == set(expected(candidates, q, 5))
+    empty = SparseBatch(np.zeros((1, 2), dtype=np.int32), np.zeros((1, 2), dtype=np.float32), 256)
+    assert store.rerank_search("r", empty, dense_q[:1], limit=5) == [[]]
+    with pytest.raises(InvalidArgumentError, match="candidates"):
+        store.rerank_search("r", queries[:1], dense_q[:1], limit=5, candidates=3)
+    store.create_collection("sparse_only", sparse_dim=256)
+    with pytest.raises(UnsupportedError, match="both sparse and dense"):
+        store.rerank_search("sparse_only", queries[:1], dense_q[:1], limit=5)
 
 
 def test_errors_name_the_problem(engine):

@@ -116,7 +116,7 @@ def test_langchain_milvus_store_with_the_bridge_scores_exactly(tmp_path):
     assert max(map(abs, losses)) < 1e-6  # Milvus Lite: no loss observed (a server drops; see the docstring)
 
 
-def test_vectorstore_dense_and_hybrid_modes_answer_like_the_retriever(tmp_path):
+def test_vectorstore_dense_hybrid_and_rerank_modes_answer_like_the_retriever(tmp_path):
     from csrv2_vdb.encoder import MRLEncoder
     from tests.framework_data import TEXTS, shared_encoder
 
@@ -126,12 +126,23 @@ def test_vectorstore_dense_and_hybrid_modes_answer_like_the_retriever(tmp_path):
         hybrid = CSRv2VectorStore.from_texts(TEXTS, encoder, store=store, collection="both", dense_encoder=dense,
                                              search_mode="hybrid")  # fmt: skip
         retriever = CSRv2Retriever(store=store, collection="both", encoder=encoder, dense_encoder=dense, k=3)
-        for mode in ("hybrid", "dense"):
+        for mode in ("hybrid", "dense", "rerank"):
             got = hybrid.similarity_search_with_score("How is skin cancer treated?", k=3, search_mode=mode)
             want = retriever.invoke("How is skin cancer treated?", search_mode=mode)
             # fused scores can tie (RRF), and the engine orders ties either way: compare id -> score
             assert len(got) == 3 and {d.id for d, _ in got} == {d.id for d in want}
             scores = {d.id: d.metadata["score"] for d in want}
             assert [s for _, s in got] == pytest.approx([scores[d.id] for d, _ in got], rel=1e-5)
+        # rerank: the sparse candidates (every document sharing a latent), scored by their MRL-64 cosine
+        query = "How is skin cancer treated?"
+        reranked = CSRv2VectorStore(store, "both", encoder, dense_encoder=dense, search_mode="rerank", candidates=5)
+        candidates = {d.page_content for d in retriever.invoke(query, k=5)}
+        cosine = dense.encode_documents(TEXTS) @ dense.encode_queries([query])[0]
+        got = reranked.similarity_search_with_score(query, k=3)
+        want = sorted(((float(cosine[TEXTS.index(t)]), t) for t in candidates), reverse=True)[:3]
+        assert [d.page_content for d, _ in got] == [t for _, t in want]
+        assert [s for _, s in got] == pytest.approx([c for c, _ in want], rel=1e-4)
         with pytest.raises(InvalidArgumentError, match="needs a dense_encoder"):
             CSRv2VectorStore(store, "both", encoder, search_mode="hybrid")
+        with pytest.raises(InvalidArgumentError, match="search_mode must be one of"):
+            CSRv2VectorStore(store, "both", encoder, dense_encoder=dense, search_mode="fused")  # type: ignore[arg-type]
