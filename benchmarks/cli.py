@@ -180,6 +180,14 @@ def evaluate(
     normalize: NormalizeOpt = None,
     ks: Annotated[str, typer.Option("--ks", help="Comma-separated k for the sparse codes.")] = "2,4,8,16,32,64",
     dims: Annotated[str, typer.Option("--dims", help="Comma-separated MRL dims.")] = "2,4,8,16,32,64",
+    rerank: Annotated[
+        str,
+        typer.Option(
+            "--rerank",
+            help="Comma-separated candidate depths N: also score 'rerank@N' (sparse top N rescored by "
+            "the dense vectors) at each k.",
+        ),
+    ] = "",
     tasks: Annotated[str, typer.Option("--tasks", help="banking77 and/or medical.")] = "banking77,medical",
     epochs: Annotated[int, typer.Option("--epochs", help="Head training epochs (same for CSR and CSRv2).")] = 10,
     lr: Annotated[float, typer.Option("--lr", help="Head learning rate (same for CSR and CSRv2).")] = 1e-3,
@@ -202,7 +210,8 @@ def evaluate(
 
             encoder = CSRv2Encoder.load(head, open_embedder_cached(embedder, embed_cache), max(k_values))
             eval_set = load_eval_set(corpus, queries, qrels)
-            run_corpus_eval(eval_set, encoder, out, k_values, dim_values, console=Console(), normalize=normalize)
+            run_corpus_eval(eval_set, encoder, out, k_values, dim_values, console=Console(), normalize=normalize,
+                            rerank=_ints(rerank, "--rerank") if rerank else ())  # fmt: skip
             return
         from csrv2_vdb.benchmarks.datasets import find_data_dir
         from csrv2_vdb.benchmarks.reproduction import run_reproduction
@@ -358,6 +367,23 @@ def _command_line() -> str:
     import sys
 
     return " ".join(["csrv2-vdb", *sys.argv[1:]])
+
+
+@bench_app.command("eval-files")
+def bench_eval_files(
+    out: Annotated[Path, typer.Option("--out", help="Folder for medical/ and packages/ JSONL files.")] = Path(
+        "runs/eval-files"
+    ),
+    data: DataOpt = None,
+) -> None:
+    """The evaluation sets of docs/quality.md as files for `csrv2-vdb eval --corpus --queries`: the medical
+    chunks with the tune and final halves of the held-out questions, and the package-description test."""
+    from csrv2_vdb.benchmarks.datasets import find_data_dir
+    from csrv2_vdb.benchmarks.quality import write_task_eval_files
+
+    with user_errors():
+        for path in write_task_eval_files(data or find_data_dir(), out):
+            console.print(f"wrote {path}")
 
 
 @bench_app.command("retrieval")

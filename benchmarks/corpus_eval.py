@@ -11,6 +11,7 @@ Queries name their relevant documents in a field (`relevant`: a list of document
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,6 @@ from csrv2_vdb.benchmarks.reports import log_ticks, pyplot, write_csv
 from csrv2_vdb.encoder import CSRv2Encoder, mrl_truncate
 from csrv2_vdb.errors import InvalidRecordError
 from csrv2_vdb.records import json_line, numbered_lines, read_records
-from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import SparseStore
 
 CUTOFF = 10
@@ -137,11 +137,13 @@ def run_corpus_eval(
     store: SparseStore | None = None,
     console: Console | None = None,
     normalize: bool | None = None,
+    rerank: Sequence[int] = (),
 ) -> list[EvalRow]:
     """Score every configuration through `store` (default: a temporary qdrant-edge store); write CSV and PNG.
 
     Codes are normalised as `normalize` says, or (None) as the encoder does. Texts are embedded by the
-    encoder's embedder (a `CachedEmbedder` makes a second evaluation of the same texts free)."""
+    encoder's embedder (a `CachedEmbedder` makes a second evaluation of the same texts free). Each depth N
+    in `rerank` adds rows "rerank@N" at every k: the sparse top N rescored by the full dense vectors."""
     console = console or Console()
     embedder = encoder.embedder
     doc_x = embedder.embed(data.doc_texts, "document")
@@ -150,27 +152,33 @@ def run_corpus_eval(
         from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
 
         with tempfile.TemporaryDirectory(prefix="csrv2-eval-") as tmp, QdrantEdgeStore(tmp) as temporary:
-            return run_corpus_eval(data, encoder, out_dir, ks, dims, temporary, console, normalize)
+            return run_corpus_eval(data, encoder, out_dir, ks, dims, temporary, console, normalize, rerank)
     rows: list[EvalRow] = []
     queries = sorted(data.qrels)
     row_of = {d: i for i, d in enumerate(data.doc_ids)}
-    configs: list[tuple[str, int, dict[str, Any], SparseBatch | np.ndarray, SparseBatch | np.ndarray]] = []
+    configs: list[tuple[str, int, dict[str, Any], Any, Any, int | None]] = []
+    at_k = encoder if normalize is None else encoder.normalized_as(normalize)
     for k in ks:
-        at_k = encoder if normalize is None else encoder.normalized_as(normalize)
         spec: dict[str, Any] = {"sparse_dim": at_k.dim, "encoder": at_k.identity}
-        configs.append(
-            ("sparse", k, spec, at_k.encode_embeddings(doc_x, k), at_k.encode_embeddings(query_x[queries], k))
-        )
+        docs, qs = at_k.encode_embeddings(doc_x, k), at_k.encode_embeddings(query_x[queries], k)
+        configs.append(("sparse", k, spec, docs, qs, None))
+        hybrid = {**spec, "dense_dim": embedder.dim}
+        configs += [(f"rerank@{n}", k, hybrid, (docs, doc_x), (qs, query_x[queries]), n) for n in rerank]
     for m in [*dims, embedder.dim]:
         method = "dense" if m == embedder.dim else "MRL"
-        configs.append((method, m, {"dense_dim": m}, mrl_truncate(doc_x, m), mrl_truncate(query_x[queries], m)))
-    for method, size, spec, docs, qs in configs:
-        name = f"csrv2_eval_{method.lower()}_{size}"
+        configs.append((method, m, {"dense_dim": m}, mrl_truncate(doc_x, m), mrl_truncate(query_x[queries], m), None))
+    for method, size, spec, docs, qs, depth in configs:
+        name = f"csrv2_eval_{re.sub(r'[^a-z0-9]+', '_', method.lower())}_{size}"
         store.create_collection(name, **spec)
         try:
             for start in range(0, len(data.doc_ids), 1024):
-                store.upsert(name, data.doc_ids[start : start + 1024], docs[start : start + 1024])
-            hits = store.search(name, qs, limit=CUTOFF)
+                part = slice(start, start + 1024)
+                batch = (docs[0][part], docs[1][part]) if depth else docs[part]
+                store.upsert(name, data.doc_ids[part], batch)
+            if depth:
+                hits = store.rerank_search(name, qs[0], qs[1], limit=CUTOFF, candidates=max(depth, CUTOFF))
+            else:
+                hits = store.search(name, qs, limit=CUTOFF)
         finally:
             store.drop_collection(name)
         ranked = {qi: [row_of[h.id] for h in hs] for qi, hs in zip(queries, hits, strict=True)}
@@ -190,7 +198,8 @@ def write_eval_reports(rows: list[EvalRow], out_dir: Path, n_docs: int, n_querie
     write_csv(rows, out_dir / "eval.csv")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for method, marker in (("sparse", "o"), ("MRL", "s")):
+    methods = [m for m in dict.fromkeys(r.method for r in rows) if m != "dense"]
+    for method, marker in zip(methods, "osD^v<>", strict=False):
         sel = [r for r in rows if r.method == method]
         if sel:
             ax.plot([r.dims for r in sel], [r.ndcg_at_10 for r in sel], marker=marker, label=method)

@@ -89,6 +89,27 @@ def package_eval_set(data_dir: Path, n_docs: int = 1286, n_queries: int = 50, se
                    {qi: {i} for qi, i in enumerate(asked)})  # fmt: skip
 
 
+def medical_eval_set(data_dir: Path, half: str) -> EvalSet:
+    """The medical chunks with one half of the held-out questions: "tune" (looked at while choosing
+    settings) or "final" (not); the other half of the questions trained the supervised medical head."""
+    split = medical_split(data_dir, 0)
+    questions = {"tune": split.test_q[0::2], "final": split.test_q[1::2]}[half]
+    return EvalSet([c.id for c in split.chunks], [c.text for c in split.chunks],
+                   [split.questions[q].question for q in questions],
+                   {i: split.qrels[q] for i, q in enumerate(questions)})  # fmt: skip
+
+
+def write_task_eval_files(data_dir: Path, out: Path) -> list[Path]:
+    """What `eval --corpus/--queries` scores for docs/quality.md: medical (corpus, tune and final
+    questions) and the package test; returns the files written."""
+    medical = out / "medical"
+    written = []
+    for half in ("tune", "final"):  # the same corpus file each time; the queries file renamed per half
+        corpus, queries = write_eval_files(medical_eval_set(data_dir, half), medical)
+        written.append(queries.replace(medical / f"queries-{half}.jsonl"))
+    return [corpus, *written, *write_eval_files(package_eval_set(data_dir), out / "packages")]
+
+
 def _sample(n: int, size: int, seed: int) -> list[int]:
     return sorted(np.random.default_rng(seed).choice(n, size, replace=False).tolist())
 

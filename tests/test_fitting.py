@@ -198,13 +198,15 @@ def test_eval_on_the_users_corpus(tmp_path):
     ])  # fmt: skip
     out = tmp_path / "out"
     args = ["eval", "--corpus", str(docs), "--queries", str(queries), "--out", str(out), "--ks", "2,8",
-            "--dims", "8", "--cache", str(tmp_path / "cache")]  # fmt: skip
+            "--dims", "8", "--rerank", "20", "--cache", str(tmp_path / "cache")]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "eval.csv").read_text().splitlines()))
     assert [(r["method"], r["dims"]) for r in rows] == [
         ("sparse", "2"),
+        ("rerank@20", "2"),
         ("sparse", "8"),
+        ("rerank@20", "8"),
         ("MRL", "8"),
         ("dense", "384"),
     ]
@@ -216,6 +218,23 @@ def test_eval_on_the_users_corpus(tmp_path):
     bad = _jsonl(tmp_path / "bad.jsonl", [{"id": "q1", "text": "x", "relevant": ["missing"]}])
     refused = runner.invoke(app, ["eval", "--corpus", str(docs), "--queries", str(bad), "--out", str(out)])
     assert refused.exit_code == 2 and "names documents not in" in refused.output
+
+
+def test_eval_files_hold_the_quality_sets_with_disjoint_question_halves(data_dir, tmp_path):
+    result = runner.invoke(app, ["bench", "eval-files", "--data", str(data_dir), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+
+    def read(path):
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    medical = tmp_path / "medical"
+    chunk_ids = {d["id"] for d in read(medical / "corpus.jsonl")}
+    tune, final = read(medical / "queries-tune.jsonl"), read(medical / "queries-final.jsonl")
+    assert len(tune) > 400 and len(final) > 400
+    assert not {q["text"] for q in tune} & {q["text"] for q in final}
+    assert all(q["relevant"] and set(q["relevant"]) <= chunk_ids for q in tune + final)
+    packages = read(tmp_path / "packages" / "queries.jsonl")
+    assert len(packages) == 50 and len(read(tmp_path / "packages" / "corpus.jsonl")) == 1286
 
 
 def test_train_input_errors_come_before_any_model_loads(tmp_path):
