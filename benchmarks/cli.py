@@ -403,6 +403,10 @@ def bench_retrieval(
         int, typer.Option("--components", help="Gaussian mixture components (1: one Gaussian).")
     ] = 256,
     full: Annotated[bool, typer.Option("--full/--no-full", help="Include the full 384-dim dense vectors.")] = True,
+    rerank: Annotated[
+        str,
+        typer.Option("--rerank", help="k values also served as rerank (sparse top 50 rescored by full dense)."),
+    ] = "",
     even_control: Annotated[
         bool, typer.Option("--even-control", help="Also time the smallest k's codes on uniformly drawn latents.")
     ] = False,
@@ -434,7 +438,7 @@ def bench_retrieval(
     settings = RetrievalConfig(
         n=n, ks=_ints(ks, "--ks"), dims=_ints(dims, "--dims"), targets=chosen, queries=queries, batch=batch,
         repeats=repeats, components=components, floor_rows=min(1_000, n), real_rows=real_rows,
-        even_control=even_control, full=full,
+        even_control=even_control, full=full, rerank=_ints(rerank, "--rerank") if rerank else (),
     )  # fmt: skip
     stem = out / (name or f"retrieval-{_size_label(n)}")
     with user_errors():

@@ -98,7 +98,7 @@ def test_bench_retrieval_small_run_on_every_target(tmp_path, data_dir) -> None:
     result = CliRunner().invoke(
         app,
         ["bench", "retrieval", "--n", "3000", "--ks", "2,8", "--dims", "8,32", "--queries", "12", "--batch", "16",
-         "--repeats", "2", "--components", "32", "--real-rows", "300", "--even-control",
+         "--repeats", "2", "--components", "32", "--real-rows", "300", "--even-control", "--rerank", "8",
          "--targets", "qdrant-edge,milvus-lite,numpy,numpy-accumulator",
          "--out", str(out), "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
          "--data", str(data_dir)],
@@ -112,24 +112,30 @@ def test_bench_retrieval_small_run_on_every_target(tmp_path, data_dir) -> None:
     expected |= {"sparse-k2-n1000", "dense-8-n1000"}
     ann = {"qdrant-edge": "dense-384-hnsw", "milvus-lite": "dense-384-ivf_flat", "numpy": None}
     ann["numpy-accumulator"] = None
+    overlap = report["workload"]["overlap_with_full_dense"]
     for name, target in report["targets"].items():
         configs = target["configs"]
-        assert set(configs) == expected | ({ann[name]} if ann[name] else set())
+        engine = not name.startswith("numpy")
+        rerank = {"rerank-k8"} if engine else set()  # numpy has no rerank path
+        assert set(configs) == expected | rerank | ({ann[name]} if ann[name] else set())
         for config_name, c in configs.items():
             assert len(c["rounds"]) == 2
             assert c["p50_ms"]["min"] <= c["p50_ms"]["median"] <= c["p50_ms"]["max"]
             assert c["p99_ms"]["median"] >= c["p50_ms"]["median"] > 0 and c["qps"]["median"] > 0
-            if c["index"] in ("inverted", "flat") and "-n" not in config_name:
+            if c["index"] in ("inverted", "flat") and "-n" not in config_name and config_name not in rerank:
                 assert c["recall_at_10"] == pytest.approx(1.0), (name, config_name)  # exact search is exact
+        if engine:  # rerank keeps every dense top-10 document its sparse top-10 had, and may add more
+            assert overlap["sparse-k8"] - 1e-9 <= configs["rerank-k8"]["recall_at_10"] <= 1.0
+            assert "dense-384 p50 / rerank" in (out / "retrieval-3k.md").read_text()
         if ann[name]:
             assert configs[ann[name]]["recall_at_10"] > 0.5
         ratio = target["ratios"]["dense-384 / sparse-k2"]["p50_latency"]
         assert ratio["min"] <= ratio["median"] <= ratio["max"]
-        assert len(target["ratios"]) == 3 * (3 + bool(ann[name]))  # 3 sparse x (dense 8, 32, 384, the ANN)
+        # (3 sparse + rerank) x (dense 8, 32, 384, the ANN)
+        assert len(target["ratios"]) == (3 + engine) * (3 + bool(ann[name]))
     assert "numpy" in report["targets"] and report["targets"]["numpy"]["configs"]["dense-384"][
         "memory_bytes_per_vector"
     ] == pytest.approx(384 * 4)
-    overlap = report["workload"]["overlap_with_full_dense"]
     assert overlap["dense-384"] == 1.0 and 0 < overlap["sparse-k8"] < 1
 
 

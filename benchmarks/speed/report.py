@@ -48,6 +48,21 @@ def ratio_table(target: dict[str, Any], sparse_ks: list[int]) -> list[str]:
     return table(["p50 latency of … / sparse", *(f"k={k}" for k in sparse_ks)], rows)
 
 
+def rerank_table(target: dict[str, Any]) -> list[str]:
+    """Rerank configs: recall@10 against exact full-dense search, and how much slower each dense config is."""
+    configs = target["configs"]
+    reranks = [name for name in configs if name.startswith("rerank-")]
+    dense = sorted({key.split(" / ")[0] for key in target["ratios"] if key.split(" / ")[0].startswith("dense-384")})
+    rows = [
+        [name, _num(configs[name].get("recall_at_10"), "{:.3f}"), _spread(configs[name]["p50_ms"]),
+         *(_spread(target["ratios"][f"{d} / {name}"]["p50_latency"]) for d in dense)]
+        for name in reranks
+    ]  # fmt: skip
+    header = ["rerank (top 50 rescored)", "recall@10 vs exact dense-384", "p50 ms"]
+    header += [f"{d} p50 / rerank" for d in dense]
+    return table(header, rows) if rows else []
+
+
 def headline_table(report: dict[str, Any]) -> list[str]:
     rows = []
     for name, target in report["targets"].items():
@@ -128,6 +143,8 @@ def markdown(report: dict[str, Any], command: str) -> str:
     ]
     for name, target in report["targets"].items():
         out += ["", f"### {name}", "", *config_table(name, target), "", *ratio_table(target, ks)]
+        if rerank := rerank_table(target):
+            out += ["", *rerank]
     return "\n".join(out) + "\n"
 
 

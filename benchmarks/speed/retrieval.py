@@ -25,7 +25,15 @@ from csrv2_vdb.benchmarks.cache import cached_embed
 from csrv2_vdb.benchmarks.datasets import load_questions
 from csrv2_vdb.benchmarks.speed.corpus import EmbeddingModel, encode_chunked, even_codes, latent_usage, real_embeddings
 from csrv2_vdb.benchmarks.speed.exact import ExactIndex, recall_at
-from csrv2_vdb.benchmarks.speed.targets import Config, NumpyTarget, Target, Vectors, make_target, rss
+from csrv2_vdb.benchmarks.speed.targets import (
+    Config,
+    NumpyTarget,
+    RerankVectors,
+    Target,
+    Vectors,
+    make_target,
+    rss,
+)
 from csrv2_vdb.encoder import mrl_truncate
 from csrv2_vdb.head import pretrained_head
 
@@ -48,6 +56,7 @@ class RetrievalConfig:
     components: int = 256  # mixture components (1: a single Gaussian with the data's mean and covariance)
     even_control: bool = False  # also index the smallest k's codes with uniformly drawn latents
     full: bool = True  # include the full dense vectors (exact, and each target's ANN index)
+    rerank: tuple[int, ...] = ()  # k values also served as rerank: the k-sparse top 50 rescored by full dense
     seed: int = 0
 
 
@@ -63,6 +72,7 @@ class Workload:
 def configs_for(settings: RetrievalConfig, full_dim: int) -> list[Config]:
     """Sparse k, MRL dims and full dense (exact, and each target's ANN), plus the two floor collections."""
     out = [Config("sparse", k, "inverted") for k in settings.ks]
+    out += [Config("rerank", k, "inverted") for k in settings.rerank]
     out += [Config("dense", d, "flat") for d in settings.dims if d < full_dim]
     if settings.full:
         out += [Config("dense", full_dim, index) for index in ("flat", "hnsw", "ivf_flat")]
@@ -95,7 +105,7 @@ def build_workload(
     docs: dict[str, Vectors] = {}
     queries: dict[str, Vectors] = {}
     usage: dict[str, Any] = {}
-    for k in tqdm(settings.ks, desc="encoding codes"):
+    for k in tqdm(sorted({*settings.ks, *settings.rerank}), desc="encoding codes"):
         codes, query_codes = encode_chunked(head, dense_docs, k), head.encode(dense_queries, k)
         docs[f"sparse-k{k}"], queries[f"sparse-k{k}"] = codes, query_codes
         usage[f"k{k}"] = {
@@ -113,6 +123,11 @@ def build_workload(
     exact = {}
     for key in tqdm(list(docs), desc="exact top-k"):
         exact[key] = ExactIndex(docs[key]).search(queries[key], settings.limit)
+    for k in settings.rerank:  # rerank approximates the full dense ranking: its recall is against that
+        key = f"rerank-k{k}"
+        docs[key] = RerankVectors(docs[f"sparse-k{k}"], dense_docs)
+        queries[key] = RerankVectors(queries[f"sparse-k{k}"], dense_queries)
+        exact[key] = exact[f"dense-{backbone.dim}"]
     info = {
         "fit_rows": len(real),
         "components": len(model.weights),
@@ -120,7 +135,11 @@ def build_workload(
         "hidden_dim": head.hidden_dim,
         "full_dim": backbone.dim,
         "latent_usage": usage,
-        "overlap_with_full_dense": {key: _overlap(exact[key][0], exact[f"dense-{backbone.dim}"][0]) for key in exact},
+        "overlap_with_full_dense": {
+            key: _overlap(exact[key][0], exact[f"dense-{backbone.dim}"][0])
+            for key in exact
+            if not key.startswith("rerank-")
+        },
     }
     return Workload(docs, queries, exact), info
 
@@ -217,7 +236,7 @@ def _spread_of(values: list[float]) -> dict[str, float]:
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
     """p50 latency and throughput of each comparator over each sparse k, per round: median, min, max."""
     out: dict[str, Any] = {}
-    sparse = [name for name in results if name.startswith("sparse-") and "-n" not in name]
+    sparse = [name for name in results if name.startswith(("sparse-", "rerank-")) and "-n" not in name]
     others = [name for name in results if name.startswith("dense-") and "-n" not in name]
     for s in sparse:
         for o in others:

@@ -31,10 +31,25 @@ WRITE_BATCH = 2_000
 
 
 @dataclass(frozen=True)
-class Config:
-    """A representation (sparse k, or the first `size` dense dims) and the index that serves it."""
+class RerankVectors:
+    """Codes and full dense vectors of the same rows: what a rerank config writes and asks with."""
 
-    kind: Literal["sparse", "dense"]
+    sparse: SparseBatch
+    dense: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.sparse)
+
+    def __getitem__(self, rows: slice) -> RerankVectors:
+        return RerankVectors(self.sparse[rows], self.dense[rows])
+
+
+@dataclass(frozen=True)
+class Config:
+    """A representation (sparse k, the first `size` dense dims, or rerank: k-sparse candidates rescored by
+    the full dense vectors) and the index that serves it."""
+
+    kind: Literal["sparse", "dense", "rerank"]
     size: int
     index: Index
     rows: int | None = None  # only the first `rows` documents (the small "floor" collections)
@@ -43,8 +58,8 @@ class Config:
     @property
     def key(self) -> str:
         """The representation: which documents and queries the config indexes and asks."""
-        if self.kind == "dense":
-            return f"dense-{self.size}"
+        if self.kind in ("dense", "rerank"):
+            return f"{self.kind}-{'k' if self.kind == 'rerank' else ''}{self.size}"
         return f"sparse-k{self.size}" + ("-even" if self.even else "")
 
     @property
@@ -57,7 +72,7 @@ class Config:
         return self.index in ("inverted", "flat")
 
 
-Vectors = SparseBatch | np.ndarray
+Vectors = SparseBatch | np.ndarray | RerankVectors
 
 
 def directory_bytes(path: Path) -> int:
@@ -126,11 +141,16 @@ class NumpyTarget(Target):
         self.name = "numpy-accumulator" if accumulate else "numpy"
         self._indexes: dict[Config, ExactIndex] = {}
 
+    def supports(self, config: Config) -> bool:
+        return config.kind != "rerank" and super().supports(config)
+
     def build(self, config: Config, docs: Vectors) -> None:
+        assert not isinstance(docs, RerankVectors)
         self._indexes[config] = ExactIndex(docs)
 
     def search(self, config: Config, queries: Vectors, limit: int) -> tuple[list[list[int]], list[list[float]]]:
         index = self._indexes[config]
+        assert not isinstance(queries, RerankVectors)
         if self.accumulate and isinstance(queries, SparseBatch):
             ids, scores = index.search_accumulate(queries, limit)
         else:
@@ -155,6 +175,7 @@ class StoreTarget(Target):
     """
 
     engine = ""
+    candidates = 50  # rerank configs: sparse candidates rescored per query
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -175,23 +196,32 @@ class StoreTarget(Target):
 
     def build(self, config: Config, docs: Vectors) -> None:
         store, name = self.store(config), self.collection(config)
-        if isinstance(docs, SparseBatch):
+        if isinstance(docs, RerankVectors):
+            store.create_collection(name, sparse_dim=docs.sparse.dim, dense_dim=docs.dense.shape[1])
+        elif isinstance(docs, SparseBatch):
             store.create_collection(name, sparse_dim=docs.dim)
         else:
             store.create_collection(name, dense_dim=docs.shape[1])
         for start, stop in _batches(len(docs), WRITE_BATCH):
             ids = [str(i) for i in range(start, stop)]
-            if isinstance(docs, SparseBatch):
-                store.upsert(name, ids, sparse=docs[start:stop])
+            part = docs[start:stop]
+            if isinstance(part, RerankVectors):
+                store.upsert(name, ids, sparse=part.sparse, dense=part.dense)
+            elif isinstance(part, SparseBatch):
+                store.upsert(name, ids, sparse=part)
             else:
-                store.upsert(name, ids, dense=docs[start:stop])
+                store.upsert(name, ids, dense=part)
         self.finish(store, name)
 
     def finish(self, store: Any, name: str) -> None:
         """Engine-specific work after the last write (flush, optimize)."""
 
     def search(self, config: Config, queries: Vectors, limit: int) -> tuple[list[list[int]], list[list[float]]]:
-        hits = self.store(config).search(self.collection(config), queries, limit=limit)
+        store, name = self.store(config), self.collection(config)
+        if isinstance(queries, RerankVectors):
+            hits = store.rerank_search(name, queries.sparse, queries.dense, limit=limit, candidates=self.candidates)
+        else:
+            hits = store.search(name, queries, limit=limit)
         return [[int(h.id) for h in row] for row in hits], [[h.score for h in row] for row in hits]
 
     def disk_bytes(self) -> int | None:
