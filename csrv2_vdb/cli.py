@@ -135,6 +135,13 @@ def index(
     mrl_dims: Annotated[
         int | None, typer.Option("--mrl-dims", help="Instead of sparse codes: index MRL-truncated dense vectors.")
     ] = None,
+    dense_dims: Annotated[
+        int | None,
+        typer.Option(
+            "--dense-dims",
+            help="Also store MRL-truncated dense vectors of this size beside the codes (for `search --rerank`).",
+        ),
+    ] = None,
     engine: EngineOpt = "qdrant-edge",
     k: KOpt = None,
     normalize: NormalizeOpt = None,
@@ -150,11 +157,13 @@ def index(
 ) -> None:
     """Encode documents and upsert them; re-running overwrites, and a killed run resumes from its checkpoint."""
     from csrv2_vdb.bulk import bulk_index
-    from csrv2_vdb.encoder import MRLEncoder
+    from csrv2_vdb.encoder import MRLEncoder, encode_hybrid
     from csrv2_vdb.store import Optimizable
 
     if head is not None and mrl_dims is not None:
         raise fail("give --head (sparse codes) or --mrl-dims (dense baseline), not both")
+    if dense_dims is not None and mrl_dims is not None:
+        raise fail("--dense-dims stores dense vectors beside the sparse codes; --mrl-dims indexes dense only")
     checkpoint = checkpoint or input.with_name(f"{input.name}.{collection}.checkpoint")
     with user_errors():
         read, field = _records(input, embeddings)
@@ -175,6 +184,16 @@ def index(
             encode, vectors_by = ready.encode_documents, ready.embedder.identity
         else:
             encode, vectors_by = ready.encode_embeddings, f"precomputed:{embeddings}"
+        if dense_dims is not None:  # both vectors per document, from one embedding pass
+            beside, codes = MRLEncoder(model, dense_dims), sparse_enc
+            dims["dense_dim"], encoder_id = beside.dims, f"{encoder_id}+mrl:{beside.dims}"
+
+            def both(batch: Any) -> Any:  # texts, or the records' precomputed embeddings
+                if field is None:
+                    return encode_hybrid(codes, beside, batch, "document")
+                return codes.encode_embeddings(batch), beside.encode_embeddings(batch)
+
+            encode = both
         total = sum(1 for _ in read())  # also checks every record before anything is written
         stat = input.stat()
         run = {
@@ -218,12 +237,20 @@ def search(
             "(year='\"2020\"') to match it as a string.",
         ),
     ] = None,
+    rerank: Annotated[
+        int | None,
+        typer.Option(
+            "--rerank",
+            help="Rescore this many sparse candidates by the dense vectors stored beside the codes (a collection "
+            "indexed with --dense-dims); the scores printed are then dense cosines.",
+        ),
+    ] = None,
     embedder: EmbedderOpt = None,
     embed_cache: EmbedCacheOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Search a sparse collection with a text query; prints JSON hits (id, score, payload)."""
-    from csrv2_vdb.encoder import writes_normalized
+    from csrv2_vdb.encoder import MRLEncoder, encode_hybrid, writes_normalized
     from csrv2_vdb.store import check_encoder
 
     conditions = {}
@@ -239,7 +266,14 @@ def search(
             if normalize is None and info.encoder:  # search as the collection was written
                 enc = enc.normalized_as(writes_normalized(info.encoder))
             check_encoder(info, enc.identity)
-            hits = db.search(collection, enc.encode_queries([query]), limit=limit, filter=conditions or None)[0]
+            if rerank is None:
+                hits = db.search(collection, enc.encode_queries([query]), limit=limit, filter=conditions or None)[0]
+            else:
+                if info.dense_dim is None:
+                    raise fail(f"--rerank: {collection!r} holds no dense vectors (index it with --dense-dims)")
+                sparse, dense = encode_hybrid(enc, MRLEncoder(enc.embedder, info.dense_dim), [query], "query")
+                hits = db.rerank_search(collection, sparse, dense, limit=limit, candidates=rerank,
+                                        filter=conditions or None)[0]  # fmt: skip
     for hit in hits:
         typer.echo(json.dumps({"id": hit.id, "score": round(hit.score, 6), "payload": hit.payload}))
 

@@ -123,6 +123,35 @@ def test_train_index_search(workspace):
     assert hits == sorted(hits, key=lambda h: -h["score"])
 
 
+def test_index_dense_dims_then_search_rerank(workspace, tmp_path):
+    """--dense-dims stores MRL vectors beside the codes; search --rerank rescores the sparse candidates by
+    them: the hits are the candidates' best MRL cosines, with those cosines as scores."""
+    from csrv2_vdb.backbone import Backbone
+    from csrv2_vdb.encoder import MRLEncoder
+
+    args = ["--head", str(workspace / "head"), "--store", str(tmp_path / "db"), "--collection", "both"]
+    indexed = runner.invoke(app, ["index", "--input", str(workspace / "docs.jsonl"), *args, "--dense-dims", "64"])
+    assert indexed.exit_code == 0, indexed.output
+    query = "treatment of skin cancer"
+    sparse = runner.invoke(app, ["search", query, *args, "--limit", "6"])
+    reranked = runner.invoke(app, ["search", query, *args, "--limit", "2", "--rerank", "6"])
+    assert sparse.exit_code == 0 and reranked.exit_code == 0, reranked.output
+    candidates = [json.loads(line)["id"] for line in sparse.stdout.splitlines()]
+    texts = {doc_id: text for doc_id, text, _ in DOCS}
+    mrl = MRLEncoder(Backbone(), 64)
+    cosine = mrl.encode_documents([texts[i] for i in candidates]) @ mrl.encode_queries([query])[0]
+    want = sorted(zip(cosine.tolist(), candidates, strict=True), reverse=True)[:2]
+    hits = [json.loads(line) for line in reranked.stdout.splitlines()]
+    assert [h["id"] for h in hits] == [i for _, i in want]
+    assert [h["score"] for h in hits] == pytest.approx([c for c, _ in want], abs=1e-4)
+    no_dense = runner.invoke(app, ["search", query, "--head", str(workspace / "head"), "--store",
+                                   str(workspace / "db"), "--collection", "docs", "--rerank", "6"])  # fmt: skip
+    assert no_dense.exit_code == 2 and "--dense-dims" in no_dense.output
+    both = runner.invoke(app, ["index", "--input", str(workspace / "docs.jsonl"), "--store", str(tmp_path / "db"),
+                               "--collection", "x", "--mrl-dims", "32", "--dense-dims", "64"])  # fmt: skip
+    assert both.exit_code == 2 and "--dense-dims" in both.output
+
+
 def test_encode_writes_k_sparse_rows(workspace):
     out = workspace / "codes.jsonl"
     result = runner.invoke(
