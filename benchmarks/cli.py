@@ -92,6 +92,14 @@ def train(
         float | None,
         typer.Option("--lr", help="Adam learning rate; default 3e-4 label-free, 1e-3 with labels or pairs."),
     ] = None,
+    hidden_dim: Annotated[
+        int | None,
+        typer.Option(
+            "--hidden-dim",
+            help="Latents h; default 4 x the embedding dim, and for label-free fitting one per two rows between 4 "
+            "and 16 x the dim (wider heads code a large corpus better: measured in docs/quality.md).",
+        ),
+    ] = None,
     max_rows: Annotated[int, typer.Option("--max-rows", help="Train on a seeded sample of at most N rows.")] = 200_000,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed; default: the config's.")] = None,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")] = 200,
@@ -104,7 +112,8 @@ def train(
     """Train a head on your data (--input), or a CSR / CSRv2 head or Matryoshka projection on a task (--task).
 
     With --input and no other flag the measured defaults apply (docs/quality.md): texts only -> label-free
-    reconstruction at k = 8 and 2 with latents started at the corpus's own rows (lr 3e-4); labels or pairs ->
+    reconstruction of the texts themselves at k = 8 and 2, latents started at the corpus's own rows, one latent
+    per two rows between 4d and 16d (lr 3e-4); labels or pairs ->
     CSRv2 (supervised contrastive, k annealed 64 -> 8, lr 1e-3); at least 1,500 steps on small files; a
     seeded sample of at most --max-rows rows. Any k can be asked for at encode time.
     """
@@ -112,13 +121,15 @@ def train(
         raise fail("give --input FILE (your data) or --task banking77|medical")
     if method is not None and method not in ("csr", "csrv2", "plain", "mrl"):
         raise fail(f"--method must be one of csr, csrv2, plain, mrl; got {method!r}")
+    if task is not None and hidden_dim is not None:
+        raise fail("--hidden-dim applies to --input; a --task head keeps the reproduction's width (4d)")
     if input is not None:
         from csrv2_vdb.training.fit import fit_head
 
         if method == "mrl":
             raise fail("--method mrl trains on a --task; a head for your data is csrv2, csr or plain")
         with user_errors():
-            overrides = {"method": method, "k": k, "epochs": epochs, "lr": lr, "seed": seed}
+            overrides = {"method": method, "k": k, "epochs": epochs, "lr": lr, "seed": seed, "hidden_dim": hidden_dim}
             result = fit_head(
                 input, out, embedder=lambda: open_embedder_cached(embedder, embed_cache), config=config,
                 overrides=overrides, max_rows=max_rows, resume=resume, checkpoint_every=checkpoint_every,

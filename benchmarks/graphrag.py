@@ -85,7 +85,7 @@ def methods_for(
     specs: Sequence[str], backbone: Backbone, data_dir: Path, cache: Path, corpus: Corpus | None = None
 ) -> list[Method]:
     """ "csrv2:8" (question-supervised, from the reproduction pipeline), "csrv2-zeroshot:8" (the shipped general
-    head: no medical text), "csrv2-fit:8" (fitted label-free on the corpus's chunks and sentences, no question),
+    head: no medical text), "csrv2-fit:8" (fitted label-free on the corpus's chunks, no question),
     "csr:32", "mrl:8", "dense"."""
     out = []
     task = None
@@ -103,7 +103,7 @@ def methods_for(
         elif kind == "csrv2-fit":
             if corpus is None:
                 raise InvalidArgumentError("csrv2-fit needs the corpus to fit on")
-            head = _label_free_head(corpus, backbone, cache)
+            head = _label_free_head(corpus, cache)
             encode = CSRv2Encoder(None, head).encode_embeddings
             out.append(Method("CSRv2 fitted", int(size), partial(encode, k=int(size)), sparse_dim=head.hidden_dim))
         elif kind == "mrl":
@@ -125,16 +125,14 @@ def methods_for(
     return out
 
 
-def _label_free_head(corpus: Corpus, backbone: Backbone, cache: Path) -> SparseHead:
-    """What `csrv2-vdb train --input chunks` fits (the measured label-free defaults) on the chunks and their
-    sentences: no question is used."""
-    from csrv2_vdb.training.data import TrainingSet, split_sentences
+def _label_free_head(corpus: Corpus, cache: Path) -> SparseHead:
+    """What `csrv2-vdb train --input chunks` fits (the measured label-free defaults) on the chunks: no question
+    is used."""
+    from csrv2_vdb.training.data import TrainingSet
     from csrv2_vdb.training.fit import default_config
 
-    sentence_texts = [s for c in corpus.chunks for s in split_sentences(c.text)]
-    rows = np.concatenate([corpus.chunk_x, cached_embed(backbone, sentence_texts, "document", cache)])
-    config = default_config(TrainingSet(rows, None, "label-free", ""))
-    return cached_head(cache / "heads", "graphrag-label-free", rows, config)
+    config = default_config(TrainingSet(corpus.chunk_x, None, "label-free", ""))
+    return cached_head(cache / "heads", "graphrag-label-free", corpus.chunk_x, config)
 
 
 @dataclass

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from csrv2_vdb.cli import app
 from csrv2_vdb.errors import DataNotFoundError, EncoderMismatchError, InvalidRecordError
 from csrv2_vdb.head import DEFAULT_HEAD, SparseHead, head_card, pretrained_head, pretrained_heads, resolve_head
-from csrv2_vdb.training.data import load_training_set
-from csrv2_vdb.training.fit import default_config, fit_head
+from csrv2_vdb.training.data import TrainingSet, load_training_set
+from csrv2_vdb.training.fit import default_config, fit_head, label_free_width
 from csrv2_vdb.training.losses import reconstruction_losses
 from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
 from tests.conftest import assert_real_plot
@@ -32,13 +32,20 @@ def _jsonl(path, rows):
     return path
 
 
-def test_texts_only_train_label_free_with_their_sentences(tmp_path):
+def test_texts_only_train_label_free_on_the_texts(tmp_path):
     path = _jsonl(tmp_path / "t.jsonl", [{"text": "One short sentence here ok. And a second sentence follows it."},
                                          {"text": "No split in this single text at all"}])  # fmt: skip
     data = load_training_set(path, _fake_embed, log=lambda _: None)
     assert data.mode == "label-free" and data.labels is None
-    assert len(data.embeddings) == 4  # two texts + two sentences of the first
+    assert len(data.embeddings) == 2  # the texts themselves, not their sentences
     assert default_config(data).method == "plain" and default_config(data).init == "samples"
+
+
+def test_label_free_width_is_half_the_rows_between_4d_and_16d():
+    assert [label_free_width(n, 384) for n in (10, 3_072, 5_000, 10_000, 1_000_000)] == [1536, 1536, 2500, 5000, 6144]
+    rows = np.random.default_rng(0).normal(size=(9_000, 16)).astype(np.float32)
+    assert default_config(TrainingSet(rows, None, "label-free", "")).hidden_dim == 256  # 16d caps 4,500
+    assert default_config(TrainingSet(rows, np.zeros(9_000), "labels", "")).hidden_dim is None  # 4d, the reference
 
 
 def test_labels_and_pairs_become_csrv2_labels(tmp_path):
@@ -259,3 +266,16 @@ def test_eval_reads_judgements_from_a_qrels_file(tmp_path):
     _jsonl(tmp_path / "bad.jsonl", [{"query": "q2"}])
     with pytest.raises(InvalidRecordError, match=r"bad\.jsonl:1: expected an object"):
         load_eval_set(docs, queries, tmp_path / "bad.jsonl")
+
+
+def test_train_hidden_dim_flag(tmp_path):
+    """--hidden-dim sets the width of a head fitted on --input; with --task it is refused (the reproduction
+    keeps 4d)."""
+    rows = np.random.default_rng(0).normal(size=(300, 32)).astype(np.float32)
+    np.save(tmp_path / "x.npy", rows / np.linalg.norm(rows, axis=1, keepdims=True))
+    out = tmp_path / "head"
+    result = runner.invoke(app, ["train", "--input", str(tmp_path / "x.npy"), "--out", str(out), "--hidden-dim", "96"])
+    assert result.exit_code == 0, result.output
+    assert SparseHead.load(out).hidden_dim == 96 and "h=96" in result.output
+    task = runner.invoke(app, ["train", "--task", "medical", "--out", str(tmp_path / "t"), "--hidden-dim", "96"])
+    assert task.exit_code == 2 and "--hidden-dim applies to --input" in task.output

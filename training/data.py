@@ -1,6 +1,6 @@
 """What `csrv2-vdb train --input FILE` trains on, read from the user's file: one `TrainingSet` whatever the layout.
 
-    text                      -> label-free: the texts, and their sentences as extra rows
+    text                      -> label-free: the texts themselves (what will be indexed)
     text + label              -> CSRv2 with class labels (rows of one label are positives)
     query + positive (+ negative) -> CSRv2 with pair labels (a query and its positives share a label)
     .npy / an `embedding` column  -> precomputed backbone embeddings (label-free, or labelled with `label`)
@@ -12,7 +12,6 @@ the layout raises `InvalidRecordError` naming the file and the row.
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +38,6 @@ class TrainingSet:
     labels: np.ndarray | None
     mode: Mode
     described: str  # one line for the user: what was read and how it is used
-
-
-def split_sentences(text: str, min_words: int = 5) -> list[str]:
-    """Sentences of at least `min_words` words (extra label-free rows: short texts like queries)."""
-    return [p for p in re.split(r"(?<=[.!?])\s+", text) if len(p.split()) >= min_words]
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, dict]]:
@@ -108,9 +102,8 @@ def load_training_set(
         x = _need(embed)(texts, "document")
         described = f"{len(texts)} texts with {len(set(labels))} labels: CSRv2 with class labels"
         return TrainingSet(x, classification_labels(labels), "labels", described)
-    sentences = [s for t in texts for s in split_sentences(t) if s != t]
-    x = _need(embed)(texts + sentences, "document")
-    described = f"{len(texts)} texts and their {len(sentences)} sentences, no labels: label-free fitting"
+    x = _need(embed)(texts, "document")
+    described = f"{len(texts)} texts, no labels: label-free fitting"
     log(described)
     return TrainingSet(x, None, "label-free", described)
 

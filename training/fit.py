@@ -1,14 +1,16 @@
 """`fit_head`: a head for the user's own data, from one file and no flags (`csrv2-vdb train --input FILE`).
 
-The defaults were chosen by measurement on GraphRAG-Bench medical with half of its held-out questions
-(docs/quality.md, "Choosing the defaults"; the other half and the package-description test were not
-looked at while choosing):
-- label-free (texts only): reconstruction at k = 8 and k = 2 together, latents started at centred training
-  rows (`init="samples"`), lr 3e-4, 1,500 steps of 256 rows. Against the plain head (random start, lr 1e-3,
-  k = 8 only) this raised nDCG@10 at k = 2 / 8 / 32 from 0.24 / 0.37 / 0.40 to 0.27 / 0.41 / 0.44. What did not
-  help: sentence-in-chunk pairs as positives (InfoNCE: 0.31 at k = 8; CSRv2 labels: 0.34), distilling the
-  backbone's similarities (0.37), reconstructing k = 2..64 at once (0.37), h = 4096 (0.28), longer training
-  (5,000 steps: 0.38);
+The defaults were chosen by measurement on GraphRAG-Bench medical with half of its held-out questions and
+on 12,000 Debian package descriptions with 300 of their titles as queries (docs/quality.md, "Choosing the
+defaults"; the other medical half and the package-description test were not looked at while choosing):
+- label-free (texts only): the texts themselves (what will be indexed; their sentences as extra rows made
+  codes worse: medical nDCG@10 k = 2 / 8 0.25 / 0.39 with them, 0.35 / 0.44 without), reconstruction at k = 8
+  and k = 2 together, latents started at centred training rows (`init="samples"`), lr 3e-4, 1,500 steps of
+  256 rows, and a latent width that grows with the corpus, `label_free_width`: n/2 latents, at least 4d and
+  at most 16d (on the 12,000 descriptions, k = 2 / 8 nDCG@10: h = 1536 0.25 / 0.49, 4096 0.41 / 0.56,
+  6144 0.53 / 0.61, 12000 0.36 / 0.53). What did not help: sentence-in-chunk pairs as positives (InfoNCE:
+  0.31 at k = 8; CSRv2 labels: 0.34), distilling the backbone's similarities (0.37), reconstructing k = 2..64
+  at once (0.37), longer training (5,000 steps: 0.38);
 - labels or pairs: CSRv2 (supervised contrastive + k-annealing) at lr 1e-3 (1e-4, the reference's rate,
   under-trains a head on a few thousand rows: hit@5 0.58 against 0.82 with 1e-3 on the package corpus);
 - at least `MIN_STEPS` optimizer steps whatever the row count (more epochs on small files), at most
@@ -31,12 +33,21 @@ MIN_STEPS = 1500
 MAX_ROWS = 200_000
 
 
+def label_free_width(rows: int, dim: int) -> int:
+    """Latents for a label-free head on `rows` texts of dimension `dim`: one per two rows, between 4 * dim (the
+    reference's width) and 16 * dim. Wider heads spread a large corpus over more latents (better codes,
+    shorter posting lists); past about n/2 latents, codes get worse again (see the module docstring)."""
+    return int(min(max(rows // 2, 4 * dim), 16 * dim))
+
+
 def default_config(data: TrainingSet, k: int = 8) -> HeadTrainConfig:
     """The measured defaults for this kind of training data (see the module docstring)."""
     if data.mode == "label-free":
+        rows, dim = data.embeddings.shape
         return HeadTrainConfig(
-            method="plain", k=k, also_ks=[2], init="samples", lr=3e-4, batch_size=256, epochs=1, min_steps=MIN_STEPS
-        )
+            method="plain", k=k, also_ks=[2], init="samples", hidden_dim=label_free_width(rows, dim), lr=3e-4,
+            batch_size=256, epochs=1, min_steps=MIN_STEPS,
+        )  # fmt: skip
     return HeadTrainConfig(method="csrv2", k=k, lr=1e-3, batch_size=128, epochs=10, min_steps=MIN_STEPS)
 
 
