@@ -471,35 +471,40 @@ def bench_encoder(
     runtimes: Annotated[
         bool, typer.Option("--runtimes", help="Instead: torch vs ONNX Runtime fp32 vs int8, side by side.")
     ] = False,
+    end_to_end: Annotated[
+        int | None,
+        typer.Option(
+            "--end-to-end",
+            help="Instead: a query's encode + search per runtime, over a qdrant-edge collection of this many codes "
+            "(the default head at k = 8).",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for encoder.json/.md.")] = Path("docs/benchmarks"),
+    work: Annotated[Path, typer.Option("--work", help="Where --end-to-end's collection is written.")] = Path(
+        ".cache/csrv2-vdb/bench-work/e2e"
+    ),
     data: DataOpt = None,
 ) -> None:
     """Texts/s of the backbone alone and with the sparse head, per batch size; or (--runtimes) the backbone's
-    runtimes compared on query latency, bulk throughput and agreement with torch."""
+    runtimes compared on query latency, bulk throughput and agreement with torch; or (--end-to-end N) a
+    query's latency from text to hits per runtime."""
     from csrv2_vdb.benchmarks.datasets import find_data_dir
-    from csrv2_vdb.benchmarks.speed.encoder import (
-        EncoderConfig,
-        markdown,
-        run_encoder_bench,
-        run_runtime_bench,
-        runtime_markdown,
-    )
+    from csrv2_vdb.benchmarks.speed import encoder as bench
 
     out.mkdir(parents=True, exist_ok=True)
-    if runtimes:
-        with user_errors():
-            measured = run_runtime_bench(data or find_data_dir())
-        (out / "runtimes.json").write_text(json.dumps(measured, indent=1))
-        text = runtime_markdown(measured, _command_line())
-        (out / "runtimes.md").write_text(text)
-        Console().print(text)
-        return
-    settings = EncoderConfig(batch_sizes=_ints(batch_sizes, "--batch-sizes"), texts_per_size=texts, k=k)
     with user_errors():
-        rows = run_encoder_bench(settings, data or find_data_dir())
-    (out / "encoder.json").write_text(json.dumps(rows, indent=1))
-    text = markdown(rows, settings, _command_line())
-    (out / "encoder.md").write_text(text)
+        if end_to_end is not None:
+            stem, rows = "end-to-end", bench.run_end_to_end(data or find_data_dir(), work, n=end_to_end)
+            text = bench.end_to_end_markdown(rows, _command_line())
+        elif runtimes:
+            stem, rows = "runtimes", bench.run_runtime_bench(data or find_data_dir())
+            text = bench.runtime_markdown(rows, _command_line())
+        else:
+            settings = bench.EncoderConfig(batch_sizes=_ints(batch_sizes, "--batch-sizes"), texts_per_size=texts, k=k)
+            stem, rows = "encoder", bench.run_encoder_bench(settings, data or find_data_dir())
+            text = bench.markdown(rows, settings, _command_line())
+    (out / f"{stem}.json").write_text(json.dumps(rows, indent=1))
+    (out / f"{stem}.md").write_text(text)
     Console().print(text)
 
 

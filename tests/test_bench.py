@@ -177,3 +177,15 @@ def test_runtime_bench_compares_torch_onnx_and_int8(data_slice):
     assert rows[0]["cos_min"] > 0.9999 and rows[1]["cos_min"] >= 0.999 and rows[2]["cos_min"] < 0.99999
     assert all(r["query_p50_ms"] > 0 and r["bulk_texts_per_s"] > 0 for r in rows)
     assert "| onnx-int8 |" in runtime_markdown(rows, "cmd")
+
+
+def test_end_to_end_bench_times_encode_and_search_per_runtime(tmp_path, data_slice):
+    result = CliRunner().invoke(app, ["bench", "encoder", "--end-to-end", "3000", "--out", str(tmp_path / "out"),
+                                      "--work", str(tmp_path / "work"), "--data", str(data_slice)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "out" / "end-to-end.json").read_text())
+    assert [r["runtime"] for r in rows] == ["torch", "onnx", "onnx-int8"] and {r["n"] for r in rows} == {3000}
+    for r in rows:
+        assert 0 < r["search_50_ms"] < r["total_50_ms"] and 0 < r["encode_50_ms"] < r["total_50_ms"]
+        assert r["total_50_ms"] <= r["total_90_ms"]
+    assert "| onnx |" in (tmp_path / "out" / "end-to-end.md").read_text()

@@ -1,5 +1,6 @@
-"""`csrv2-vdb bench encoder`: texts/s of the backbone alone and with the sparse head, batch 1 to 256; and the
-backbone's runtimes (torch, ONNX Runtime fp32, ONNX Runtime int8) side by side.
+"""`csrv2-vdb bench encoder`: texts/s of the backbone alone and with the sparse head, batch 1 to 256; the
+backbone's runtimes (torch, ONNX Runtime fp32, ONNX Runtime int8) side by side; and a query end to end
+(encode + search in an embedded qdrant-edge collection) per runtime.
 
 Backbone and head run on the same batches, one right after the other, so machine noise hits both
 alike; the head's share of the time is the overhead CSRv2 adds to embedding. The runtimes take turns on
@@ -126,6 +127,62 @@ def run_runtime_bench(
             "cos_mean": float(cos.mean()),
         })  # fmt: skip
     return rows
+
+
+def run_end_to_end(
+    data_dir: Path, work: Path, n: int = 100_000, k: int = 8, queries: int = 100
+) -> list[dict[str, Any]]:
+    """Per runtime: p50 / p90 of a query's encode (backbone + default head), of its qdrant-edge search (top 10)
+    and of both, at batch 1. The collection holds `n` codes: the medical chunks' codes under fresh ids, repeated
+    (the real latent distribution and posting lengths); the runtimes alternate on every query."""
+    from csrv2_vdb.adapters import open_store
+    from csrv2_vdb.encoder import CSRv2Encoder
+
+    chunks = chunk_words(load_corpus(data_dir))
+    models = {"torch": Backbone(runtime="torch"), "onnx": Backbone(runtime="onnx"),
+              "onnx-int8": Backbone(runtime="onnx", quantize=True)}  # fmt: skip
+    encoders = {name: CSRv2Encoder(model, pretrained_head(), k=k) for name, model in models.items()}
+    codes = encoders["onnx"].encode_documents([c.text for c in chunks])
+    timings: dict[str, dict[str, list[float]]] = {name: {"encode": [], "search": []} for name in encoders}
+    with open_store("qdrant-edge", str(work)) as store:
+        store.create_collection("e2e", sparse_dim=codes.dim, exist_ok=True)
+        for start in range(0, n, 10_000):
+            ids = np.arange(start, min(start + 10_000, n))
+            store.upsert("e2e", [str(i) for i in ids], codes[ids % len(codes)])
+        questions = [QUESTIONS[i % len(QUESTIONS)] + f" ({i})" for i in range(queries)]  # no cache can answer
+        for encoder in encoders.values():
+            store.search("e2e", encoder.encode_queries(questions[:2]), limit=10)  # warm-up
+        for question in questions:
+            for name, encoder in encoders.items():
+                t0 = time.perf_counter()
+                code = encoder.encode_queries([question])
+                t1 = time.perf_counter()
+                store.search("e2e", code, limit=10)
+                t2 = time.perf_counter()
+                timings[name]["encode"].append(t1 - t0)
+                timings[name]["search"].append(t2 - t1)
+        store.drop_collection("e2e")
+    rows = []
+    for name, t in timings.items():
+        total = np.add(t["encode"], t["search"])
+        rows.append({"runtime": name, "n": n, "k": k, **{
+            f"{part}_{q}_ms": 1000 * float(np.percentile(values, q))
+            for part, values in (("encode", t["encode"]), ("search", t["search"]), ("total", total)) for q in (50, 90)
+        }})  # fmt: skip
+    return rows
+
+
+def end_to_end_markdown(rows: list[dict[str, Any]], command: str) -> str:
+    first = rows[0]
+    lines = ["## A query end to end: encode + search (side by side, alternating)", "",
+             f"Reproduce: `{command}`. One question at a time through `CSRv2Encoder` (all-MiniLM-L6-v2 + the "
+             f"default head, k = {first['k']}) and a top-10 search of an embedded qdrant-edge collection of "
+             f"{first['n']:,} codes (the medical chunks' codes, repeated).", ""]  # fmt: skip
+    header = ["runtime", "encode p50 ms", "search p50 ms", "total p50 ms", "total p90 ms", "total vs torch (p50)"]
+    lines += table(header, [[r["runtime"], f"{r['encode_50_ms']:.1f}", f"{r['search_50_ms']:.2f}",
+                             f"{r['total_50_ms']:.1f}", f"{r['total_90_ms']:.1f}",
+                             f"{first['total_50_ms'] / r['total_50_ms']:.2f}x"] for r in rows])  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def runtime_markdown(rows: list[dict[str, Any]], command: str) -> str:
