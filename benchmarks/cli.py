@@ -508,6 +508,35 @@ def bench_encoder(
     Console().print(text)
 
 
+@bench_app.command("width")
+def bench_width(
+    widths: Annotated[str, typer.Option("--widths", help="Latent widths h to compare.")] = "1536,4096,6144,8192",
+    ks: Annotated[str, typer.Option("--ks", help="Sparse k values.")] = "2,8",
+    n: Annotated[int, typer.Option("--n", help="Points per qdrant-edge collection.")] = 1_000_000,
+    docs: Annotated[int, typer.Option("--docs", help="Debian descriptions the heads are fitted on and score.")] = 12000,
+    queries: Annotated[int, typer.Option("--queries", help="Timed single queries per config and round.")] = 200,
+    repeats: Annotated[int, typer.Option("--repeats", help="Rounds; ratios are taken within a round.")] = 3,
+    out: Annotated[Path, typer.Option("--out", help="Folder for width.json/.md.")] = Path("docs/benchmarks"),
+    work: Annotated[Path, typer.Option("--work", help="Where the collections are written (removed after).")] = Path(
+        ".cache/csrv2-vdb/bench-work/width"
+    ),
+    data: DataOpt = None,
+    cache: CacheOpt = Path(".cache/csrv2-vdb"),
+) -> None:
+    """Latent width h against quality (nDCG@10) and qdrant-edge search latency, side by side in one run."""
+    from csrv2_vdb.benchmarks.datasets import find_data_dir
+    from csrv2_vdb.benchmarks.speed.width import run_width_bench, width_markdown
+
+    out.mkdir(parents=True, exist_ok=True)
+    with user_errors():
+        rows = run_width_bench(data or find_data_dir(), cache, work, _ints(widths, "--widths"), _ints(ks, "--ks"), n,
+                               docs, queries, repeats)  # fmt: skip
+    (out / "width.json").write_text(json.dumps(rows, indent=1))
+    text = width_markdown(rows, _command_line())
+    (out / "width.md").write_text(text)
+    Console().print(text)
+
+
 @bench_app.command("bulk")
 def bench_bulk(
     rows: Annotated[int, typer.Option("--rows", help="Precomputed rows written per engine and variant.")] = 12000,

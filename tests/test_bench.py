@@ -189,3 +189,26 @@ def test_end_to_end_bench_times_encode_and_search_per_runtime(tmp_path, data_sli
         assert 0 < r["search_50_ms"] < r["total_50_ms"] and 0 < r["encode_50_ms"] < r["total_50_ms"]
         assert r["total_50_ms"] <= r["total_90_ms"]
     assert "| onnx |" in (tmp_path / "out" / "end-to-end.md").read_text()
+
+
+def test_postings_per_query_counts_the_postings_a_query_reaches():
+    from csrv2_vdb.benchmarks.speed.width import postings_per_query
+    from csrv2_vdb.sparse import SparseBatch
+
+    docs = SparseBatch(np.array([[0, 1], [0, 2], [3, 0]]), np.array([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0]]), 4)
+    queries = SparseBatch(np.array([[0, 3], [2, 1]]), np.array([[1.0, 1.0], [1.0, 0.0]]), 4)
+    # latent 0 holds 2 of 3 docs, 3 holds 1, 2 holds 1 (1's slot in query 2 is empty); 30 points = 10 copies
+    assert postings_per_query(queries, docs, 30) == pytest.approx(((2 + 1) * 10 + 1 * 10) / 2)
+
+
+def test_width_bench_scores_and_times_each_width(tmp_path, data_dir):
+    result = CliRunner().invoke(app, ["bench", "width", "--widths", "64,256", "--ks", "2", "--n", "2000", "--docs",
+                                      "400", "--queries", "5", "--repeats", "1", "--out", str(tmp_path / "out"),
+                                      "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
+                                      "--data", str(data_dir)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "out" / "width.json").read_text())
+    assert [(r["h"], r["k"]) for r in rows] == [(64, 2), (256, 2)]
+    assert all(0 < r["ndcg@10"] < 1 and r["p50_ms"] > 0 for r in rows) and rows[0]["ratio"] == 1.0
+    assert rows[1]["postings"] < rows[0]["postings"]  # more latents, shorter posting lists
+    assert "| 256 | 2 |" in (tmp_path / "out" / "width.md").read_text()
