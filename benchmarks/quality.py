@@ -39,7 +39,7 @@ from csrv2_vdb.embed_cache import CachedEmbedder
 from csrv2_vdb.encoder import CSRv2Encoder, mrl_truncate
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.training.data import TrainingSet
-from csrv2_vdb.training.fit import default_config
+from csrv2_vdb.training.fit import default_config, label_free_width
 from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
 
 KS = (2, 4, 8, 16, 32, 64)
@@ -147,19 +147,23 @@ def debian_retrieval_set(data_dir: Path, n_docs: int = 12_000, n_queries: int = 
                    {qi: {i} for qi, i in enumerate(asked)})  # fmt: skip
 
 
+def fit_widths(doc_x: np.ndarray, widths: tuple[int, ...]) -> dict[int, SparseHead]:
+    """Label-free heads on `doc_x` with `train --input`'s defaults, one per latent width (only h varied)."""
+    rule = default_config(TrainingSet(doc_x, None, "label-free", ""))
+    return {h: train_head(doc_x, replace(rule, hidden_dim=h)).head for h in dict.fromkeys(widths)}
+
+
 def width_rows(data_dir: Path, backbone: Backbone, cache: Path, widths: tuple[int, ...] = WIDTHS) -> list[QualityRow]:
     """Label-free heads (the measured defaults) of several widths, and the default width rule, on
     `debian_retrieval_set`: nDCG@10 at k = 2, 8, 32 beside MRL and dense."""
     data = debian_retrieval_set(data_dir)
     doc_x = cached_embed(backbone, data.doc_texts, "document", cache)
     query_x = cached_embed(backbone, data.query_texts, "query", cache)
-    training = TrainingSet(doc_x, None, "label-free", "")
-    rule = default_config(training)
+    rule = label_free_width(*doc_x.shape)
     rows = baseline_rows(query_x, doc_x, data.qrels, "debian-12k")
-    for h in (*widths, rule.hidden_dim):
-        config = replace(rule, hidden_dim=h)
-        name = f"label-free, h = {h}" + (" (default rule)" if h == rule.hidden_dim else "")
-        rows += head_rows(name, train_head(doc_x, config).head, query_x, doc_x, data.qrels, "debian-12k", (2, 8, 32))
+    for h, head in fit_widths(doc_x, (*widths, rule)).items():
+        name = f"label-free, h = {h}" + (" (default rule)" if h == rule else "")
+        rows += head_rows(name, head, query_x, doc_x, data.qrels, "debian-12k", (2, 8, 32))
     return rows
 
 

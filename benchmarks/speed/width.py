@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,9 @@ from csrv2_vdb.adapters import open_store
 from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.benchmarks.cache import cached_embed
 from csrv2_vdb.benchmarks.metrics import retrieval_metrics
-from csrv2_vdb.benchmarks.quality import debian_retrieval_set
+from csrv2_vdb.benchmarks.quality import debian_retrieval_set, fit_widths
 from csrv2_vdb.benchmarks.reports import table
 from csrv2_vdb.sparse import SparseBatch
-from csrv2_vdb.training.data import TrainingSet
-from csrv2_vdb.training.fit import default_config
-from csrv2_vdb.training.trainer import train_head
 
 
 def postings_per_query(queries: SparseBatch, docs: SparseBatch, n: int) -> float:
@@ -47,8 +43,7 @@ def run_width_bench(
     backbone = Backbone()
     doc_x = cached_embed(backbone, data.doc_texts, "document", cache)
     query_x = cached_embed(backbone, data.query_texts, "query", cache)
-    rule = default_config(TrainingSet(doc_x, None, "label-free", ""))
-    heads = {h: train_head(doc_x, replace(rule, hidden_dim=h)).head for h in widths}
+    heads = fit_widths(doc_x, widths)
     rows: dict[tuple[int, int], dict[str, Any]] = {}
     probes: dict[tuple[int, int], SparseBatch] = {}
     with open_store("qdrant-edge", str(work)) as store:
