@@ -113,9 +113,9 @@ def train(
 
     With --input and no other flag the measured defaults apply (docs/quality.md): texts only -> label-free
     reconstruction of the texts themselves at k = 8 and 2, latents started at the corpus's own rows, one latent
-    per two rows between 4d and 16d (lr 3e-4); labels or pairs ->
-    CSRv2 (supervised contrastive, k annealed 64 -> 8, lr 1e-3); at least 1,500 steps on small files; a
-    seeded sample of at most --max-rows rows. Any k can be asked for at encode time.
+    per two rows between 4d and 16d (lr 3e-4); labels or pairs -> CSRv2 (supervised contrastive, k annealed
+    64 -> 8, lr 1e-3); at least 1,500 steps on small files; a seeded sample of at most --max-rows rows. Any k
+    can be asked for at encode time.
     """
     if (input is None) == (task is None):
         raise fail("give --input FILE (your data) or --task banking77|medical")
