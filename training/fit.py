@@ -7,8 +7,8 @@ defaults"; the other medical half and the package-description test were not look
   codes worse: medical nDCG@10 k = 2 / 8 0.25 / 0.39 with them, 0.35 / 0.44 without), reconstruction at k = 8
   and k = 2 together, latents started at centred training rows (`init="samples"`), lr 3e-4, 1,500 steps of
   256 rows, and a latent width that grows with the corpus, `label_free_width`: n/2 latents, at least 4d and
-  at most 16d (on the 12,000 descriptions, k = 2 / 8 nDCG@10: h = 1536 0.25 / 0.49, 4096 0.41 / 0.56,
-  6144 0.53 / 0.61, 12000 0.36 / 0.53). What did not help: sentence-in-chunk pairs as positives (InfoNCE:
+  at most 16d (on the 12,000 descriptions, k = 2 / 8 nDCG@10: h = 1536 0.33 / 0.50, 4096 0.47 / 0.58,
+  6000 (the rule) 0.53 / 0.64, 12000 0.31 / 0.57). What did not help: sentence-in-chunk pairs as positives (InfoNCE:
   0.31 at k = 8; CSRv2 labels: 0.34), distilling the backbone's similarities (0.37), reconstructing k = 2..64
   at once (0.37), longer training (5,000 steps: 0.38);
 - labels or pairs: CSRv2 (supervised contrastive + k-annealing) at lr 1e-3 (1e-4, the reference's rate,

@@ -4,7 +4,7 @@ Real MiniLM embeddings of the shared medical corpus give a mean and covariance (
 a Gaussian (mixture) with those moments, normalised to unit length like the backbone's output, yields
 as many document and query vectors as a benchmark needs. A trained head turns them into codes, so
 posting lists are about as unevenly filled as with real text (measured by `latent_usage`, for
-synthetic and real codes alike).
+synthetic and real codes alike). `fill_repeated` scales real codes up to a benchmark's size instead.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from csrv2_vdb.benchmarks.datasets import chunk_words, load_corpus
 from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.sparse import SparseBatch
+from csrv2_vdb.store import SparseStore
 
 
 @dataclass(frozen=True)
@@ -110,3 +111,11 @@ def even_codes(codes: SparseBatch, seed: int) -> SparseBatch:
         if not clash.any():
             return SparseBatch(indices.astype(np.int32), codes.values.copy(), codes.dim)
         indices[clash] = rng.integers(0, codes.dim, (int(clash.sum()), codes.width))
+
+
+def fill_repeated(store: SparseStore, name: str, codes: SparseBatch, n: int, batch: int = 20_000) -> None:
+    """Upsert `n` points into `name`: `codes` repeated under the ids 0..n-1 (real codes at a benchmark's size,
+    with their latent distribution and so their posting lengths)."""
+    for start in range(0, n, batch):
+        ids = np.arange(start, min(start + batch, n))
+        store.upsert(name, [str(i) for i in ids], codes[ids % len(codes)])

@@ -136,6 +136,7 @@ def run_end_to_end(
     and of both, at batch 1. The collection holds `n` codes: the medical chunks' codes under fresh ids, repeated
     (the real latent distribution and posting lengths); the runtimes alternate on every query."""
     from csrv2_vdb.adapters import open_store
+    from csrv2_vdb.benchmarks.speed.corpus import fill_repeated
     from csrv2_vdb.encoder import CSRv2Encoder
 
     chunks = chunk_words(load_corpus(data_dir))
@@ -146,9 +147,7 @@ def run_end_to_end(
     timings: dict[str, dict[str, list[float]]] = {name: {"encode": [], "search": []} for name in encoders}
     with open_store("qdrant-edge", str(work)) as store:
         store.create_collection("e2e", sparse_dim=codes.dim, exist_ok=True)
-        for start in range(0, n, 10_000):
-            ids = np.arange(start, min(start + 10_000, n))
-            store.upsert("e2e", [str(i) for i in ids], codes[ids % len(codes)])
+        fill_repeated(store, "e2e", codes, n)
         questions = [QUESTIONS[i % len(QUESTIONS)] + f" ({i})" for i in range(queries)]  # no cache can answer
         for encoder in encoders.values():
             store.search("e2e", encoder.encode_queries(questions[:2]), limit=10)  # warm-up

@@ -23,6 +23,7 @@ from csrv2_vdb.benchmarks.cache import cached_embed
 from csrv2_vdb.benchmarks.metrics import retrieval_metrics
 from csrv2_vdb.benchmarks.quality import debian_retrieval_set, fit_widths
 from csrv2_vdb.benchmarks.reports import table
+from csrv2_vdb.benchmarks.speed.corpus import fill_repeated
 from csrv2_vdb.sparse import SparseBatch
 
 
@@ -52,9 +53,7 @@ def run_width_bench(
                 docs, qs = head.encode(doc_x, k).normalized(), head.encode(query_x, k).normalized()
                 name = f"width_{h}_k{k}"
                 store.create_collection(name, sparse_dim=h, exist_ok=True)
-                for start in range(0, n, 20_000):
-                    ids = np.arange(start, min(start + 20_000, n))
-                    store.upsert(name, [str(i) for i in ids], docs[ids % len(docs)])
+                fill_repeated(store, name, docs, n)
                 ndcg = retrieval_metrics(qs, docs, data.qrels)["ndcg@10"]
                 rows[h, k] = {"h": h, "k": k, "n": n, "ndcg@10": ndcg, "postings": postings_per_query(qs, docs, n),
                               "p50_ms": [], "ratio": []}  # fmt: skip
