@@ -6,6 +6,11 @@ vector "dense" (Dot distance on unit vectors, i.e. cosine). Dense vectors are se
 (`dense_index="flat"`, the default) or through an HNSW graph (`dense_index="hnsw"`); either way
 `optimize(name)` after a bulk load merges segments and builds the indexes (the HNSW graph, the
 immutable sparse inverted index). A lock file keeps a second process from opening the same directory.
+
+Per-point costs (measured by `csrv2-vdb bench engine-options`): a document id that is a plain integer or a
+UUID becomes the point id itself, with no `_id` payload (`compact_ids`, on for new collections); other ids
+become UUIDv5 point ids with the caller's id in the payload. The sparse index's storage type and placement
+(`sparse_datatype`, `sparse_on_disk`) and its `full_scan_threshold` are Qdrant's own options, fixed at creation.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from csrv2_vdb.store import (
     WriteBatch,
     hit_from_payload,
     in_order,
+    native_id,
     pick_vector,
     point_id,
     stored_payload,
@@ -52,6 +58,10 @@ from csrv2_vdb.store import (
 
 _META = "collection.json"
 _SHARD = "shard"
+_COMPACT = "native"  # the collection.json "ids" value of collections written with compact ids
+SparseDatatype = Literal["float32", "float16", "uint8"]
+_DATATYPES = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16,
+              "uint8": qe.VectorStorageDatatype.Uint8}  # fmt: skip
 
 
 class QdrantEdgeStore(StoreBase):
@@ -68,10 +78,30 @@ class QdrantEdgeStore(StoreBase):
         dense_index: Literal["flat", "hnsw"] = "flat",
         hnsw_m: int = 16,
         hnsw_ef_construct: int = 100,
+        compact_ids: bool = True,
+        sparse_datatype: SparseDatatype = "float32",
+        sparse_on_disk: bool = False,
+        full_scan_threshold: int | None = None,
     ) -> None:
+        """Options after `path` apply to collections this store creates; an existing collection keeps its own.
+
+        compact_ids: integer/UUID document ids are the point ids (no `_id` payload); False: every id is hashed
+        to a UUIDv5 and kept in the payload (the scheme of collections written before this option).
+        sparse_datatype: "float16"/"uint8" store the sparse index's weights in fewer bits (inexact scores;
+        measured in docs/benchmarks.md). sparse_on_disk: keep the inverted index on disk (mmap) instead of
+        pinned in RAM. full_scan_threshold: Qdrant's switch to scanning filtered points (None: its default).
+        """
         super().__init__()
         if dense_index not in ("flat", "hnsw"):
             raise InvalidArgumentError(f"dense_index must be 'flat' or 'hnsw', got {dense_index!r}")
+        if sparse_datatype not in _DATATYPES:
+            raise InvalidArgumentError(f"sparse_datatype must be one of {sorted(_DATATYPES)}, got {sparse_datatype!r}")
+        self._sparse = qe.EdgeSparseVectorParams(
+            full_scan_threshold=full_scan_threshold,
+            datatype=None if sparse_datatype == "float32" else _DATATYPES[sparse_datatype],
+            memory=qe.Memory.Cold if sparse_on_disk else None,  # None: Qdrant's default, pinned in RAM
+        )
+        self.compact_ids = compact_ids
         self.path = Path(path)
         # m=0 tells Qdrant to build no graph: dense search stays an exact scan after optimize().
         self._hnsw = qe.HnswIndexConfig(
@@ -93,6 +123,7 @@ class QdrantEdgeStore(StoreBase):
         self._lock.write(str(os.getpid()))
         self._lock.flush()
         self._shards: dict[str, qe.EdgeShard] = {}
+        self._compact: dict[str, bool] = {}  # per collection: were its points written with compact ids
         self._opening = threading.Lock()  # writer threads must not open the same shard twice
 
     def close(self) -> None:
@@ -116,15 +147,19 @@ class QdrantEdgeStore(StoreBase):
             vectors={DENSE: qe.EdgeVectorParams(size=dense_dim, distance=qe.Distance.Dot, hnsw_config=self._hnsw)}
             if dense_dim
             else None,
-            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams()} if sparse_dim else None,
+            sparse_vectors={SPARSE: self._sparse} if sparse_dim else None,
         )
         directory.mkdir(parents=True, exist_ok=True)
         self._shards[name] = qe.EdgeShard.create(str(directory / _SHARD), config)
         meta = {"sparse_dim": sparse_dim, "dense_dim": dense_dim, "encoder": info.encoder}
+        if self.compact_ids:
+            meta["ids"] = _COMPACT
         (directory / _META).write_text(json.dumps(meta))
+        self._compact[name] = self.compact_ids
 
     def _drop(self, name: str) -> None:
         shard = self._shards.pop(name, None)
+        self._compact.pop(name, None)
         if shard is not None:
             shard.close()
         shutil.rmtree(self.path / name)
@@ -138,7 +173,14 @@ class QdrantEdgeStore(StoreBase):
         if not meta.exists():
             raise self.missing(name)
         dims = json.loads(meta.read_text())
+        self._compact[name] = dims.get("ids") == _COMPACT
         return CollectionInfo(name, dims["sparse_dim"], dims["dense_dim"], dims.get("encoder"))
+
+    def _point(self, name: str, doc_id: str) -> int | str:
+        """The point id of a document in this collection (see `compact_ids`)."""
+        self.collection_info(name)
+        native = native_id(doc_id) if self._compact[name] else None
+        return point_id(doc_id) if native is None else native
 
     def _shard(self, name: str) -> qe.EdgeShard:
         self.collection_info(name)
@@ -179,17 +221,20 @@ class QdrantEdgeStore(StoreBase):
     def _upsert(self, name: str, batch: WriteBatch) -> None:
         ids, sparse, dense, payloads = batch.ids, batch.sparse, batch.dense, batch.payloads
         vectors = point_vectors(len(ids), sparse, dense, qe)
-        points = [
-            qe.Point(point_id(doc_id), vector, stored_payload(doc_id, payload))
-            for doc_id, vector, payload in zip(ids, vectors, payloads, strict=True)
-        ]
+        points = []
+        for doc_id, vector, payload in zip(ids, vectors, payloads, strict=True):
+            native = native_id(doc_id) if self._compact[name] else None
+            if native is None:
+                points.append(qe.Point(point_id(doc_id), vector, stored_payload(doc_id, payload)))
+            else:  # the point id gives the document id back: no payload copy of it
+                points.append(qe.Point(native, vector, dict(payload)))
         self._shard(name).update(qe.UpdateOperation.upsert_points(points))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
-        self._shard(name).update(qe.UpdateOperation.delete_points([point_id(i) for i in ids]))
+        self._shard(name).update(qe.UpdateOperation.delete_points([self._point(name, i) for i in ids]))
 
     def get(self, name: str, ids: Sequence[str]) -> list[Hit]:
-        points = self._shard(name).retrieve([point_id(i) for i in ids], True, False)
+        points = self._shard(name).retrieve([self._point(name, i) for i in ids], True, False)
         return in_order(ids, [hit_from_payload(p.payload or {}, 0.0, p.id) for p in points])
 
     def count(self, name: str, filter: Filter | None = None) -> int:
