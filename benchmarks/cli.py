@@ -537,6 +537,50 @@ def bench_width(
     Console().print(text)
 
 
+@bench_app.command("engine-options")
+def bench_engine_options(
+    ks: Annotated[str, typer.Option("--ks", help="Sparse k values.")] = "2,8",
+    n: Annotated[int, typer.Option("--n", help="Points per collection.")] = 1_000_000,
+    docs: Annotated[int, typer.Option("--docs", help="Distinct Debian descriptions coded and repeated.")] = 12000,
+    queries: Annotated[int, typer.Option("--queries", help="Timed single queries per variant and round.")] = 200,
+    repeats: Annotated[int, typer.Option("--repeats", help="Rounds; ratios are taken within a round.")] = 3,
+    engines: Annotated[str, typer.Option("--engines", help="Engines whose variants run.")] = "qdrant-edge,milvus",
+    head: Annotated[
+        str | None, typer.Option("--head", help="A shipped head's name; default: fit label-free on the documents.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for engine-options.json/.md.")] = Path("docs/benchmarks"),
+    work: Annotated[Path, typer.Option("--work", help="Where the collections are written (removed after).")] = Path(
+        ".cache/csrv2-vdb/bench-work/engine-options"
+    ),
+    data: DataOpt = None,
+    cache: CacheOpt = Path(".cache/csrv2-vdb"),
+) -> None:
+    """Each engine's sparse options (ids, datatype, on-disk index, full_scan_threshold; Milvus inverted_index_algo,
+    drop_ratio_search) against dense: bytes per point, recall@10 and p50, side by side in one run."""
+    import shutil
+
+    from csrv2_vdb.benchmarks.datasets import find_data_dir
+    from csrv2_vdb.benchmarks.speed.options import VARIANTS, options_markdown, run_options_bench
+
+    wanted = [e.strip() for e in engines.split(",") if e.strip()]
+    variants = [v for v in VARIANTS if v.engine in wanted]
+    if not variants:
+        raise fail(f"--engines: no variants for {engines!r}; choose from qdrant-edge, milvus")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        with user_errors():
+            report = run_options_bench(data or find_data_dir(), cache, work, Console(), variants=variants,
+                                       ks=_ints(ks, "--ks"), n=n, n_docs=docs, queries=queries, repeats=repeats,
+                                       head=head)  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    (out / "engine-options.json").write_text(json.dumps(report, indent=1))
+    text = options_markdown(report, _command_line())
+    (out / "engine-options.md").write_text(text)
+    Console().print(text)
+
+
 @bench_app.command("bulk")
 def bench_bulk(
     rows: Annotated[int, typer.Option("--rows", help="Precomputed rows written per engine and variant.")] = 12000,
