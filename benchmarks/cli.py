@@ -424,6 +424,21 @@ def bench_retrieval(
     real_rows: Annotated[
         int | None, typer.Option("--real-rows", help="Real chunks/questions to embed for the fit; default all.")
     ] = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(
+            "--corpus",
+            help="Your documents instead of synthetic ones: texts (.jsonl/.csv/.parquet/.txt "
+            "with 'text') or embeddings (.npy, or 'embedding' rows); at most --n rows are used.",
+        ),
+    ] = None,
+    query_file: Annotated[
+        Path | None,
+        typer.Option("--query-file", help="Queries for --corpus (texts or embeddings); default: rows held out of it."),
+    ] = None,
+    head: Annotated[str, typer.Option("--head", help="The shipped head that codes documents and queries.")] = (
+        "minilm-medical-csrv2-k8"
+    ),
     out: Annotated[Path, typer.Option("--out", help="Folder for retrieval-<n>.json/.md/.png.")] = Path(
         "docs/benchmarks"
     ),
@@ -446,19 +461,23 @@ def bench_retrieval(
         raise fail(f"--targets: unknown {unknown or targets!r}; choose from {', '.join(TARGETS)}")
     if min(n, queries, batch, repeats, components) < 1:
         raise fail("--n, --queries, --batch, --repeats and --components must be at least 1")
+    if query_file is not None and corpus is None:
+        raise fail("--query-file needs --corpus")
     settings = RetrievalConfig(
         n=n, ks=_ints(ks, "--ks"), dims=_ints(dims, "--dims"), targets=chosen, queries=queries, batch=batch,
         repeats=repeats, components=components, floor_rows=min(1_000, n), real_rows=real_rows,
-        even_control=even_control, full=full, rerank=_ints(rerank, "--rerank") if rerank else (),
+        even_control=even_control, full=full, rerank=_ints(rerank, "--rerank") if rerank else (), head=head,
+        corpus=str(corpus) if corpus else None, query_file=str(query_file) if query_file else None,
     )  # fmt: skip
-    stem = out / (name or f"retrieval-{_size_label(n)}")
+    stem = out / (name or f"retrieval-{corpus.stem + '-' if corpus else ''}{_size_label(n)}")
     with user_errors():
         result = run_retrieval_bench(
             settings, data or find_data_dir(), cache, work, stem.with_suffix(".json"), Console()
         )
     text = rep.markdown(result, _command_line())
     stem.with_suffix(".md").write_text(text)
-    rep.plot(result, stem.with_suffix(".png"), Path("docs/reproduction/results.csv"))
+    # the quality panel is the medical reproduction's: it belongs beside the synthetic medical-like workload only
+    rep.plot(result, stem.with_suffix(".png"), None if corpus else Path("docs/reproduction/results.csv"))
     Console().print(text)
     console.print(f"results in {stem}.json, .md and .png")
 

@@ -139,6 +139,51 @@ def test_bench_retrieval_small_run_on_every_target(tmp_path, data_dir) -> None:
     assert overlap["dense-384"] == 1.0 and 0 < overlap["sparse-k8"] < 1
 
 
+def _retrieval_on(tmp_path, *corpus_args: str) -> tuple[int, str, dict]:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["bench", "retrieval", *corpus_args, "--n", "400", "--ks", "2", "--dims", "16",
+                                      "--no-full", "--queries", "5", "--batch", "5", "--repeats", "1", "--targets",
+                                      "qdrant-edge,numpy", "--head", "minilm-general-csrv2", "--out", str(out),
+                                      "--name", "run", "--work", str(tmp_path / "work"), "--cache",
+                                      str(tmp_path / "cache")])  # fmt: skip
+    report = json.loads((out / "run.json").read_text()) if result.exit_code == 0 else {}
+    return result.exit_code, result.output, report
+
+
+def test_bench_retrieval_on_a_corpus_of_texts_times_encode_and_search(tmp_path, data_slice) -> None:
+    words = json.loads((data_slice / "graphrag-bench" / "medical_corpus.json").read_text())[0]["context"].split()
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"id": str(i), "text": " ".join(words[i * 7 : i * 7 + 12])}) + "\n"
+                            for i in range(450)))  # fmt: skip
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("".join(json.dumps({"text": " ".join(words[i * 7 : i * 7 + 3])}) + "\n" for i in range(8)))
+    code, output, report = _retrieval_on(tmp_path, "--corpus", str(docs), "--query-file", str(queries))
+    assert code == 0, output
+    work = report["workload"]
+    assert work["n"] == 400 and work["corpus"] == str(docs) and work["queries_from"] == str(queries)
+    assert work["query_encode_p50_ms"] > 0
+    for target in report["targets"].values():
+        assert target["configs"]["sparse-k2"]["rows"] == 400
+        assert target["configs"]["sparse-k2"]["recall_at_10"] == pytest.approx(1.0)
+    text = (tmp_path / "out" / "run.md").read_text()
+    assert "Documents: 400 rows of" in text and "| qdrant-edge sparse-k2 |" in text
+
+
+def test_bench_retrieval_on_precomputed_embeddings_holds_queries_out(tmp_path) -> None:
+    x = np.random.default_rng(0).standard_normal((600, 384)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x / np.linalg.norm(x, axis=1, keepdims=True))
+    code, output, report = _retrieval_on(tmp_path, "--corpus", str(tmp_path / "x.npy"))
+    assert code == 0, output
+    # 5 queries held out of the first 405 rows: 400 documents, none of them a query
+    assert report["workload"]["n"] == 400 and "5 rows held out" in report["workload"]["queries_from"]
+    assert "query_encode_p50_ms" not in report["workload"]  # no texts: search-only
+    np.save(tmp_path / "narrow.npy", x[:, :100])
+    code, output, _ = _retrieval_on(tmp_path, "--corpus", str(tmp_path / "narrow.npy"))
+    assert code != 0 and "100 dims" in output and "384" in output
+    result = CliRunner().invoke(app, ["bench", "retrieval", "--query-file", str(tmp_path / "x.npy")])
+    assert result.exit_code == 2 and "--corpus" in result.output
+
+
 def test_bench_retrieval_rejects_unknown_target(tmp_path) -> None:
     result = CliRunner().invoke(app, ["bench", "retrieval", "--targets", "faiss", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "unknown" in result.output and "faiss" in result.output

@@ -112,17 +112,37 @@ def usage_table(report: dict[str, Any]) -> list[str]:
     return table(header, rows)
 
 
+def _source(work: dict[str, Any]) -> str:
+    """Where the documents came from: the user's corpus, or the Gaussian mixture."""
+    if "corpus" in work:
+        return f"Documents: {work['n']:,} rows of {work['corpus']}; queries: {work['queries_from']}"
+    return (f"{work['components']}-component Gaussian mixture fitted to {work['fit_rows']:,} real MiniLM chunk "
+            "embeddings")  # fmt: skip
+
+
+def _end_to_end(report: dict[str, Any]) -> list[str]:
+    """Encode + search per sparse config, when the run timed the encoding of query texts."""
+    encode = report["workload"].get("query_encode_p50_ms")
+    if encode is None:
+        return []
+    searches = [(f"{target} {name}", c["p50_ms"]["median"]) for target, t in report["targets"].items()
+                for name, c in t["configs"].items() if name.startswith("sparse-") and "-n" not in name]  # fmt: skip
+    rows = [[name, f"{encode:.2f}", f"{search:.3f}", f"{encode + search:.2f}"] for name, search in searches]
+    return ["### End to end: query encoding (backbone + head, batch 1) + search, p50 ms", "",
+            *table(["config", "encode", "search", "encode + search"], rows), ""]  # fmt: skip
+
+
 def markdown(report: dict[str, Any], command: str) -> str:
     settings, work = report["settings"], report["workload"]
     ks = list(settings["ks"])
     out = [
         f"## Retrieval at N = {settings['n']:,}",
         "",
-        f"Reproduce: `{command}` ({report['elapsed_s'] / 60:.0f} min for this run). "
-        f"{work['components']}-component Gaussian mixture fitted to {work['fit_rows']:,} real MiniLM chunk "
-        f"embeddings, codes from the `{work['head']}` head (h = {work['hidden_dim']}); {settings['queries']} "
-        f"single queries and one batch of {settings['batch']} per config and round, {settings['repeats']} rounds.",
+        f"Reproduce: `{command}` ({report['elapsed_s'] / 60:.0f} min for this run). {_source(work)}, codes "
+        f"from the `{work['head']}` head (h = {work['hidden_dim']}); {settings['queries']} single queries and one "
+        f"batch of {settings['batch']} per config and round, {settings['repeats']} rounds.",
         "",
+        *_end_to_end(report),
         "### Headline ratios (higher: sparse faster)",
         "",
         *headline_table(report),

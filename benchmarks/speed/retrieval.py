@@ -6,13 +6,19 @@ slows all of them alike and every ratio is taken within one round. Reported per 
 bytes per vector on disk and in memory, p50/p99 single-query latency, batch throughput, recall@10
 against exact search of the same vectors, and overlap@10 with exact search over the full dense
 vectors (how much of the full embedding's neighbourhood the smaller representation keeps).
+
+Documents are drawn from a Gaussian mixture fitted to real MiniLM chunk embeddings, or (`corpus`) are a
+real corpus: texts (embedded by the backbone, cached) or precomputed embeddings, with queries from a file or
+held out of the corpus. With texts, one query's encoding (backbone + head, batch 1) is timed too, so the
+report gives end-to-end latency beside search-only.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +41,9 @@ from csrv2_vdb.benchmarks.speed.targets import (
     rss,
 )
 from csrv2_vdb.encoder import mrl_truncate
-from csrv2_vdb.head import pretrained_head
+from csrv2_vdb.errors import DimensionMismatchError, InvalidRecordError
+from csrv2_vdb.head import SparseHead, pretrained_head
+from csrv2_vdb.training.data import load_training_set, read_rows
 
 
 @dataclass
@@ -57,6 +65,8 @@ class RetrievalConfig:
     even_control: bool = False  # also index the smallest k's codes with uniformly drawn latents
     full: bool = True  # include the full dense vectors (exact, and each target's ANN index)
     rerank: tuple[int, ...] = ()  # k values also served as rerank: the k-sparse top 50 rescored by full dense
+    corpus: str | None = None  # real documents (.jsonl/.csv/.parquet/.txt texts, or embeddings) instead of synthetic
+    query_file: str | None = None  # queries for `corpus` (texts or embeddings); None: held out of the corpus
     seed: int = 0
 
 
@@ -88,20 +98,26 @@ def configs_for(settings: RetrievalConfig, full_dim: int) -> list[Config]:
 def build_workload(
     settings: RetrievalConfig, data_dir: Path, cache_dir: Path, console: Console
 ) -> tuple[Workload, dict[str, Any]]:
-    """Synthetic documents and held-out queries in every representation, and what they look like."""
+    """Documents and held-out queries in every representation, and what they look like."""
     backbone = Backbone()
-    real = real_embeddings(backbone, data_dir, cache_dir, settings.real_rows)
-    model = EmbeddingModel.fit(real, min(settings.components, len(real) - 1), settings.seed)
     n_queries = max(settings.queries, settings.batch)
-    console.print(
-        f"fitted a {len(model.weights)}-component Gaussian mixture to {len(real)} real MiniLM chunk embeddings; "
-        f"sampling {settings.n:,} documents"
-    )
-    dense_docs = model.sample(settings.n, settings.seed)
-    dense_queries = model.sample(n_queries, settings.seed + 1)  # held out: never indexed
     head = pretrained_head(settings.head)
-    questions = [q.question for q in load_questions(data_dir)][: settings.real_rows]
-    real_questions = cached_embed(backbone, questions, "query", cache_dir)
+    source: dict[str, Any]
+    if settings.corpus:
+        real, real_questions, source = corpus_workload(settings, backbone, head, cache_dir, n_queries, console)
+        dense_docs, dense_queries = real, np.resize(real_questions, (n_queries, real_questions.shape[1]))
+    else:
+        real = real_embeddings(backbone, data_dir, cache_dir, settings.real_rows)
+        model = EmbeddingModel.fit(real, min(settings.components, len(real) - 1), settings.seed)
+        console.print(
+            f"fitted a {len(model.weights)}-component Gaussian mixture to {len(real)} real MiniLM chunk embeddings; "
+            f"sampling {settings.n:,} documents"
+        )
+        dense_docs = model.sample(settings.n, settings.seed)
+        dense_queries = model.sample(n_queries, settings.seed + 1)  # held out: never indexed
+        questions = [q.question for q in load_questions(data_dir)][: settings.real_rows]
+        real_questions = cached_embed(backbone, questions, "query", cache_dir)
+        source = {"fit_rows": len(real), "components": len(model.weights)}
     docs: dict[str, Vectors] = {}
     queries: dict[str, Vectors] = {}
     usage: dict[str, Any] = {}
@@ -129,8 +145,8 @@ def build_workload(
         queries[key] = RerankVectors(queries[f"sparse-k{k}"], dense_queries)
         exact[key] = exact[f"dense-{backbone.dim}"]
     info = {
-        "fit_rows": len(real),
-        "components": len(model.weights),
+        **source,
+        "n": len(dense_docs),
         "head": settings.head,
         "hidden_dim": head.hidden_dim,
         "full_dim": backbone.dim,
@@ -142,6 +158,57 @@ def build_workload(
         },
     }
     return Workload(docs, queries, exact), info
+
+
+def corpus_workload(
+    settings: RetrievalConfig, backbone: Backbone, head: SparseHead, cache_dir: Path, n_queries: int, console: Console
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(documents, queries, description) from the user's corpus: at most `settings.n` documents; the queries
+    from `settings.query_file`, else `n_queries` rows held out of the corpus (never indexed)."""
+    corpus = Path(str(settings.corpus))
+
+    def embed(texts: Sequence[str], kind: str) -> np.ndarray:
+        return cached_embed(backbone, list(texts), "query" if kind == "query" else "document", cache_dir)
+
+    held_out = 0 if settings.query_file else n_queries
+    docs = load_training_set(corpus, embed, max_rows=settings.n + held_out, seed=settings.seed, log=console.print)
+    x = docs.embeddings
+    if settings.query_file:
+        queries = load_training_set(Path(settings.query_file), lambda t, _: embed(t, "query"), log=console.print)
+        q = queries.embeddings
+    else:
+        if len(x) <= held_out:
+            raise InvalidRecordError(f"{corpus} has {len(x)} rows: too few to hold out {held_out} queries")
+        x, q = x[held_out:], x[:held_out]
+    for what, rows in (("corpus", x), ("queries", q)):
+        if rows.shape[1] != head.input_dim:
+            raise DimensionMismatchError(
+                f"the {what} embeddings have {rows.shape[1]} dims; the head {settings.head} takes {head.input_dim}"
+            )
+    source = {"corpus": str(corpus), "queries_from": settings.query_file or f"{held_out} rows held out of the corpus"}
+    texts = _query_texts(Path(settings.query_file) if settings.query_file else None)
+    if texts:
+        source["query_encode_p50_ms"] = _encode_p50(backbone, head, texts[:100], max(settings.ks))
+    console.print(f"corpus {corpus}: {len(x):,} documents, {len(q):,} queries")
+    return x, q, source
+
+
+def _query_texts(path: Path | None) -> list[str]:
+    """The query file's texts (none for embeddings): what the end-to-end timing encodes."""
+    if path is None or path.suffix == ".npy":
+        return []
+    return [str(row["text"]) for _, row in read_rows(path) if "text" in row]
+
+
+def _encode_p50(backbone: Backbone, head: SparseHead, texts: list[str], k: int) -> float:
+    """p50 ms of one query text through the backbone and the head at batch 1 (after one warm-up)."""
+    head.encode(backbone.embed(texts[:1], "query"), k)
+    times = []
+    for text in texts:
+        start = time.perf_counter()
+        head.encode(backbone.embed([text], "query"), k)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -255,6 +322,7 @@ def run_retrieval_bench(
     """The whole run; writes the JSON result to `out` after each target, and returns it."""
     started = time.perf_counter()
     work, info = build_workload(settings, data_dir, cache_dir, console)
+    settings = replace(settings, n=info["n"], floor_rows=min(settings.floor_rows, info["n"]))  # a corpus may be smaller
     configs = configs_for(settings, info["full_dim"])
     report: dict[str, Any] = {"settings": asdict(settings), "workload": info, "targets": {}}
     out.parent.mkdir(parents=True, exist_ok=True)
