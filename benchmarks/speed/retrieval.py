@@ -185,7 +185,7 @@ def corpus_workload(
             raise DimensionMismatchError(
                 f"the {what} embeddings have {rows.shape[1]} dims; the head {settings.head} takes {head.input_dim}"
             )
-    source = {"corpus": str(corpus), "queries_from": settings.query_file or f"{held_out} rows held out of the corpus"}
+    source: dict[str, Any] = {"corpus": str(corpus), "queries_from": settings.query_file or f"{held_out} rows held out"}
     texts = _query_texts(Path(settings.query_file) if settings.query_file else None)
     if texts:
         source["query_encode_p50_ms"] = _encode_p50(backbone, head, texts[:100], max(settings.ks))
