@@ -535,6 +535,7 @@ def bench_width(
     docs: Annotated[int, typer.Option("--docs", help="Debian descriptions the heads are fitted on and score.")] = 12000,
     queries: Annotated[int, typer.Option("--queries", help="Timed single queries per config and round.")] = 200,
     repeats: Annotated[int, typer.Option("--repeats", help="Rounds; ratios are taken within a round.")] = 3,
+    engines: Annotated[str, typer.Option("--engines", help="qdrant-edge and/or milvus (Milvus Lite).")] = "qdrant-edge",
     out: Annotated[Path, typer.Option("--out", help="Folder for width.json/.md.")] = Path("docs/benchmarks"),
     work: Annotated[Path, typer.Option("--work", help="Where the collections are written (removed after).")] = Path(
         ".cache/csrv2-vdb/bench-work/width"
@@ -547,9 +548,12 @@ def bench_width(
     from csrv2_vdb.benchmarks.speed.width import run_width_bench, width_markdown
 
     out.mkdir(parents=True, exist_ok=True)
+    chosen = tuple(e.strip() for e in engines.split(",") if e.strip())
+    if not chosen or set(chosen) - {"qdrant-edge", "milvus"}:
+        raise fail(f"--engines: choose from qdrant-edge, milvus; got {engines!r}")
     with user_errors():
         rows = run_width_bench(data or find_data_dir(), cache, work, _ints(widths, "--widths"), _ints(ks, "--ks"), n,
-                               docs, queries, repeats)  # fmt: skip
+                               docs, queries, repeats, chosen)  # fmt: skip
     (out / "width.json").write_text(json.dumps(rows, indent=1))
     text = width_markdown(rows, _command_line())
     (out / "width.md").write_text(text)

@@ -248,12 +248,16 @@ def test_postings_per_query_counts_the_postings_a_query_reaches():
 
 def test_width_bench_scores_and_times_each_width(tmp_path, data_dir):
     result = CliRunner().invoke(app, ["bench", "width", "--widths", "64,256", "--ks", "2", "--n", "2000", "--docs",
-                                      "400", "--queries", "5", "--repeats", "1", "--out", str(tmp_path / "out"),
+                                      "400", "--queries", "5", "--repeats", "1", "--engines", "qdrant-edge,milvus",
+                                      "--out", str(tmp_path / "out"),
                                       "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
                                       "--data", str(data_dir)])  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "out" / "width.json").read_text())
-    assert [(r["h"], r["k"]) for r in rows] == [(64, 2), (256, 2)]
-    assert all(0 < r["ndcg@10"] < 1 and r["p50_ms"] > 0 for r in rows) and rows[0]["ratio"] == 1.0
-    assert rows[1]["postings"] < rows[0]["postings"]  # more latents, shorter posting lists
-    assert "| 256 | 2 |" in (tmp_path / "out" / "width.md").read_text()
+    assert [(r["engine"], r["h"], r["k"]) for r in rows] == [
+        (e, h, 2) for h in (64, 256) for e in ("qdrant-edge", "milvus")
+    ]
+    assert all(0 < r["ndcg@10"] < 1 and r["p50_ms"] > 0 for r in rows) and rows[0]["ratio"] == rows[1]["ratio"] == 1.0
+    assert rows[2]["postings"] < rows[0]["postings"]  # more latents, shorter posting lists
+    assert rows[0]["ndcg@10"] == rows[1]["ndcg@10"]  # the same codes in both engines
+    assert "| milvus | 256 | 2 |" in (tmp_path / "out" / "width.md").read_text()
