@@ -3,8 +3,8 @@
 texts -> Backbone -> (trained SparseHead -> SparseBatch | MRL truncation) -> QdrantEdgeStore -> questions.
 For each k (sparse) and dims (MRL, and the full dense embedding) it reports answer-token recall of
 the top-5 chunks, bytes per stored vector, and median single-query latency of the engine.
-The heads are trained here in the plain form (reconstruction k + 4k/8 + aux on corpus sentences
-and chunks, never on the questions), one per k; the CSRv2 recipe proper lives in training/.
+One head serves every k: fitted label-free on the chunks themselves with `csrv2-vdb train --input`'s
+defaults (`training.fit.default_config`; never on the questions), as a user would fit one on their corpus.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.benchmarks.cache import cached_embed, cached_head
 from csrv2_vdb.benchmarks.datasets import answer_token_recall, chunk_words, load_corpus, load_questions
 from csrv2_vdb.benchmarks.reports import pyplot, write_csv
-from csrv2_vdb.benchmarks.tasks import corpus_sentences
 from csrv2_vdb.encoder import mrl_truncate
-from csrv2_vdb.training.trainer import HeadTrainConfig
+from csrv2_vdb.training.data import TrainingSet
+from csrv2_vdb.training.fit import default_config
 
 TOP = 5
 
@@ -69,7 +69,8 @@ def run_demo(
     backbone = Backbone()
     doc_x = cached_embed(backbone, [c.text for c in chunks], "document", cache_dir)
     query_x = cached_embed(backbone, [q.question for q in questions], "query", cache_dir)
-    train_x = np.concatenate([doc_x, cached_embed(backbone, corpus_sentences(text), "document", cache_dir)])
+    head = cached_head(cache_dir / "heads", "demo-label-free", doc_x,
+                       default_config(TrainingSet(doc_x, None, "label-free", "")))  # fmt: skip
 
     ids = [c.id for c in chunks]
     texts = {c.id: c.text for c in chunks}
@@ -92,7 +93,6 @@ def run_demo(
         for name in store.list_collections():
             store.drop_collection(name)
         for k in ks:
-            head = cached_head(cache_dir / "heads", f"demo-k{k}", train_x, HeadTrainConfig(k=k, lr=1e-3, epochs=15))
             docs = head.encode(doc_x, k)
             name = f"sparse-k{k}"
             store.create_collection(name, sparse_dim=head.hidden_dim)
