@@ -161,7 +161,7 @@ def test_bench_retrieval_on_a_corpus_of_texts_times_encode_and_search(tmp_path, 
     assert code == 0, output
     work = report["workload"]
     assert work["n"] == 400 and work["corpus"] == str(docs) and work["queries_from"] == str(queries)
-    assert work["query_encode_p50_ms"] > 0
+    assert work["query_encode_p50_ms"] > 0 and list(work["latent_usage"]["k2"]) == ["your corpus"]
     for target in report["targets"].values():
         assert target["configs"]["sparse-k2"]["rows"] == 400
         assert target["configs"]["sparse-k2"]["recall_at_10"] == pytest.approx(1.0)

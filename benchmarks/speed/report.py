@@ -151,11 +151,13 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "",
         *floor_table(report),
         "",
-        "### Latent usage of the codes (synthetic documents/queries vs real medical chunks/questions)",
+        "### Latent usage of the codes"
+        + ("" if "corpus" in work else " (synthetic documents/queries vs real medical chunks/questions)"),
         "",
         *usage_table(report),
         "",
-        "### Overlap@10 with exact search over the full 384 dims (synthetic queries)",
+        "### Overlap@10 with exact search over the full 384 dims"
+        + ("" if "corpus" in work else " (synthetic queries)"),
         "",
         "| " + " | ".join(work["overlap_with_full_dense"]) + " |",
         "|" + "---|" * len(work["overlap_with_full_dense"]),

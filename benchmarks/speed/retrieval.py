@@ -124,10 +124,14 @@ def build_workload(
     for k in tqdm(sorted({*settings.ks, *settings.rerank}), desc="encoding codes"):
         codes, query_codes = encode_chunked(head, dense_docs, k), head.encode(dense_queries, k)
         docs[f"sparse-k{k}"], queries[f"sparse-k{k}"] = codes, query_codes
-        usage[f"k{k}"] = {
-            "synthetic": latent_usage(codes, query_codes),
-            "real": latent_usage(head.encode(real, k), head.encode(real_questions, k)),
-        }
+        usage[f"k{k}"] = (
+            {"your corpus": latent_usage(codes, query_codes)}
+            if settings.corpus
+            else {
+                "synthetic": latent_usage(codes, query_codes),
+                "real": latent_usage(head.encode(real, k), head.encode(real_questions, k)),
+            }
+        )
         if settings.even_control and k == min(settings.ks):
             codes, query_codes = even_codes(codes, settings.seed), even_codes(query_codes, settings.seed + 1)
             docs[f"sparse-k{k}-even"], queries[f"sparse-k{k}-even"] = codes, query_codes
