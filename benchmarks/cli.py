@@ -522,19 +522,40 @@ def bench_encoder(
             settings = bench.EncoderConfig(batch_sizes=_ints(batch_sizes, "--batch-sizes"), texts_per_size=texts, k=k)
             stem, rows = "encoder", bench.run_encoder_bench(settings, data or find_data_dir())
             text = bench.markdown(rows, settings, _command_line())
-    (out / f"{stem}.json").write_text(json.dumps(rows, indent=1))
+    _save(out, stem, rows, text)
+
+
+# Options the side-by-side 1M benches (width, engine-options) share.
+KsOpt = Annotated[str, typer.Option("--ks", help="Sparse k values.")]
+PointsOpt = Annotated[int, typer.Option("--n", help="Points per collection (real codes, repeated under new ids).")]
+DocsOpt = Annotated[int, typer.Option("--docs", help="Distinct Debian descriptions coded (and fitted on).")]
+TimedOpt = Annotated[int, typer.Option("--queries", help="Timed single queries per config and round.")]
+RoundsOpt = Annotated[int, typer.Option("--repeats", help="Rounds; ratios are taken within a round.")]
+
+
+def _save(out: Path, stem: str, result: object, text: str) -> None:
+    """A bench's raw result as <stem>.json and its tables as <stem>.md in `out`, the tables printed too."""
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     (out / f"{stem}.md").write_text(text)
     Console().print(text)
+
+
+def _engines(text: str) -> tuple[str, ...]:
+    """--engines for the 1M benches: qdrant-edge and/or milvus (Milvus Lite)."""
+    chosen = tuple(e.strip() for e in text.split(",") if e.strip())
+    if not chosen or set(chosen) - {"qdrant-edge", "milvus"}:
+        raise fail(f"--engines: choose from qdrant-edge, milvus; got {text!r}")
+    return chosen
 
 
 @bench_app.command("width")
 def bench_width(
     widths: Annotated[str, typer.Option("--widths", help="Latent widths h to compare.")] = "1536,4096,6144,8192",
-    ks: Annotated[str, typer.Option("--ks", help="Sparse k values.")] = "2,8",
-    n: Annotated[int, typer.Option("--n", help="Points per qdrant-edge collection.")] = 1_000_000,
-    docs: Annotated[int, typer.Option("--docs", help="Debian descriptions the heads are fitted on and score.")] = 12000,
-    queries: Annotated[int, typer.Option("--queries", help="Timed single queries per config and round.")] = 200,
-    repeats: Annotated[int, typer.Option("--repeats", help="Rounds; ratios are taken within a round.")] = 3,
+    ks: KsOpt = "2,8",
+    n: PointsOpt = 1_000_000,
+    docs: DocsOpt = 12000,
+    queries: TimedOpt = 200,
+    repeats: RoundsOpt = 3,
     engines: Annotated[str, typer.Option("--engines", help="qdrant-edge and/or milvus (Milvus Lite).")] = "qdrant-edge",
     out: Annotated[Path, typer.Option("--out", help="Folder for width.json/.md.")] = Path("docs/benchmarks"),
     work: Annotated[Path, typer.Option("--work", help="Where the collections are written (removed after).")] = Path(
@@ -543,30 +564,25 @@ def bench_width(
     data: DataOpt = None,
     cache: CacheOpt = Path(".cache/csrv2-vdb"),
 ) -> None:
-    """Latent width h against quality (nDCG@10) and qdrant-edge search latency, side by side in one run."""
+    """Latent width h against quality (nDCG@10) and search latency per engine, side by side in one run."""
     from csrv2_vdb.benchmarks.datasets import find_data_dir
     from csrv2_vdb.benchmarks.speed.width import run_width_bench, width_markdown
 
     out.mkdir(parents=True, exist_ok=True)
-    chosen = tuple(e.strip() for e in engines.split(",") if e.strip())
-    if not chosen or set(chosen) - {"qdrant-edge", "milvus"}:
-        raise fail(f"--engines: choose from qdrant-edge, milvus; got {engines!r}")
+    chosen = _engines(engines)
     with user_errors():
         rows = run_width_bench(data or find_data_dir(), cache, work, _ints(widths, "--widths"), _ints(ks, "--ks"), n,
                                docs, queries, repeats, chosen)  # fmt: skip
-    (out / "width.json").write_text(json.dumps(rows, indent=1))
-    text = width_markdown(rows, _command_line())
-    (out / "width.md").write_text(text)
-    Console().print(text)
+    _save(out, "width", rows, width_markdown(rows, _command_line()))
 
 
 @bench_app.command("engine-options")
 def bench_engine_options(
-    ks: Annotated[str, typer.Option("--ks", help="Sparse k values.")] = "2,8",
-    n: Annotated[int, typer.Option("--n", help="Points per collection.")] = 1_000_000,
-    docs: Annotated[int, typer.Option("--docs", help="Distinct Debian descriptions coded and repeated.")] = 12000,
-    queries: Annotated[int, typer.Option("--queries", help="Timed single queries per variant and round.")] = 200,
-    repeats: Annotated[int, typer.Option("--repeats", help="Rounds; ratios are taken within a round.")] = 3,
+    ks: KsOpt = "2,8",
+    n: PointsOpt = 1_000_000,
+    docs: DocsOpt = 12000,
+    queries: TimedOpt = 200,
+    repeats: RoundsOpt = 3,
     engines: Annotated[str, typer.Option("--engines", help="Engines whose variants run.")] = "qdrant-edge,milvus",
     head: Annotated[
         str | None, typer.Option("--head", help="A shipped head's name; default: fit label-free on the documents.")
@@ -585,10 +601,8 @@ def bench_engine_options(
     from csrv2_vdb.benchmarks.datasets import find_data_dir
     from csrv2_vdb.benchmarks.speed.options import VARIANTS, options_markdown, run_options_bench
 
-    wanted = [e.strip() for e in engines.split(",") if e.strip()]
+    wanted = _engines(engines)
     variants = [v for v in VARIANTS if v.engine in wanted]
-    if not variants:
-        raise fail(f"--engines: no variants for {engines!r}; choose from qdrant-edge, milvus")
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work, ignore_errors=True)
     try:
@@ -598,10 +612,7 @@ def bench_engine_options(
                                        head=head)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    (out / "engine-options.json").write_text(json.dumps(report, indent=1))
-    text = options_markdown(report, _command_line())
-    (out / "engine-options.md").write_text(text)
-    Console().print(text)
+    _save(out, "engine-options", report, options_markdown(report, _command_line()))
 
 
 @bench_app.command("bulk")

@@ -9,8 +9,10 @@ synthetic and real codes alike). `fill_repeated` scales real codes up to a bench
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -113,9 +115,13 @@ def even_codes(codes: SparseBatch, seed: int) -> SparseBatch:
         indices[clash] = rng.integers(0, codes.dim, (int(clash.sum()), codes.width))
 
 
-def fill_repeated(store: SparseStore, name: str, codes: SparseBatch, n: int, batch: int = 20_000) -> None:
-    """Upsert `n` points into `name`: `codes` repeated under the ids 0..n-1 (real codes at a benchmark's size,
-    with their latent distribution and so their posting lengths)."""
+def fill_repeated(
+    store: SparseStore, name: str, vectors: SparseBatch | np.ndarray, n: int, batch: int = 20_000,
+    payload: Callable[[int], dict[str, Any]] | None = None,
+) -> None:  # fmt: skip
+    """Upsert `n` points into `name`: `vectors` (codes or dense rows) repeated under the ids 0..n-1 (real codes at
+    a benchmark's size, with their latent distribution and so their posting lengths); `payload(i)` for point i."""
     for start in range(0, n, batch):
         ids = np.arange(start, min(start + batch, n))
-        store.upsert(name, [str(i) for i in ids], codes[ids % len(codes)])
+        payloads = [payload(int(i)) for i in ids] if payload else None
+        store.upsert(name, [str(i) for i in ids], vectors[ids % len(vectors)], payloads=payloads)

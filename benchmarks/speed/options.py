@@ -26,6 +26,7 @@ from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.benchmarks.cache import cached_embed
 from csrv2_vdb.benchmarks.quality import debian_retrieval_set, fit_widths
 from csrv2_vdb.benchmarks.reports import table
+from csrv2_vdb.benchmarks.speed.corpus import fill_repeated
 from csrv2_vdb.benchmarks.speed.exact import ExactIndex, recall_at
 from csrv2_vdb.benchmarks.speed.targets import directory_bytes
 from csrv2_vdb.head import SparseHead, pretrained_head
@@ -107,16 +108,12 @@ class Built:
         self.location = root / (f"v{number:02d}_k{k}" + (".db" if variant.engine == "milvus" else ""))
         self.store: SparseStore = open_store(variant.engine, str(self.location), **variant.options)
 
-    def fill(self, name: str, work: Workload, n: int, batch: int = 20_000) -> None:
+    def fill(self, name: str, work: Workload, n: int) -> None:
         """`n` points: the distinct documents repeated under the ids 0..n-1."""
         dim = {"dense_dim": work.doc_dense.shape[1]} if self.variant.dense else {"sparse_dim": work.docs.dim}
         self.store.create_collection(name, **dim)
-        for start in range(0, n, batch):
-            rows = np.arange(start, min(start + batch, n)) % len(work.docs)
-            ids = [str(i) for i in range(start, min(start + batch, n))]
-            payloads = [{"part": int(i) % PARTS} for i in ids] if self.variant.filtered else None
-            vectors = work.doc_dense[rows] if self.variant.dense else work.docs[rows]
-            self.store.upsert(name, ids, vectors, payloads=payloads)
+        part = (lambda i: {"part": i % PARTS}) if self.variant.filtered else None
+        fill_repeated(self.store, name, work.doc_dense if self.variant.dense else work.docs, n, payload=part)
         if isinstance(self.store, Flushable):
             self.store.flush(name)
         if isinstance(self.store, Optimizable):
