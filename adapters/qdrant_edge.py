@@ -59,6 +59,8 @@ from csrv2_vdb.store import (
 _META = "collection.json"
 _SHARD = "shard"
 _COMPACT = "native"  # the collection.json "ids" value of collections written with compact ids
+_PAYLOAD_KINDS = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer,
+                  "float": qe.PayloadSchemaType.Float, "bool": qe.PayloadSchemaType.Bool}  # fmt: skip
 SparseDatatype = Literal["float32", "float16", "uint8"]
 _DATATYPES = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16,
               "uint8": qe.VectorStorageDatatype.Uint8}  # fmt: skip
@@ -206,6 +208,13 @@ class QdrantEdgeStore(StoreBase):
                 yield dense_points(records, DENSE)
             if offset is None:
                 return
+
+    def create_payload_index(self, name: str, field: str, kind: str = "keyword") -> None:
+        """Index a payload field (keyword, integer, float, bool) so filters on it are planned from the index; with
+        it, a filter that keeps fewer than `full_scan_threshold` points is answered by scoring just those points."""
+        if kind not in _PAYLOAD_KINDS:
+            raise InvalidArgumentError(f"payload index kind must be one of {sorted(_PAYLOAD_KINDS)}, got {kind!r}")
+        self._shard(name).update(qe.UpdateOperation.create_field_index(field, _PAYLOAD_KINDS[kind]))
 
     def flush(self, name: str) -> None:
         self._shard(name).flush()

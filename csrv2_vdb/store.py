@@ -223,7 +223,7 @@ class Flushable(Protocol):
 
 @runtime_checkable
 class PayloadIndexable(Protocol):
-    """Stores that index payload fields for filtering (Qdrant servers)."""
+    """Stores that index payload fields for filtering (Qdrant servers, qdrant-edge)."""
 
     def create_payload_index(self, name: str, field: str, kind: str = "keyword") -> None: ...
 

@@ -64,7 +64,7 @@ def test_engine_options_bench_measures_every_variant(tmp_path, data_dir):
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "out" / "engine-options.json").read_text())
     rows = {(r["engine"], r["variant"]): r for r in report["rows"]}
-    assert len(rows) == 13 and not (tmp_path / "work").exists()
+    assert len(rows) == 15 and not (tmp_path / "work").exists()
     for (engine, variant), row in rows.items():
         assert row["p50_ms"] > 0 and row["disk_bytes_per_point"] > 0, (engine, variant)
         if "inexact" not in variant:  # every exact configuration returns the exact top 10

@@ -130,3 +130,16 @@ def test_sparse_datatype_and_on_disk_index_are_applied_and_persist(tmp_path, dat
 def test_unknown_sparse_datatype_is_refused(tmp_path):
     with pytest.raises(ValueError, match="sparse_datatype"):
         QdrantEdgeStore(tmp_path / "db", sparse_datatype="int4")  # type: ignore[arg-type]
+
+
+def test_payload_index_serves_filters_and_unknown_kinds_are_refused(tmp_path):
+    codes = random_sparse(300, 32, 4, seed=6)
+    with QdrantEdgeStore(tmp_path / "db") as store:
+        store.create_collection("p", sparse_dim=32)
+        store.create_payload_index("p", "part", "integer")
+        store.upsert("p", [str(i) for i in range(300)], sparse=codes, payloads=[{"part": i % 10} for i in range(300)])
+        assert "part" in store._shard("p").info().payload_schema
+        hits = store.search("p", codes[:5], limit=10, filter={"part": 3})
+        assert all(h.payload["part"] == 3 for row in hits for h in row) and any(hits)
+        with pytest.raises(ValueError, match="payload index kind"):
+            store.create_payload_index("p", "part", "geo")
