@@ -44,7 +44,7 @@ def test_drop_ratio_search_above_zero_is_inexact_and_bad_options_are_refused(tmp
 
 
 def test_big_milvus_upserts_are_sent_in_slices(tmp_path, monkeypatch):
-    monkeypatch.setattr(milvus, "UPSERT_BYTES", 4 * 32 * 100)  # 100 rows of 32 floats per call
+    monkeypatch.setattr(milvus, "UPSERT_BYTES", (4 * 32 + 2) * 100)  # 100 rows of 32 floats (and "{}") per call
     calls = []
     with MilvusStore(str(tmp_path / "m.db")) as store:
         store.create_collection("d", dense_dim=32)
@@ -54,6 +54,19 @@ def test_big_milvus_upserts_are_sent_in_slices(tmp_path, monkeypatch):
         store.upsert("d", [f"r{i}" for i in range(1050)], x / np.linalg.norm(x, axis=1, keepdims=True))
         assert calls == [100] * 10 + [50]
         assert store.count("d") == 1050
+
+
+def test_payloads_count_towards_the_slices(tmp_path, monkeypatch):
+    monkeypatch.setattr(milvus, "UPSERT_BYTES", 10_000)
+    calls = []
+    with MilvusStore(str(tmp_path / "m.db")) as store:
+        store.create_collection("t", sparse_dim=16)
+        real = store.client.upsert
+        monkeypatch.setattr(store.client, "upsert", lambda name, rows: calls.append(len(rows)) or real(name, rows))
+        texts = [{"text": "x" * 200} for _ in range(300)]  # ~214 bytes of payload per row beside 16 of code
+        store.upsert("t", [f"r{i}" for i in range(300)], random_sparse(300, 16, 2), payloads=texts)
+        assert sum(calls) == 300 and len(calls) >= 6 and max(calls) <= 50
+        assert store.count("t") == 300
 
 
 def test_engine_options_bench_measures_every_variant(tmp_path, data_dir):
