@@ -115,7 +115,8 @@ def test_openai_batches_with_a_concurrency_limit_and_keeps_order():
     with FakeEmbeddings(dim=24, key=KEY, max_concurrent=2) as fake:
         client = _client(fake, batch_size=3, concurrency=2)
         out = client.embed(TEXTS)
-    assert [len(r["body"]["input"]) for r in fake.requests] == [3, 3, 3, 1]
+    # two requests in flight: they may arrive in either order, so compare the batch sizes as a multiset
+    assert sorted(len(r["body"]["input"]) for r in fake.requests) == [1, 3, 3, 3]
     assert fake.peak <= 2 and client.retries == 0
     expected = np.asarray([fake_vector(t, 24) for t in TEXTS], dtype=np.float32)
     np.testing.assert_allclose(out, expected, atol=1e-6)  # replies come shuffled: rows follow `index`
