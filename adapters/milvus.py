@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import grpc
 import numpy as np
@@ -58,6 +58,7 @@ _RESERVED = {PK, SPARSE, DENSE}
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 _TRANSIENT_GRPC = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 _RATE_LIMIT = 8  # Milvus's ErrorCode.RATE_LIMIT
+InvertedIndexAlgo = Literal["DAAT_MAXSCORE", "DAAT_WAND", "TAAT_NAIVE"]
 UPSERT_BYTES = 4 * 2**20  # vector bytes per upsert call (see _upsert)
 _PK_SCHEME = "uuid5"  # recorded in the collection description: pk = point_id(document id)
 # Milvus collection names: a letter or '_' first, then letters, digits and '_' (no '-').
@@ -101,7 +102,7 @@ class MilvusStore(StoreBase):
         *,
         token: str = "",
         sparse_index: Literal["SPARSE_INVERTED_INDEX", "SPARSE_WAND"] = "SPARSE_INVERTED_INDEX",
-        inverted_index_algo: Literal["DAAT_MAXSCORE", "DAAT_WAND", "TAAT_NAIVE"] | None = None,
+        inverted_index_algo: InvertedIndexAlgo | None = None,
         drop_ratio_search: float = 0.0,
         rrf_k: int = 60,
         weights: tuple[float, float] = (0.5, 0.5),
@@ -118,7 +119,7 @@ class MilvusStore(StoreBase):
         # How the sparse index walks its posting lists (Milvus 2.5+; None: the engine's default, DAAT_MAXSCORE).
         # All three return the exact top k (drop_ratio_build and drop_ratio_search stay 0); only speed differs,
         # measured by `csrv2-vdb bench engine-options`.
-        if inverted_index_algo not in (None, "DAAT_MAXSCORE", "DAAT_WAND", "TAAT_NAIVE"):
+        if inverted_index_algo not in (None, *get_args(InvertedIndexAlgo)):
             raise InvalidArgumentError(
                 f"inverted_index_algo must be DAAT_MAXSCORE, DAAT_WAND or TAAT_NAIVE, got {inverted_index_algo!r}"
             )

@@ -179,10 +179,14 @@ class QdrantEdgeStore(StoreBase):
         self._compact[name] = dims.get("ids") == _COMPACT
         return CollectionInfo(name, dims["sparse_dim"], dims["dense_dim"], dims.get("encoder"))
 
+    def _native(self, name: str, doc_id: str) -> int | str | None:
+        """The document id as this collection's point id, when it is written with compact ids and the id qualifies;
+        None: the point id is the UUIDv5 and the id rides in the payload. Callers have read the collection's info."""
+        return native_id(doc_id) if self._compact[name] else None
+
     def _point(self, name: str, doc_id: str) -> int | str:
         """The point id of a document in this collection (see `compact_ids`)."""
-        self.collection_info(name)
-        native = native_id(doc_id) if self._compact[name] else None
+        native = self._native(name, doc_id)
         return point_id(doc_id) if native is None else native
 
     def _shard(self, name: str) -> qe.EdgeShard:
@@ -233,7 +237,7 @@ class QdrantEdgeStore(StoreBase):
         vectors = point_vectors(len(ids), sparse, dense, qe)
         points = []
         for doc_id, vector, payload in zip(ids, vectors, payloads, strict=True):
-            native = native_id(doc_id) if self._compact[name] else None
+            native = self._native(name, doc_id)
             if native is None:
                 points.append(qe.Point(point_id(doc_id), vector, stored_payload(doc_id, payload)))
             else:  # the point id gives the document id back: no payload copy of it

@@ -147,6 +147,17 @@ def debian_retrieval_set(data_dir: Path, n_docs: int = 12_000, n_queries: int = 
                    {qi: {i} for qi, i in enumerate(asked)})  # fmt: skip
 
 
+def debian_embeddings(
+    data_dir: Path, cache: Path, n_docs: int = 12_000, backbone: Backbone | None = None
+) -> tuple[EvalSet, np.ndarray, np.ndarray]:
+    """`debian_retrieval_set` (up to 300 queries, a quarter of the documents at most) and the backbone's
+    embeddings of its documents and queries, through the cache."""
+    data = debian_retrieval_set(data_dir, n_docs=n_docs, n_queries=min(300, n_docs // 4))
+    backbone = backbone or Backbone()
+    doc_x = cached_embed(backbone, data.doc_texts, "document", cache)
+    return data, doc_x, cached_embed(backbone, data.query_texts, "query", cache)
+
+
 def fit_widths(doc_x: np.ndarray, widths: tuple[int, ...]) -> dict[int, SparseHead]:
     """Label-free heads on `doc_x` with `train --input`'s defaults, one per latent width (only h varied)."""
     rule = default_config(TrainingSet(doc_x, None, "label-free", ""))
@@ -156,9 +167,7 @@ def fit_widths(doc_x: np.ndarray, widths: tuple[int, ...]) -> dict[int, SparseHe
 def width_rows(data_dir: Path, backbone: Backbone, cache: Path, widths: tuple[int, ...] = WIDTHS) -> list[QualityRow]:
     """Label-free heads (the measured defaults) of several widths, and the default width rule, on
     `debian_retrieval_set`: nDCG@10 at k = 2, 8, 32 beside MRL and dense."""
-    data = debian_retrieval_set(data_dir)
-    doc_x = cached_embed(backbone, data.doc_texts, "document", cache)
-    query_x = cached_embed(backbone, data.query_texts, "query", cache)
+    data, doc_x, query_x = debian_embeddings(data_dir, cache, backbone=backbone)
     rule = label_free_width(*doc_x.shape)
     rows = baseline_rows(query_x, doc_x, data.qrels, "debian-12k")
     for h, head in fit_widths(doc_x, (*widths, rule)).items():

@@ -23,13 +23,12 @@ import numpy as np
 from rich.console import Console
 
 from csrv2_vdb.adapters import open_store
-from csrv2_vdb.backbone import Backbone
-from csrv2_vdb.benchmarks.cache import cached_embed
-from csrv2_vdb.benchmarks.quality import debian_retrieval_set, fit_widths
+from csrv2_vdb.benchmarks.quality import debian_embeddings, fit_widths
 from csrv2_vdb.benchmarks.reports import table
 from csrv2_vdb.benchmarks.speed.corpus import fill_repeated
 from csrv2_vdb.benchmarks.speed.exact import ExactIndex, recall_at
 from csrv2_vdb.benchmarks.speed.targets import directory_bytes
+from csrv2_vdb.benchmarks.speed.timing import rotating_p50
 from csrv2_vdb.head import SparseHead, pretrained_head
 from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import Flushable, Optimizable, PayloadIndexable, SparseStore
@@ -93,10 +92,7 @@ def workload(
     data_dir: Path, cache: Path, ks: Sequence[int], n_docs: int, head: str | None, console: Console
 ) -> tuple[dict[int, Workload], dict[str, Any]]:
     """Debian descriptions and titles, embedded, and coded at each k by `head` (None: fitted label-free)."""
-    data = debian_retrieval_set(data_dir, n_docs=n_docs, n_queries=min(300, n_docs // 4))
-    backbone = Backbone()
-    doc_x = cached_embed(backbone, data.doc_texts, "document", cache)
-    query_x = cached_embed(backbone, data.query_texts, "query", cache)
+    _, doc_x, query_x = debian_embeddings(data_dir, cache, n_docs)
     coder: SparseHead
     if head is None:
         h = label_free_width(*doc_x.shape)
@@ -208,17 +204,12 @@ def _time_rounds(
     repeats: int,
 ) -> None:  # fmt: skip
     """p50 of `queries` single queries per (variant, k) and round; ratio to the engine's first variant at that k."""
-    for r in range(repeats):
-        order = built[r % len(built) :] + built[: r % len(built)]
-        p50: dict[tuple[str, int], float] = {}
-        for b in order:
-            work = loads[b.k]
-            times = []
-            for i in range(queries):
-                t0 = time.perf_counter()
-                b.search("big", work, i % len(work.queries))
-                times.append(time.perf_counter() - t0)
-            p50[b.variant.label, b.k] = 1000 * statistics.median(times)
+
+    def search(b: Built, i: int) -> object:
+        return b.search("big", loads[b.k], i % len(loads[b.k].queries))
+
+    for by_built in rotating_p50(built, search, queries, repeats):
+        p50 = {(b.variant.label, b.k): ms for b, ms in by_built.items()}
         for b in built:
             first = next(x for x in built if x.variant.engine == b.variant.engine and not x.variant.dense
                          and x.variant.filtered == b.variant.filtered)  # fmt: skip

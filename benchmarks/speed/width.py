@@ -12,19 +12,17 @@ round.
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from csrv2_vdb.adapters import open_store
-from csrv2_vdb.backbone import Backbone
-from csrv2_vdb.benchmarks.cache import cached_embed
 from csrv2_vdb.benchmarks.metrics import retrieval_metrics
-from csrv2_vdb.benchmarks.quality import debian_retrieval_set, fit_widths
+from csrv2_vdb.benchmarks.quality import debian_embeddings, fit_widths
 from csrv2_vdb.benchmarks.reports import table
 from csrv2_vdb.benchmarks.speed.corpus import fill_repeated
+from csrv2_vdb.benchmarks.speed.timing import rotating_p50
 from csrv2_vdb.sparse import SparseBatch
 
 
@@ -42,10 +40,7 @@ def run_width_bench(
 ) -> list[dict[str, Any]]:  # fmt: skip
     """One row per (engine, h, k): nDCG@10, postings per query, and the median over rounds of the p50 search ms
     and of its ratio to the first width's p50 on that engine in the same round."""
-    data = debian_retrieval_set(data_dir, n_docs=n_docs, n_queries=min(300, n_docs // 4))
-    backbone = Backbone()
-    doc_x = cached_embed(backbone, data.doc_texts, "document", cache)
-    query_x = cached_embed(backbone, data.query_texts, "query", cache)
+    data, doc_x, query_x = debian_embeddings(data_dir, cache, n_docs)
     heads = fit_widths(doc_x, widths)
     rows: dict[tuple[str, int, int], dict[str, Any]] = {}
     probes: dict[tuple[int, int], SparseBatch] = {}
@@ -61,16 +56,12 @@ def run_width_bench(
                     fill_repeated(store, f"width_{h}_k{k}", docs, n)
                     rows[engine, h, k] = {"engine": engine, "h": h, "k": k, "n": n, "ndcg@10": ndcg, "p50_ms": [],
                                           "ratio": [], "postings": postings_per_query(qs, docs, n)}  # fmt: skip
-        for r in range(repeats):
-            order = list(rows)[r % len(rows) :] + list(rows)[: r % len(rows)]
-            p50 = {}
-            for engine, h, k in order:
-                times = []
-                for i in range(queries):
-                    t0 = time.perf_counter()
-                    stores[engine].search(f"width_{h}_k{k}", probes[h, k][[i]], limit=10)
-                    times.append(time.perf_counter() - t0)
-                p50[engine, h, k] = 1000 * statistics.median(times)
+
+        def search(key: tuple[str, int, int], i: int) -> object:
+            engine, h, k = key
+            return stores[engine].search(f"width_{h}_k{k}", probes[h, k][[i]], limit=10)
+
+        for p50 in rotating_p50(list(rows), search, queries, repeats):
             for (engine, h, k), row in rows.items():
                 row["p50_ms"].append(p50[engine, h, k])
                 row["ratio"].append(p50[engine, widths[0], k] / p50[engine, h, k])
