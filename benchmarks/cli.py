@@ -28,6 +28,32 @@ from csrv2_vdb.cli_common import (
 harness_app = typer.Typer()
 bench_app = typer.Typer(help="Benchmarks and evaluation harnesses.", no_args_is_help=True)
 
+LLMBaseUrlOpt = Annotated[
+    str | None, typer.Option("--llm-base-url", help="OpenAI-compatible endpoint; default CSRV2_LLM_BASE_URL.")
+]
+LLMModelOpt = Annotated[str | None, typer.Option("--llm-model", help="Model name; default CSRV2_LLM_MODEL.")]
+LLMApiOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--llm-api",
+        help="chat (instruction models) or completions (base models such as the local GGUF: plain prompt, "
+        "stop sequences); default CSRV2_LLM_API or chat.",
+    ),
+]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="Parallel LLM calls.")]
+
+
+def _llm_client(base_url: str | None, model: str | None, api: str | None, concurrency: int, cache: Path):
+    """A cached ChatClient on the given endpoint (None: the CSRV2_LLM_* environment, then OpenAI's defaults)."""
+    from csrv2_vdb.benchmarks.llm import ChatClient, LLMConfig
+
+    settings = LLMConfig(concurrency=concurrency)
+    settings.base_url = base_url or settings.base_url
+    settings.model = model or settings.model
+    settings.api = api or settings.api
+    with user_errors():
+        return ChatClient(settings, cache / "llm")
+
 
 def mount(app: typer.Typer) -> None:
     """Add the harness commands to `app` (the library's CLI)."""
@@ -139,6 +165,34 @@ def train(
         console.print(f"head (d={head.input_dim}, h={head.hidden_dim}, k={head.k}) written to {out}")
         return
     _train_task(task or "", method or "csrv2", out, k, config, epochs, lr, seed, checkpoint_every, resume, data, cache)
+
+
+@harness_app.command("pseudo-queries")
+def pseudo_queries(
+    input: Annotated[Path, typer.Option("--input", help="Your texts: .jsonl/.csv/.parquet/.txt rows with 'text'.")],
+    out: Annotated[Path, typer.Option("--out", help="JSON lines {query, positive[, id]} for `train --input`.")],
+    per_text: Annotated[int, typer.Option("--per-text", help="Questions asked per text (1 to 3 differ).")] = 1,
+    llm_base_url: LLMBaseUrlOpt = None,
+    llm_model: LLMModelOpt = None,
+    llm_api: LLMApiOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    cache: CacheOpt = Path(".cache/csrv2-vdb"),
+) -> None:
+    """Ask an LLM for questions each text answers and write (question, text) pairs; `train --input` on them
+    trains CSRv2 with pair labels, which beats label-free fitting (docs/quality.md). Replies are cached, so an
+    interrupted run resumes where it stopped."""
+    from csrv2_vdb.training.pseudo_queries import write_pseudo_queries
+
+    client = _llm_client(llm_base_url, llm_model, llm_api, concurrency, cache)
+    try:
+        with user_errors():
+            stats = write_pseudo_queries(input, out, client, per_text)
+    finally:
+        client.close()
+    console.print(
+        f"{stats.written} questions for {stats.texts} texts written to {out} ({stats.dropped} replies dropped: "
+        f"empty, under three words or repeated); LLM calls {client.usage.calls}, cached {client.usage.cached}"
+    )
 
 
 def _train_task(
@@ -275,17 +329,10 @@ def bench_graphrag(
     overlap: Annotated[int, typer.Option("--overlap", help="Words shared by neighbouring chunks.")] = 30,
     per_type: Annotated[int | None, typer.Option("--per-type", help="At most N questions per type.")] = None,
     llm: Annotated[bool, typer.Option("--llm", help="Also run the LLM-judged metrics (CSRV2_LLM_* settings).")] = False,
-    llm_base_url: Annotated[str | None, typer.Option("--llm-base-url", help="OpenAI-compatible endpoint.")] = None,
-    llm_model: Annotated[str | None, typer.Option("--llm-model", help="Model name; default CSRV2_LLM_MODEL.")] = None,
-    llm_api: Annotated[
-        str | None,
-        typer.Option(
-            "--llm-api",
-            help="chat (instruction models) or completions (base models such as the local GGUF: plain prompt, "
-            "stop sequences); default CSRV2_LLM_API or chat.",
-        ),
-    ] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", help="Parallel LLM calls.")] = 4,
+    llm_base_url: LLMBaseUrlOpt = None,
+    llm_model: LLMModelOpt = None,
+    llm_api: LLMApiOpt = None,
+    concurrency: ConcurrencyOpt = 4,
     domain: Annotated[str, typer.Option("--domain", help="medical, or novel (needs --corpus).")] = "medical",
     corpus: Annotated[
         Path | None,
@@ -298,16 +345,8 @@ def bench_graphrag(
     question type."""
     from csrv2_vdb.benchmarks.datasets import find_data_dir
     from csrv2_vdb.benchmarks.graphrag import run_graphrag
-    from csrv2_vdb.benchmarks.llm import ChatClient, LLMConfig
 
-    client = None
-    if llm:
-        settings = LLMConfig(concurrency=concurrency)
-        settings.base_url = llm_base_url or settings.base_url
-        settings.model = llm_model or settings.model
-        settings.api = llm_api or settings.api
-        with user_errors():
-            client = ChatClient(settings, cache / "llm")
+    client = _llm_client(llm_base_url, llm_model, llm_api, concurrency, cache) if llm else None
     try:
         with user_errors():
             run_graphrag(

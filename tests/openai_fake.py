@@ -2,6 +2,7 @@
 harness tests.
 
 It answers the harness's prompts by word overlap, so results are reproducible and checkable:
+pseudo-queries ask about a passage's first words (or say "Yes." to a passage under three words);
 statements are "supported" when half of their words occur in the passages, relevance is 2/1/0 by the
 share of question words in the passages, the reader quotes the first passage's first sentence, and
 accuracy is 1 when half of the reference's words occur in the answer. It records peak concurrency.
@@ -28,6 +29,11 @@ def _covered(statement: str, passages: str) -> int:
 
 
 def answer(prompt: str) -> str:
+    if prompt.endswith("\nQuestion:"):  # pseudo-queries: example sets 0 and 2 ask alike, set 1 asks why
+        passage = prompt.rsplit("Passage: ", 1)[1].removesuffix("\nQuestion:").split()
+        if len(passage) < 3:
+            return " Yes."
+        return f" {'why' if 'Tenants' in prompt else 'what about'} {' '.join(passage[:4])}?\nQuestion: and more"
     if "Statements:" in prompt:
         passages = prompt.split("Statements:")[0]
         statements = re.findall(r"^\d+\. (.*)$", prompt.split("Statements:")[1], re.M)
