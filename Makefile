@@ -54,7 +54,8 @@ $(LLM_VENV)/.installed:
 	touch $@
 
 graphrag-llm: $(VENV)/.test-installed $(LLM_VENV)/.installed
-	LLM_PYTHON=$(LLM_VENV)/bin/python CSRV2=$(BIN)/csrv2-vdb scripts/graphrag-local-llm.sh $(GRAPHRAG_LLM_ARGS)
+	LLM_PYTHON=$(LLM_VENV)/bin/python scripts/local-llm.sh $(BIN)/csrv2-vdb bench graphrag --llm --concurrency 1 \
+		$(GRAPHRAG_LLM_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LLM_VENV) build *.egg-info demo-output .cache

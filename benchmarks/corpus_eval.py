@@ -1,9 +1,10 @@
 """`csrv2-vdb eval --corpus docs.jsonl --queries q.jsonl`: what a head gives on the user's own data, scored by an
 engine exactly as it will serve it (the engine ranks by the dot product of the stored codes).
 
-The corpus is embedded once; every configuration (sparse at each k, MRL at each dims, the full dense
-embedding) is written to its own collection of an embedded qdrant-edge store (or the engine given),
-searched with every query, and scored with nDCG@10, recall@10 and MRR@10 against the relevance judgements.
+The corpus is embedded once; every configuration (sparse at each k with queries at k too, and with queries
+at `query_k_for(k)` as search does by default; MRL at each dims; the full dense embedding) is written to its
+own collection of an embedded qdrant-edge store (or the engine given), searched with every query, and scored
+with nDCG@10, recall@10 and MRR@10 against the relevance judgements.
 Queries name their relevant documents in a field (`relevant`: a list of document ids) or in a qrels file
 (JSONL {"query_id", "doc_id"} or TSV query_id<TAB>doc_id[<TAB>score], BEIR's layout; score 0 = not relevant).
 """
@@ -29,6 +30,7 @@ from csrv2_vdb.records import json_line, numbered_lines, read_records
 from csrv2_vdb.store import SparseStore
 
 CUTOFF = 10
+LONGER = "sparse, longer queries"  # documents at k, queries at the encoder's query_k_for(k)
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,9 @@ def run_corpus_eval(
         spec: dict[str, Any] = {"sparse_dim": at_k.dim, "encoder": at_k.identity}
         docs, qs = at_k.encode_embeddings(doc_x, k), at_k.encode_embeddings(query_x[queries], k)
         configs.append(("sparse", k, spec, docs, qs, None))
+        longer = at_k.query_k_for(k)
+        if longer != k:  # what search does by default: documents at k, queries at query_k (not stored)
+            configs.append((LONGER, k, spec, docs, at_k.encode_embeddings(query_x[queries], longer), None))
         hybrid = {**spec, "dense_dim": embedder.dim}
         configs += [(f"rerank@{n}", k, hybrid, (docs, doc_x), (qs, query_x[queries]), n) for n in rerank]
     for m in [*dims, embedder.dim]:

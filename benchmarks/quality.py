@@ -30,13 +30,13 @@ from rich.console import Console
 
 from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.benchmarks.cache import cached_embed
-from csrv2_vdb.benchmarks.corpus_eval import EvalSet, run_corpus_eval
+from csrv2_vdb.benchmarks.corpus_eval import LONGER, EvalSet, run_corpus_eval
 from csrv2_vdb.benchmarks.datasets import load_banking77, load_debian
 from csrv2_vdb.benchmarks.metrics import classification_accuracy, dead_latent_ratio, retrieval_metrics
 from csrv2_vdb.benchmarks.reports import table, write_csv
 from csrv2_vdb.benchmarks.tasks import medical_split
 from csrv2_vdb.embed_cache import CachedEmbedder
-from csrv2_vdb.encoder import CSRv2Encoder, mrl_truncate
+from csrv2_vdb.encoder import CSRv2Encoder, default_query_k, mrl_truncate
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.training.data import TrainingSet
 from csrv2_vdb.training.fit import default_config, label_free_width
@@ -178,13 +178,17 @@ def width_rows(data_dir: Path, backbone: Backbone, cache: Path, widths: tuple[in
 
 def head_rows(name: str, head: SparseHead, query_x: np.ndarray, doc_x: np.ndarray, qrels: dict[int, set[int]],
               eval_set: str, ks: tuple[int, ...] = KS) -> list[QualityRow]:  # fmt: skip
-    """nDCG@10 / recall@10 at each k, by dot product (raw codes, as an engine ranks) and by cosine."""
+    """nDCG@10 / recall@10 at each k, by dot product (raw codes, as an engine ranks) and by cosine; and with
+    queries at `default_query_k(k)` (", longer queries": what search does by default) where that differs."""
     rows = []
     for k in ks:
-        queries, docs = head.encode(query_x, k), head.encode(doc_x, k)
-        for method, scores in (("sparse-dot", retrieval_metrics(queries, docs, qrels, cosine=False)),
-                               ("sparse-cos", retrieval_metrics(queries, docs, qrels))):  # fmt: skip
-            rows += [QualityRow(name, eval_set, m, method, k, v) for m, v in scores.items()]
+        docs = head.encode(doc_x, k)
+        longer = default_query_k(k, head.hidden_dim)
+        for q, suffix in ((k, ""), (longer, ", longer queries")) if longer != k else ((k, ""),):
+            queries = head.encode(query_x, q)
+            for method, scores in (("sparse-dot", retrieval_metrics(queries, docs, qrels, cosine=False)),
+                                   ("sparse-cos", retrieval_metrics(queries, docs, qrels))):  # fmt: skip
+                rows += [QualityRow(name, eval_set, m, method + suffix, k, v) for m, v in scores.items()]
     return rows
 
 
@@ -278,9 +282,10 @@ def _package_rows(
             evals = run_corpus_eval(data, encoder, work / f"packages-{i}", (2, 8, 32), (8, 32), console=console,
                                     normalize=normalize)  # fmt: skip
             for r in evals:
-                method = r.method if r.method != "sparse" else ("sparse-cos" if normalize else "sparse-dot")
-                rows.append(QualityRow(name if r.method == "sparse" else "-", "packages", "hit@5", method, r.dims,
-                                       r.hit_at_5))  # fmt: skip
+                sparse = r.method in ("sparse", LONGER)
+                method = ("sparse-cos" if normalize else "sparse-dot") if sparse else r.method
+                method += ", longer queries" if r.method == LONGER else ""
+                rows.append(QualityRow(name if sparse else "-", "packages", "hit@5", method, r.dims, r.hit_at_5))
     return rows
 
 

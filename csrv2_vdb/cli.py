@@ -47,12 +47,14 @@ EmbeddingsOpt = Annotated[
 ]
 
 
-def _encoder(head: str | None, model: Embedder | None, k: int | None, normalize: bool | None):
+def _encoder(
+    head: str | None, model: Embedder | None, k: int | None, normalize: bool | None, query_k: int | None = None
+):
     """The CSRv2 encoder the options name (`model` None: it encodes precomputed vectors only)."""
     from csrv2_vdb.encoder import CSRv2Encoder
     from csrv2_vdb.head import resolve_head
 
-    return CSRv2Encoder(model, resolve_head(head), k, True if normalize is None else normalize)
+    return CSRv2Encoder(model, resolve_head(head), k, True if normalize is None else normalize, query_k)
 
 
 def _model(embedder: str | None, cache: str | None, precomputed: bool) -> Embedder | None:
@@ -226,7 +228,17 @@ def search(
     collection: CollectionOpt,
     head: HeadOpt = None,
     engine: EngineOpt = "qdrant-edge",
-    k: KOpt = None,
+    k: Annotated[
+        int | None, typer.Option("--k", help="Active dims the documents were indexed with; default: the head's k.")
+    ] = None,
+    query_k: Annotated[
+        int | None,
+        typer.Option(
+            "--query-k",
+            help="Active dims of the query; default max(k, min(4k, 16)): a query's code is not stored, and more "
+            "active dims find more (measured in docs/quality.md).",
+        ),
+    ] = None,
     normalize: NormalizeOpt = None,
     limit: Annotated[int, typer.Option("--limit", help="Hits to return.")] = 5,
     filter: Annotated[
@@ -260,7 +272,8 @@ def search(
             raise fail(f"--filter {item!r} must look like field=value")
         conditions[key] = filter_value(value)
     with user_errors():
-        enc = _encoder(head, open_embedder_cached(embedder, embed_cache), k, normalize)  # fails before the store opens
+        model = open_embedder_cached(embedder, embed_cache)
+        enc = _encoder(head, model, k, normalize, query_k)  # fails before the store opens
         with _open(engine, store, api_key) as db:
             info = db.collection_info(collection)
             if normalize is None and info.encoder:  # search as the collection was written

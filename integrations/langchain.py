@@ -136,7 +136,8 @@ class CSRv2Retriever(BaseRetriever):
 
 
 class CSRv2SparseEmbeddings(SparseEmbeddings):
-    """langchain-qdrant's SparseEmbeddings backed by a CSRv2Encoder (k active dims per vector; default encoder:
+    """langchain-qdrant's SparseEmbeddings backed by a CSRv2Encoder (documents at k active dims, queries at the
+    encoder's `query_k_for(k)`; default encoder:
     the general head on the offline backbone)."""
 
     def __init__(self, encoder: CSRv2Encoder | None = None, k: int | None = None) -> None:
@@ -148,7 +149,7 @@ class CSRv2SparseEmbeddings(SparseEmbeddings):
         return [SparseVector(indices=i, values=v) for i, v in rows]
 
     def embed_query(self, text: str) -> SparseVector:
-        ((indices, values),) = self.encoder.encode_queries([text], k=self.k).rows()
+        ((indices, values),) = self.encoder.encode_queries([text], k=self.encoder.query_k_for(self.k)).rows()
         return SparseVector(indices=indices, values=values)
 
 

@@ -21,7 +21,8 @@ EXACT_SEARCH_PARAMS = {"metric_type": "IP", "params": {"drop_ratio_search": 0.0}
 
 
 class CSRv2MilvusSparseEmbedding(BaseSparseEmbedding):
-    """{latent: weight} codes of `k` active latents (default: the encoder's k); the general head on the offline
+    """{latent: weight} codes, documents at `k` active latents (default: the encoder's k) and queries at the
+    encoder's `query_k_for(k)`; the general head on the offline
     backbone when no encoder is given."""
 
     def __init__(self, encoder: CSRv2Encoder | None = None, k: int | None = None) -> None:
@@ -29,7 +30,7 @@ class CSRv2MilvusSparseEmbedding(BaseSparseEmbedding):
         self.k = k
 
     def embed_query(self, query: str) -> dict[int, float]:
-        return self.encoder.encode_queries([query], self.k).to_dicts()[0]
+        return self.encoder.encode_queries([query], self.encoder.query_k_for(self.k)).to_dicts()[0]
 
     def embed_documents(self, texts: list[str]) -> list[dict[int, float]]:
         return self.encoder.encode_documents(texts, self.k).to_dicts()

@@ -90,19 +90,21 @@ class CSRv2Retriever(BaseRetriever):
 
 class CSRv2SparseEmbedding(BaseSparseEmbedding):
     """LlamaIndex core's sparse embedding (`BaseSparseEmbedding`) backed by a CSRv2Encoder: {latent: weight}
-    dicts of `k` active latents (default: the encoder's k); the general head on the offline backbone when no
+    dicts, documents at `k` active latents (default: the encoder's k) and queries at the encoder's
+    `query_k_for(k)`; the general head on the offline backbone when no
     encoder is given. Texts are encoded `embed_batch_size` at a time; async methods run in a worker thread."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     encoder: CSRv2Encoder = Field(default_factory=CSRv2Encoder.load, exclude=True)
-    k: int | None = Field(default=None, description="Active latents per vector; None: the encoder's k.")
+    k: int | None = Field(default=None, description="Active latents per document; None: the encoder's k.")
 
     @classmethod
     def class_name(cls) -> str:
         return "CSRv2SparseEmbedding"
 
     def _codes(self, texts: list[str], kind: Kind) -> list[SparseEmbedding]:
-        return self.encoder.encode_texts(texts, kind, self.k).to_dicts()
+        k = self.encoder.query_k_for(self.k) if kind == "query" else self.k
+        return self.encoder.encode_texts(texts, kind, k).to_dicts()
 
     def _get_query_embedding(self, query: str) -> SparseEmbedding:
         return self._codes([query], "query")[0]

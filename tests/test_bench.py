@@ -109,6 +109,7 @@ def test_bench_retrieval_small_run_on_every_target(tmp_path, data_dir) -> None:
     assert_real_plot(out / "retrieval-3k.png")
     assert not (tmp_path / "work" / "qdrant-edge").exists()  # engines' files removed after the run
     expected = {"sparse-k2", "sparse-k8", "sparse-k2-even", "dense-8", "dense-32", "dense-384"}
+    expected |= {"sparse-k2-q8", "sparse-k8-q16"}  # the same collections, queries at default_query_k
     expected |= {"sparse-k2-n1000", "dense-8-n1000"}
     ann = {"qdrant-edge": "dense-384-hnsw", "milvus-lite": "dense-384-ivf_flat", "numpy": None}
     ann["numpy-accumulator"] = None
@@ -131,8 +132,11 @@ def test_bench_retrieval_small_run_on_every_target(tmp_path, data_dir) -> None:
             assert configs[ann[name]]["recall_at_10"] > 0.5
         ratio = target["ratios"]["dense-384 / sparse-k2"]["p50_latency"]
         assert ratio["min"] <= ratio["median"] <= ratio["max"]
-        # (3 sparse + rerank) x (dense 8, 32, 384, the ANN)
-        assert len(target["ratios"]) == (3 + engine) * (3 + bool(ann[name]))
+        assert "build_s" not in configs["sparse-k2-q8"] and "build_s" in configs["sparse-k2"]  # not built twice
+        # (5 sparse + rerank) x (dense 8, 32, 384, the ANN), and each longer-query config against its k
+        assert len(target["ratios"]) == (5 + engine) * (3 + bool(ann[name])) + 2
+        assert target["ratios"]["sparse-k2-q8 / sparse-k2"]["p50_latency"]["median"] > 0
+    assert "### Longer queries" in (out / "retrieval-3k.md").read_text()
     assert "numpy" in report["targets"] and report["targets"]["numpy"]["configs"]["dense-384"][
         "memory_bytes_per_vector"
     ] == pytest.approx(384 * 4)

@@ -192,6 +192,41 @@ def test_normalised_codes_are_recorded_and_searched_alike(tmp_path, backbone):
             search_text(db, "c", "skin", encoder=CSRv2Encoder(backbone, pretrained_head(), k=8))
 
 
+def test_queries_get_more_active_dims_than_documents(tmp_path):
+    from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
+    from csrv2_vdb.embedders import CallableEmbedder
+    from csrv2_vdb.encoder import CSRv2Encoder, default_query_k
+    from csrv2_vdb.retrieval import index_texts, search_text
+
+    assert [default_query_k(k) for k in (1, 2, 4, 8, 16, 32, 64)] == [4, 8, 16, 16, 16, 32, 64]
+    assert default_query_k(2, hidden_dim=6) == 6
+    head = SparseHead(16, 64, k=2)
+    embedder = CallableEmbedder(_fake_embed, 16, "fake")
+    encoder = CSRv2Encoder(embedder, head)
+    texts = [f"text {i}" for i in range(20)]
+    assert encoder.query_k == 8 and (encoder.encode_documents(texts).values > 0).sum(1).max() == 2
+    assert (encoder.encode_queries(texts).values > 0).sum(1).min() == 8  # the head's ReLU codes fill all 8 here
+    assert (encoder.encode_queries(texts, k=2).values > 0).sum(1).max() == 2  # an explicit k is taken as given
+    assert CSRv2Encoder(embedder, head, query_k=2).query_k == 2
+    assert CSRv2Encoder(embedder, head, query_k=2).normalized_as(False).query_k == 2
+    assert encoder.query_k_for(None) == 8 and encoder.query_k_for(4) == 16
+    with pytest.raises(ValueError, match="k"):
+        CSRv2Encoder(embedder, head, query_k=65)
+    # documents stored at 2 active dims, found by 8-dim queries: the stored codes do not change
+    with QdrantEdgeStore(tmp_path / "db") as db:
+        index_texts(db, "c", texts, encoder=encoder)
+        hits = search_text(db, "c", "text 3", encoder=encoder, limit=3)
+        assert hits[0].id == "3"
+    docs = _jsonl(tmp_path / "d.jsonl", [{"id": t, "text": t} for t in ("skin cancer", "lung cancer")])
+    cli = ["--store", str(tmp_path / "cli"), "--collection", "c", "--k", "2"]
+    assert runner.invoke(app, ["index", "--input", str(docs), *cli]).exit_code == 0
+    for extra in ([], ["--query-k", "2"], ["--query-k", "32"]):
+        result = runner.invoke(app, ["search", "skin", *cli, *extra])
+        assert result.exit_code == 0, result.output
+    refused = runner.invoke(app, ["search", "skin", *cli, "--query-k", "100000"])
+    assert refused.exit_code == 2
+
+
 def test_eval_on_the_users_corpus(tmp_path):
     docs = _jsonl(tmp_path / "d.jsonl", [
         {"id": "skin", "text": "Basal cell carcinoma is the most common skin cancer, treated with surgery."},
@@ -211,8 +246,10 @@ def test_eval_on_the_users_corpus(tmp_path):
     rows = list(csv.DictReader((out / "eval.csv").read_text().splitlines()))
     assert [(r["method"], r["dims"]) for r in rows] == [
         ("sparse", "2"),
+        ("sparse, longer queries", "2"),  # queries at 8, as search does by default
         ("rerank@20", "2"),
         ("sparse", "8"),
+        ("sparse, longer queries", "8"),
         ("rerank@20", "8"),
         ("MRL", "8"),
         ("dense", "384"),

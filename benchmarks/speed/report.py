@@ -31,9 +31,9 @@ def config_table(name: str, target: dict[str, Any]) -> list[str]:
         if not name.startswith("numpy") and memory is not None and memory * c["rows"] < MEMORY_NOISE_BYTES:
             memory = None
         rows.append([
-            config, c["index"], f"{c['rows']:,}", f"{c['build_s']:.1f}", _num(c.get("disk_bytes_per_vector")),
-            _num(memory), _spread(c["p50_ms"]), f"{c['p99_ms']['median']:.3g}", _spread(c["qps"], "{:,.0f}"),
-            _num(c.get("recall_at_10"), "{:.3f}"),
+            config, c["index"], f"{c['rows']:,}", _num(c.get("build_s"), "{:.1f}"),
+            _num(c.get("disk_bytes_per_vector")), _num(memory), _spread(c["p50_ms"]), f"{c['p99_ms']['median']:.3g}",
+            _spread(c["qps"], "{:,.0f}"), _num(c.get("recall_at_10"), "{:.3f}"),
         ])  # fmt: skip
     return table(header, rows)
 
@@ -41,7 +41,7 @@ def config_table(name: str, target: dict[str, Any]) -> list[str]:
 def ratio_table(target: dict[str, Any], sparse_ks: list[int]) -> list[str]:
     """Rows: comparators; columns: sparse k; cells: p50 latency ratio, median (min–max) over rounds."""
     ratios = target["ratios"]
-    comparators = sorted({key.split(" / ")[0] for key in ratios}, key=lambda n: (len(n), n))
+    comparators = sorted({key.split(" / ")[0] for key in ratios if key.startswith("dense-")}, key=lambda n: (len(n), n))
     rows = [
         [comp, *(_spread(ratios[f"{comp} / sparse-k{k}"]["p50_latency"]) for k in sparse_ks)] for comp in comparators
     ]
@@ -60,6 +60,21 @@ def rerank_table(target: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
     header = ["rerank (top 50 rescored)", "recall@10 vs exact dense-384", "p50 ms"]
     header += [f"{d} p50 / rerank" for d in dense]
+    return table(header, rows) if rows else []
+
+
+def longer_query_table(report: dict[str, Any]) -> list[str]:
+    """Each k's collection searched with queries at default_query_k(k) (what search does by default), beside
+    queries at k: p50 of both and their ratio within each round."""
+    rows = []
+    for name, target in report["targets"].items():
+        for key, r in target["ratios"].items():
+            longer, base = key.split(" / ")
+            if "-q" in longer and longer.startswith(base):
+                configs = target["configs"]
+                rows.append([name, base, longer.rsplit("-q", 1)[1], _spread(configs[base]["p50_ms"]),
+                             _spread(configs[longer]["p50_ms"]), _spread(r["p50_latency"])])  # fmt: skip
+    header = ["target", "documents", "query k", "p50 ms, query at k", "p50 ms, longer query", "ratio (min–max)"]
     return table(header, rows) if rows else []
 
 
@@ -151,6 +166,16 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "",
         *floor_table(report),
         "",
+        *(
+            [
+                "### Longer queries (documents at k, queries at max(k, min(4k, 16)); higher ratio: slower)",
+                "",
+                *longer,
+                "",
+            ]
+            if (longer := longer_query_table(report))
+            else []
+        ),
         "### Latent usage of the codes"
         + ("" if "corpus" in work else " (synthetic documents/queries vs real medical chunks/questions)"),
         "",

@@ -40,7 +40,7 @@ from csrv2_vdb.benchmarks.speed.targets import (
     make_target,
     rss,
 )
-from csrv2_vdb.encoder import mrl_truncate
+from csrv2_vdb.encoder import default_query_k, mrl_truncate
 from csrv2_vdb.errors import DimensionMismatchError, InvalidRecordError
 from csrv2_vdb.head import SparseHead, pretrained_head
 from csrv2_vdb.training.data import load_training_set, read_rows
@@ -67,6 +67,7 @@ class RetrievalConfig:
     rerank: tuple[int, ...] = ()  # k values also served as rerank: the k-sparse top 50 rescored by full dense
     corpus: str | None = None  # real documents (.jsonl/.csv/.parquet/.txt texts, or embeddings) instead of synthetic
     query_file: str | None = None  # queries for `corpus` (texts or embeddings); None: held out of the corpus
+    longer_queries: bool = True  # also time each k's collection with queries at default_query_k(k)
     seed: int = 0
 
 
@@ -82,6 +83,9 @@ class Workload:
 def configs_for(settings: RetrievalConfig, full_dim: int) -> list[Config]:
     """Sparse k, MRL dims and full dense (exact, and each target's ANN), plus the two floor collections."""
     out = [Config("sparse", k, "inverted") for k in settings.ks]
+    if settings.longer_queries:  # the same collections searched as the library does by default
+        longer = {k: default_query_k(k) for k in settings.ks}
+        out += [Config("sparse", k, "inverted", query_k=q) for k, q in longer.items() if q != k]
     out += [Config("rerank", k, "inverted") for k in settings.rerank]
     out += [Config("dense", d, "flat") for d in settings.dims if d < full_dim]
     if settings.full:
@@ -132,6 +136,9 @@ def build_workload(
                 "real": latent_usage(head.encode(real, k), head.encode(real_questions, k)),
             }
         )
+        longer = default_query_k(k)
+        if settings.longer_queries and longer != k and k in settings.ks:
+            queries[f"sparse-k{k}-q{longer}"] = head.encode(dense_queries, longer)
         if settings.even_control and k == min(settings.ks):
             codes, query_codes = even_codes(codes, settings.seed), even_codes(query_codes, settings.seed + 1)
             docs[f"sparse-k{k}-even"], queries[f"sparse-k{k}-even"] = codes, query_codes
@@ -141,8 +148,8 @@ def build_workload(
             docs[f"dense-{d}"], queries[f"dense-{d}"] = mrl_truncate(dense_docs, d), mrl_truncate(dense_queries, d)
     docs[f"dense-{backbone.dim}"], queries[f"dense-{backbone.dim}"] = dense_docs, dense_queries
     exact = {}
-    for key in tqdm(list(docs), desc="exact top-k"):
-        exact[key] = ExactIndex(docs[key]).search(queries[key], settings.limit)
+    for key in tqdm(list(queries), desc="exact top-k"):  # a longer-query key "sparse-k2-q8" asks "sparse-k2"
+        exact[key] = ExactIndex(docs[key.split("-q")[0]]).search(queries[key], settings.limit)
     for k in settings.rerank:  # rerank approximates the full dense ranking: its recall is against that
         key = f"rerank-k{k}"
         docs[key] = RerankVectors(docs[f"sparse-k{k}"], dense_docs)
@@ -227,10 +234,11 @@ def measure_target(
     """Build every config the target supports, measure its memory, then time them all in rotating rounds."""
     configs = [c for c in configs if target.supports(c)]
     results: dict[str, Any] = {c.name: {"index": c.index, "rows": c.rows or settings.n} for c in configs}
-    for config in configs:
+    built = [c for c in configs if c.indexed is c]  # longer-query configs search these collections
+    for config in built:
         results[config.name].update(_build(target, config, work, console))
     target.reopen()
-    for config in configs:
+    for config in built:
         results[config.name]["memory_bytes_per_vector"] = _memory_per_vector(target, config, work, settings)
     rounds = _time_rounds(target, configs, work, settings, results)
     for name, measured in rounds.items():
@@ -317,6 +325,13 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
                 "p50_latency": _spread_of(slow),
                 "throughput": _spread_of(fast),
             }
+    for longer in [s for s in sparse if "-q" in s]:  # what longer queries cost on the same collection
+        base = longer.rsplit("-q", 1)[0]
+        pairs = list(zip(results[longer]["rounds"], results[base]["rounds"], strict=True))
+        out[f"{longer} / {base}"] = {
+            "p50_latency": _spread_of([a["p50_ms"] / b["p50_ms"] for a, b in pairs]),
+            "throughput": _spread_of([b["qps"] / a["qps"] for a, b in pairs]),
+        }
     return out
 
 

@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,13 +54,19 @@ class Config:
     index: Index
     rows: int | None = None  # only the first `rows` documents (the small "floor" collections)
     even: bool = False  # control: the same codes with latents drawn uniformly (no posting-list skew)
+    query_k: int | None = None  # sparse: queries at this many active dims against the documents at `size`
 
     @property
     def key(self) -> str:
         """The representation: which documents and queries the config indexes and asks."""
         if self.kind in ("dense", "rerank"):
             return f"{self.kind}-{'k' if self.kind == 'rerank' else ''}{self.size}"
-        return f"sparse-k{self.size}" + ("-even" if self.even else "")
+        return f"sparse-k{self.size}" + ("-even" if self.even else "") + (f"-q{self.query_k}" if self.query_k else "")
+
+    @property
+    def indexed(self) -> Config:
+        """The config whose collection this one searches (itself, unless it only changes the queries)."""
+        return replace(self, query_k=None) if self.query_k else self
 
     @property
     def name(self) -> str:
@@ -149,7 +155,7 @@ class NumpyTarget(Target):
         self._indexes[config] = ExactIndex(docs)
 
     def search(self, config: Config, queries: Vectors, limit: int) -> tuple[list[list[int]], list[list[float]]]:
-        index = self._indexes[config]
+        index = self._indexes[config.indexed]
         assert not isinstance(queries, RerankVectors)
         if self.accumulate and isinstance(queries, SparseBatch):
             ids, scores = index.search_accumulate(queries, limit)
@@ -192,7 +198,7 @@ class StoreTarget(Target):
 
     @staticmethod
     def collection(config: Config) -> str:
-        return config.name.replace("-", "_")
+        return config.indexed.name.replace("-", "_")
 
     def build(self, config: Config, docs: Vectors) -> None:
         store, name = self.store(config), self.collection(config)
