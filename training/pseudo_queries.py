@@ -1,7 +1,9 @@
 """Pseudo-queries: an LLM writes questions that each text answers, so a corpus that has no queries can still
 train CSRv2 on (question, text) pairs: `csrv2-vdb pseudo-queries --input corpus.jsonl --out pairs.jsonl`, then
 `csrv2-vdb train --input pairs.jsonl`. Supervision that looks like the queries users will type is what the
-label-free fit lacks (docs/quality.md: GraphRAG-Bench medical, no question used).
+label-free fit lacks; but with the only LLM this machine has (gemma-3-270m) the questions took one shape and
+made every head worse than label-free fitting on GraphRAG-Bench medical (docs/quality.md, "Pseudo-queries"):
+check the result with `csrv2-vdb eval` before indexing with such a head.
 
 Any OpenAI-compatible endpoint (`benchmarks.llm.ChatClient`): a chat model, or a base model through the
 completions API (the local gemma-3-270m GGUF of `make graphrag-llm`), since the prompt is few-shot text that
