@@ -182,7 +182,7 @@ def pseudo_queries(
     with pair labels). Measured with the local gemma-3-270m on medical: its one-shape questions made every head
     worse than label-free fitting (k = 8 nDCG@10 0.23-0.40 vs 0.44, docs/quality.md); compare with `eval`
     before using pairs from your model. Replies are cached, so an interrupted run resumes where it stopped."""
-    from csrv2_vdb.training.pseudo_queries import write_pseudo_queries
+    from csrv2_vdb.benchmarks.pseudo_queries import write_pseudo_queries
 
     client = _llm_client(llm_base_url, llm_model, llm_api, concurrency, cache)
     try:

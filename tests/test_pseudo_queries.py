@@ -5,9 +5,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from csrv2_vdb.benchmarks.pseudo_queries import EXAMPLES, parse_question, prompt
 from csrv2_vdb.cli import app
 from csrv2_vdb.training.data import load_training_set
-from csrv2_vdb.training.pseudo_queries import EXAMPLES, parse_question, prompt
 from tests.openai_fake import FakeOpenAI
 from tests.test_fitting import _fake_embed, _jsonl
 
