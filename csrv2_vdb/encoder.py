@@ -22,10 +22,10 @@ QUERY_K_CAP = 16  # queries get up to 4k active dims, at most this many (never f
 def default_query_k(k: int, hidden_dim: int | None = None) -> int:
     """Active dims for queries against documents coded at `k`: max(k, min(4k, 16)), i.e. 2 -> 8, 4 -> 16,
     8 -> 16, 16 and up -> k. A query's code is not stored, so extra active dims cost search time (more posting
-    lists), not memory. Measured on held-out medical questions and 12,000 Debian descriptions (docs/quality.md,
-    "Longer queries"): documents at k = 2 searched with 8-dim queries gain +0.05 nDCG@10 on both (medical
-    0.353 -> 0.402, Debian 0.525 -> 0.570), at k = 4 +0.01 / +0.05, at k = 8 +0.00 / +0.01; 16 and up
-    gain nothing or lose, hence the cap."""
+    lists), not memory. Chosen on the medical tune questions and 12,000 Debian descriptions (docs/quality.md,
+    "Longer queries"): documents at k = 2 searched with 8-dim queries gained +0.05 nDCG@10 on both, at k = 4
+    +0.01 / +0.05, at k = 8 +0.00 / +0.01; past 16 nothing or a loss, hence the cap. Held out: medical final
+    k = 2 0.312 -> 0.384; a head fitted on the package test lost 2 of 50 queries (hit@5 0.88 -> 0.84)."""
     q = max(k, min(4 * k, QUERY_K_CAP))
     return min(q, hidden_dim) if hidden_dim is not None else q
 
