@@ -50,7 +50,7 @@ class CSRv2Retriever(BaseRetriever):
     encoder: CSRv2Encoder | None = None
     dense_encoder: MRLEncoder | None = None
     k: int = 4
-    active_dims: int | None = None
+    active_dims: int | None = None  # the query code's active dims; None: the encoder's query_k
     candidates: int | None = None  # rerank: sparse candidates rescored (default: the store's depth)
     search_mode: SearchMode = "sparse"
     filter: dict[str, Any] | None = None

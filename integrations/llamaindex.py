@@ -61,7 +61,7 @@ class CSRv2Retriever(BaseRetriever):
         self.encoder = encoder if encoder is not None or search_mode == "dense" else CSRv2Encoder.load()
         self.dense_encoder = dense_encoder
         self.similarity_top_k = similarity_top_k
-        self.active_dims = active_dims
+        self.active_dims = active_dims  # the query code's active dims; None: the encoder's query_k
         self.candidates = candidates
         self.search_mode: SearchMode = search_mode
         self.filters = filters
