@@ -93,10 +93,7 @@ def parse_question(reply: str) -> str | None:
 
 def pseudo_query_rows(texts: Iterable[str], client: ChatClient, per_text: int = 1) -> Iterator[tuple[int, list[str]]]:
     """(text number, its distinct questions) for each text, asking `per_text` questions of each."""
-    if not 1 <= per_text <= len(EXAMPLES):
-        raise InvalidArgumentError(
-            f"per_text must be between 1 and {len(EXAMPLES)} (one example set per question), got {per_text}"
-        )
+    _check_per_text(per_text)
     texts = list(texts)
     # Question index outermost: consecutive prompts share the examples, which a local server keeps cached.
     items = [(n, texts[n], i) for i in range(per_text) for n in range(len(texts))]
@@ -115,9 +112,17 @@ def pseudo_query_rows(texts: Iterable[str], client: ChatClient, per_text: int = 
         yield n, by_text[n]
 
 
+def _check_per_text(per_text: int) -> None:
+    if not 1 <= per_text <= len(EXAMPLES):
+        raise InvalidArgumentError(
+            f"per_text must be between 1 and {len(EXAMPLES)} (one example set per question), got {per_text}"
+        )
+
+
 def write_pseudo_queries(input: Path, out: Path, client: ChatClient, per_text: int = 1) -> PseudoQueryStats:
     """Read the texts of `input` (rows with a 'text' field, as `train --input` reads them) and write `out` as
     JSON lines {"query", "positive"[, "id"]}: the pairs layout `train --input` trains CSRv2 on."""
+    _check_per_text(per_text)  # before any file is opened
     rows = [(n, row) for n, row in read_rows(input)]
     if not rows:
         raise InvalidRecordError(f"{input} holds no rows")

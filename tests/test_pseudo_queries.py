@@ -52,7 +52,9 @@ def test_pairs_from_a_fake_llm_train_csrv2(tmp_path):
         assert "4 questions for 3 texts" in said and "(5 replies dropped" in said
         again = runner.invoke(app, args)  # answered from the cache: a re-run or a resumed run pays nothing twice
         assert again.exit_code == 0 and server.requests == 9 and "cached 9" in " ".join(again.output.split())
-        assert runner.invoke(app, [*args[:6], "--per-text", "4", *args[8:]]).exit_code == 2
+        refused = [*args[:4], "--out", str(tmp_path / "refused.jsonl"), "--per-text", "4", *args[8:]]
+        assert runner.invoke(app, refused).exit_code == 2
+        assert list(tmp_path.glob("refused.jsonl*")) == []  # refused before anything was written
     pairs = load_training_set(out, _fake_embed)
     assert pairs.mode == "pairs" and len(set(pairs.labels.tolist())) == 4
 
