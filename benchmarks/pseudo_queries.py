@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from csrv2_vdb.benchmarks.llm import ChatClient
 from csrv2_vdb.errors import InvalidArgumentError, InvalidRecordError
-from csrv2_vdb.training.data import read_rows
+from csrv2_vdb.training.data import read_rows, row_text
 
 # (passage, question) examples; one set per question index, each with its own kind of question.
 EXAMPLES: tuple[tuple[tuple[str, str], ...], ...] = (
@@ -91,10 +91,12 @@ def parse_question(reply: str) -> str | None:
     return None
 
 
-def pseudo_query_rows(texts: Iterable[str], client: ChatClient, per_text: int = 1) -> Iterator[tuple[int, list[str]]]:
-    """(text number, its distinct questions) for each text, asking `per_text` questions of each."""
-    _check_per_text(per_text)
-    texts = list(texts)
+def pseudo_query_rows(texts: Sequence[str], client: ChatClient, per_text: int = 1) -> list[list[str]]:
+    """The distinct questions of each text (in text order), asking `per_text` questions of each."""
+    if not 1 <= per_text <= len(EXAMPLES):
+        raise InvalidArgumentError(
+            f"per_text must be between 1 and {len(EXAMPLES)} (one example set per question), got {per_text}"
+        )
     # Question index outermost: consecutive prompts share the examples, which a local server keeps cached.
     items = [(n, texts[n], i) for i in range(per_text) for n in range(len(texts))]
     replies = client.parallel(
@@ -102,46 +104,31 @@ def pseudo_query_rows(texts: Iterable[str], client: ChatClient, per_text: int = 
         items,
         desc="pseudo-queries",
     )
-    by_text: dict[int, list[str]] = {}
+    by_text: list[list[str]] = [[] for _ in texts]
     for (n, _, _), reply in zip(items, replies, strict=True):
-        questions = by_text.setdefault(n, [])
         question = parse_question(reply)
-        if question is not None and question.lower() not in (q.lower() for q in questions):
-            questions.append(question)
-    for n in sorted(by_text):
-        yield n, by_text[n]
-
-
-def _check_per_text(per_text: int) -> None:
-    if not 1 <= per_text <= len(EXAMPLES):
-        raise InvalidArgumentError(
-            f"per_text must be between 1 and {len(EXAMPLES)} (one example set per question), got {per_text}"
-        )
+        if question is not None and question.lower() not in (q.lower() for q in by_text[n]):
+            by_text[n].append(question)
+    return by_text
 
 
 def write_pseudo_queries(input: Path, out: Path, client: ChatClient, per_text: int = 1) -> PseudoQueryStats:
     """Read the texts of `input` (rows with a 'text' field, as `train --input` reads them) and write `out` as
     JSON lines {"query", "positive"[, "id"]}: the pairs layout `train --input` trains CSRv2 on."""
-    _check_per_text(per_text)  # before any file is opened
-    rows = [(n, row) for n, row in read_rows(input)]
-    if not rows:
+    numbered = list(read_rows(input))
+    if not numbered:
         raise InvalidRecordError(f"{input} holds no rows")
-    texts: list[str] = []
-    for n, row in rows:
-        text = row.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidRecordError(f"{input}:{n}: 'text' is missing or empty; pseudo-queries need a text per row")
-        texts.append(text)
+    texts = [row_text(input, n, row, "text") for n, row in numbered]  # n: the file's own line number
+    rows = [row for _, row in numbered]
+    questions = pseudo_query_rows(texts, client, per_text)  # every reply is in before the output is opened
     written = dropped = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        for n, questions in pseudo_query_rows(texts, client, per_text):
-            dropped += per_text - len(questions)
-            for question in questions:
-                pair = {"query": question, "positive": texts[n]}
-                if "id" in rows[n][1]:
-                    pair["id"] = rows[n][1]["id"]
+        for row, text, asked in zip(rows, texts, questions, strict=True):
+            dropped += per_text - len(asked)
+            for question in asked:
+                pair = {"query": question, "positive": text, **({"id": row["id"]} if "id" in row else {})}
                 f.write(json.dumps(pair, ensure_ascii=False) + "\n")
                 written += 1
     tmp.replace(out)

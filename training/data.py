@@ -86,7 +86,7 @@ def load_training_set(
             raise InvalidEmbeddingError(
                 f"{path}: the 'embedding' rows differ in length or hold something other than numbers"
             ) from None
-        labels = [_text(path, n, row, "label") for n, row in rows] if "label" in fields else None
+        labels = [row_text(path, n, row, "label") for n, row in rows] if "label" in fields else None
         y = classification_labels(labels) if labels is not None else None
         mode: Mode = "labels" if y is not None else "label-free"
         return TrainingSet(_check_embeddings(x, str(path)), y, mode, f"{len(x)} embeddings from {path} ({mode})")
@@ -96,7 +96,7 @@ def load_training_set(
             "'query' + 'positive' (pairs) or 'embedding'"
         )
     rows = _subsample(rows, max_rows, seed)
-    texts = [_text(path, n, row, "text") for n, row in rows]
+    texts = [row_text(path, n, row, "text") for n, row in rows]
     if "label" in fields:
         labels = [str(_field(path, n, row, "label")) for n, row in rows]
         x = _need(embed)(texts, "document")
@@ -115,7 +115,7 @@ def _pairs(path: Path, rows: list[tuple[int, dict]], embed: Embed, max_rows: int
     docs: dict[str, int] = {}
     groups: list[list[tuple[str, str]]] = []
     for n, row in rows:
-        query = _text(path, n, row, "query")
+        query = row_text(path, n, row, "query")
         positives = _texts(path, n, row, "positive")
         negatives = _texts(path, n, row, "negative") if row.get("negative") is not None else []
         queries.setdefault(query, len(queries))
@@ -156,7 +156,8 @@ def _field(path: Path, n: int, row: dict, name: str) -> object:
     return value
 
 
-def _text(path: Path, n: int, row: dict, name: str) -> str:
+def row_text(path: Path, n: int, row: dict, name: str) -> str:
+    """Field `name` of row `n` of `path` as a non-empty text, or an `InvalidRecordError` naming file, row and field."""
     value = _field(path, n, row, name)
     if not isinstance(value, str) or not value.strip():
         raise InvalidRecordError(f"{path}:{n}: {name!r} must be a non-empty string, got {value!r}")
@@ -169,7 +170,7 @@ def _texts(path: Path, n: int, row: dict, name: str) -> list[str]:
     """A field holding one text or a list of texts."""
     value = _field(path, n, row, name)
     values = value if isinstance(value, list) else [value]
-    return [_text(path, n, {name: v}, name) for v in values]
+    return [row_text(path, n, {name: v}, name) for v in values]
 
 
 def _vector(path: Path, n: int, row: dict) -> list[float]:
