@@ -80,12 +80,17 @@ class Workload:
     exact: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
+def longer_query_configs(settings: RetrievalConfig) -> list[Config]:
+    """Each k's collection searched with queries at default_query_k(k), as the library does by default."""
+    if not settings.longer_queries:
+        return []
+    longer = {k: default_query_k(k) for k in settings.ks}
+    return [Config("sparse", k, "inverted", query_k=q) for k, q in longer.items() if q != k]
+
+
 def configs_for(settings: RetrievalConfig, full_dim: int) -> list[Config]:
     """Sparse k, MRL dims and full dense (exact, and each target's ANN), plus the two floor collections."""
-    out = [Config("sparse", k, "inverted") for k in settings.ks]
-    if settings.longer_queries:  # the same collections searched as the library does by default
-        longer = {k: default_query_k(k) for k in settings.ks}
-        out += [Config("sparse", k, "inverted", query_k=q) for k, q in longer.items() if q != k]
+    out = [Config("sparse", k, "inverted") for k in settings.ks] + longer_query_configs(settings)
     out += [Config("rerank", k, "inverted") for k in settings.rerank]
     out += [Config("dense", d, "flat") for d in settings.dims if d < full_dim]
     if settings.full:
@@ -136,9 +141,6 @@ def build_workload(
                 "real": latent_usage(head.encode(real, k), head.encode(real_questions, k)),
             }
         )
-        longer = default_query_k(k)
-        if settings.longer_queries and longer != k and k in settings.ks:
-            queries[f"sparse-k{k}-q{longer}"] = head.encode(dense_queries, longer)
         if settings.even_control and k == min(settings.ks):
             codes, query_codes = even_codes(codes, settings.seed), even_codes(query_codes, settings.seed + 1)
             docs[f"sparse-k{k}-even"], queries[f"sparse-k{k}-even"] = codes, query_codes
@@ -147,9 +149,13 @@ def build_workload(
         if d < backbone.dim:
             docs[f"dense-{d}"], queries[f"dense-{d}"] = mrl_truncate(dense_docs, d), mrl_truncate(dense_queries, d)
     docs[f"dense-{backbone.dim}"], queries[f"dense-{backbone.dim}"] = dense_docs, dense_queries
+    asks = {key: key for key in docs}  # which documents each set of queries searches
+    for config in longer_query_configs(settings):
+        queries[config.key] = head.encode(dense_queries, config.query_k)
+        asks[config.key] = config.indexed.key
     exact = {}
-    for key in tqdm(list(queries), desc="exact top-k"):  # a longer-query key "sparse-k2-q8" asks "sparse-k2"
-        exact[key] = ExactIndex(docs[key.split("-q")[0]]).search(queries[key], settings.limit)
+    for key, doc_key in tqdm(asks.items(), desc="exact top-k"):
+        exact[key] = ExactIndex(docs[doc_key]).search(queries[key], settings.limit)
     for k in settings.rerank:  # rerank approximates the full dense ranking: its recall is against that
         key = f"rerank-k{k}"
         docs[key] = RerankVectors(docs[f"sparse-k{k}"], dense_docs)
@@ -246,7 +252,7 @@ def measure_target(
         for metric in ("p50_ms", "p99_ms", "qps"):
             values = [m[metric] for m in measured]
             results[name][metric] = _spread_of(values)
-    return {"configs": results, "ratios": ratios(results)}
+    return {"configs": results, "ratios": ratios(results, configs)}
 
 
 def _build(target: Target, config: Config, work: Workload, console: Console) -> dict[str, float]:
@@ -312,26 +318,24 @@ def _spread_of(values: list[float]) -> dict[str, float]:
     return {"median": float(np.median(values)), "min": min(values), "max": max(values)}
 
 
-def ratios(results: dict[str, Any]) -> dict[str, Any]:
-    """p50 latency and throughput of each comparator over each sparse k, per round: median, min, max."""
-    out: dict[str, Any] = {}
+def _ratio(results: dict[str, Any], over: str, under: str) -> dict[str, Any]:
+    """p50 of `over` / p50 of `under` and throughput of `under` / of `over`, per round: median, min, max."""
+    pairs = list(zip(results[over]["rounds"], results[under]["rounds"], strict=True))
+    return {
+        "p50_latency": _spread_of([a["p50_ms"] / b["p50_ms"] for a, b in pairs]),
+        "throughput": _spread_of([b["qps"] / a["qps"] for a, b in pairs]),
+    }
+
+
+def ratios(results: dict[str, Any], configs: list[Config]) -> dict[str, Any]:
+    """Each comparator over each sparse k, and each longer-query config over the same collection with queries at
+    k (what longer queries cost)."""
     sparse = [name for name in results if name.startswith(("sparse-", "rerank-")) and "-n" not in name]
     others = [name for name in results if name.startswith("dense-") and "-n" not in name]
-    for s in sparse:
-        for o in others:
-            slow = [a["p50_ms"] / b["p50_ms"] for a, b in zip(results[o]["rounds"], results[s]["rounds"], strict=True)]
-            fast = [b["qps"] / a["qps"] for a, b in zip(results[o]["rounds"], results[s]["rounds"], strict=True)]
-            out[f"{o} / {s}"] = {
-                "p50_latency": _spread_of(slow),
-                "throughput": _spread_of(fast),
-            }
-    for longer in [s for s in sparse if "-q" in s]:  # what longer queries cost on the same collection
-        base = longer.rsplit("-q", 1)[0]
-        pairs = list(zip(results[longer]["rounds"], results[base]["rounds"], strict=True))
-        out[f"{longer} / {base}"] = {
-            "p50_latency": _spread_of([a["p50_ms"] / b["p50_ms"] for a, b in pairs]),
-            "throughput": _spread_of([b["qps"] / a["qps"] for a, b in pairs]),
-        }
+    out = {f"{o} / {s}": _ratio(results, o, s) for s in sparse for o in others}
+    for c in configs:
+        if c.query_k and c.name in results:
+            out[f"{c.name} / {c.indexed.name}"] = _ratio(results, c.name, c.indexed.name)
     return out
 
 
