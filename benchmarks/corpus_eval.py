@@ -30,7 +30,8 @@ from csrv2_vdb.records import json_line, numbered_lines, read_records
 from csrv2_vdb.store import SparseStore
 
 CUTOFF = 10
-LONGER = "sparse, longer queries"  # documents at k, queries at the encoder's query_k_for(k)
+LONGER_SUFFIX = ", longer queries"  # documents at k, queries at the encoder's query_k_for(k)
+LONGER = "sparse" + LONGER_SUFFIX
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from rich.console import Console
 
 from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.benchmarks.cache import cached_embed
-from csrv2_vdb.benchmarks.corpus_eval import LONGER, EvalSet, run_corpus_eval
+from csrv2_vdb.benchmarks.corpus_eval import LONGER, LONGER_SUFFIX, EvalSet, run_corpus_eval
 from csrv2_vdb.benchmarks.datasets import load_banking77, load_debian
 from csrv2_vdb.benchmarks.metrics import classification_accuracy, dead_latent_ratio, retrieval_metrics
 from csrv2_vdb.benchmarks.reports import table, write_csv
@@ -184,7 +184,7 @@ def head_rows(name: str, head: SparseHead, query_x: np.ndarray, doc_x: np.ndarra
     for k in ks:
         docs = head.encode(doc_x, k)
         longer = default_query_k(k, head.hidden_dim)
-        for q, suffix in ((k, ""), (longer, ", longer queries")) if longer != k else ((k, ""),):
+        for q, suffix in ((k, ""), (longer, LONGER_SUFFIX)) if longer != k else ((k, ""),):
             queries = head.encode(query_x, q)
             for method, scores in (("sparse-dot", retrieval_metrics(queries, docs, qrels, cosine=False)),
                                    ("sparse-cos", retrieval_metrics(queries, docs, qrels))):  # fmt: skip
@@ -284,7 +284,7 @@ def _package_rows(
             for r in evals:
                 sparse = r.method in ("sparse", LONGER)
                 method = ("sparse-cos" if normalize else "sparse-dot") if sparse else r.method
-                method += ", longer queries" if r.method == LONGER else ""
+                method += LONGER_SUFFIX if r.method == LONGER else ""
                 rows.append(QualityRow(name if sparse else "-", "packages", "hit@5", method, r.dims, r.hit_at_5))
     return rows
 
