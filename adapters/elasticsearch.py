@@ -48,6 +48,10 @@ from csrv2_vdb.store import (
 SPARSE = "sparse"
 DENSE = "dense"
 _RESERVED = {SPARSE, DENSE}
+# Elasticsearch's metadata fields: a document cannot carry them in its source, and a query on `_id` matches the
+# document id, not a payload field. Refused as payload keys and filter fields, so `_id` means one thing.
+_METADATA = {"_id", "_index", "_source", "_routing", "_ignored", "_field_names", "_version", "_seq_no",
+             "_primary_term", "_tier", "_doc_count", "_meta", "_size", "_tsid", "_type", "_nested_path"}  # fmt: skip
 # Lucene's FeatureField stores floats >= Float.MIN_NORMAL only.
 MIN_NORMAL = float(np.finfo(np.float32).tiny)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransportConnectionError, ConnectionTimeout, ConnectionError)
@@ -212,9 +216,12 @@ class ElasticsearchStore(StoreBase):
         features = _positive_features(sparse) if sparse is not None else None
         actions = []
         for i, (doc_id, payload) in enumerate(zip(ids, payloads, strict=True)):
-            clash = _RESERVED & payload.keys()
+            clash = (_RESERVED | _METADATA) & payload.keys()
             if clash:
-                raise InvalidArgumentError(f"payload keys {sorted(clash)} are reserved by the Elasticsearch adapter")
+                raise InvalidArgumentError(
+                    f"document {doc_id!r}: payload keys {sorted(clash)} are reserved by Elasticsearch or this "
+                    "adapter; rename them"
+                )
             source = dict(payload)  # the id is the document's _id, not a payload field
             if features is not None:
                 source[SPARSE] = features[i]
@@ -381,6 +388,10 @@ def _bool(must: list[dict[str, Any]], filter: Filter | None) -> dict[str, Any]:
     """A bool query: the scoring clauses in `must`, the engine-neutral filter as non-scoring clauses."""
     clauses: list[dict[str, Any]] = []
     for kind, key, value in conditions(filter):
+        if key in _METADATA:
+            raise InvalidArgumentError(
+                f"filter field {key!r} is an Elasticsearch metadata field, not a payload field; filter on your fields"
+            )
         if kind == "eq":
             clauses.append({"term": {key: value}})
         elif kind == "any":

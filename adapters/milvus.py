@@ -263,7 +263,7 @@ class MilvusStore(StoreBase):
             return []
         with _engine_errors(f"get from {name!r}"):
             rows = self.client.get(name, ids=[point_id(i) for i in ids], output_fields=["*"])
-        found = [hit_from_payload({k: v for k, v in r.items() if k not in _RESERVED}, 0.0) for r in rows]
+        found = [hit_from_payload({k: v for k, v in r.items() if k not in _RESERVED}, 0.0, r[PK]) for r in rows]
         return in_order(ids, found)
 
     def _dense_vectors(self, name: str, ids: list[str]) -> np.ndarray:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from csrv2_vdb.benchmarks.llm import ChatClient
 from csrv2_vdb.errors import InvalidArgumentError, InvalidRecordError
-from csrv2_vdb.training.data import read_rows, row_text
+from csrv2_vdb.records import read_rows
+from csrv2_vdb.training.data import row_text
 
 # (passage, question) examples; one set per question index, each with its own kind of question.
 EXAMPLES: tuple[tuple[tuple[str, str], ...], ...] = (

@@ -4,16 +4,20 @@
   primary key itself), so a replayed batch overwrites instead of duplicating.
 - Retries: a write that fails with one of the store's `transient_errors` (dropped connection,
   timeout) is retried with exponential backoff; any other error stops the run.
-- Resume: after each acknowledged write the batch number goes to a checkpoint file (atomic rename).
-  The file names the run (engine, store, collection, encoder and k, input, batch size); a restarted run
-  with the same identity skips the batches recorded there, any other run is refused. A finished run
-  deletes its checkpoint, so running it again re-indexes (harmlessly: upserts).
+- Resume: after each acknowledged write the batch number and a digest of its content are appended to a
+  checkpoint file. The file names the run (engine, store, collection, encoder and k, input, batch size); a
+  restarted run with the same identity skips a recorded batch only when the input still holds the same
+  content and the store still holds its ids; any other run is refused. A finished run deletes its
+  checkpoint, so running it again re-indexes (harmlessly: upserts).
+- Order: batches sharing an id are written in input order, so the last record of an id wins with any
+  number of writers.
 - Failures: an error in encoding, in a writer thread or in writing the checkpoint stops the run and is
   raised to the caller; the writers never die silently and the producer never blocks on a dead queue.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -30,7 +34,7 @@ from tqdm.auto import tqdm
 
 from csrv2_vdb.errors import CheckpointError, InvalidArgumentError, InvalidRecordError
 from csrv2_vdb.sparse import SparseBatch
-from csrv2_vdb.store import SparseStore
+from csrv2_vdb.store import Gettable, SparseStore
 
 # texts -> vectors; with `vector_field`, the records' (n, d) precomputed embeddings -> vectors
 Encode = Callable[[Any], SparseBatch | np.ndarray]
@@ -50,32 +54,41 @@ class BulkReport:
 
 
 class Checkpoint:
-    """The committed batch numbers of one run, in a JSON file that also names everything the batches depend on.
+    """The committed batches of one run: an append-only JSON-lines file, its first line naming the run.
 
-    `run` holds that identity (engine, store, collection, encoder and k, input, batch size, ...). A file
-    written by a run with any other value is refused, naming the field, so a resume never lands in another
-    store or mixes two encoders' codes in one collection. The file is written when the run starts, so a
-    path that cannot be written fails before any work is done.
+    `run` holds the run's identity (engine, store, collection, encoder and k, input, batch size, ...). A file
+    written by a run with any other value is refused, naming the field, so a resume never mixes two encoders'
+    codes in one collection. Each later line records one committed batch with a digest of its content (ids,
+    texts or vectors, payloads): a batch is only skipped when the input still holds exactly that content and
+    the store still holds its ids (`bulk_index` checks), so an edited input or a dropped collection is
+    rewritten, never trusted. A line cut short by a crash is ignored. The file is written when the run starts,
+    so a path that cannot be written fails before any work is done.
     """
 
     def __init__(self, path: Path | None, run: Mapping[str, Any]) -> None:
         self.path = path
         self.run = json.loads(json.dumps(dict(run), default=str))  # the form it takes in the file
-        self.done: set[int] = set()
+        self.done: dict[int, str] = {}  # batch number -> content digest
         self._lock = threading.Lock()
         if path is None:
             return
         if path.exists():
             self.done = self._read(path)
         else:
-            self._write()
+            self._start()
 
-    def _read(self, path: Path) -> set[int]:
+    def _read(self, path: Path) -> dict[int, str]:
         try:
-            state = json.loads(path.read_text())
-            theirs = state["run"]
-            done = set(range(int(state["done_below"]))) | {int(b) for b in state["done_extra"]}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            lines = path.read_text().splitlines()
+            theirs = json.loads(lines[0])["run"]
+            done: dict[int, str] = {}
+            for line in lines[1:]:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # the last line, cut short by a crash while it was written
+                done[int(entry["batch"])] = str(entry["digest"])
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise CheckpointError(
                 f"checkpoint {path} is unreadable or not a csrv2-vdb checkpoint ({exc!r}); "
                 "delete it to start over (re-indexing is harmless: upserts overwrite)"
@@ -83,7 +96,7 @@ class Checkpoint:
         differs = [k for k in sorted(set(theirs) | set(self.run)) if theirs.get(k) != self.run.get(k)]
         if differs and not done:
             # A run that committed nothing (it failed on its first batch) leaves nothing to protect: start over.
-            self._write()
+            self._start()
             return done
         if differs:
             field = differs[0]
@@ -94,31 +107,52 @@ class Checkpoint:
             )
         return done
 
-    def _write(self) -> None:
+    def _start(self) -> None:
+        """A new file holding only the run's identity (atomic rename)."""
         if self.path is None:
             return
-        below = 0
-        while below in self.done:
-            below += 1
-        state = {"run": self.run, "done_below": below, "done_extra": sorted(b for b in self.done if b > below)}
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             with open(tmp, "w") as f:
-                json.dump(state, f)
+                f.write(json.dumps({"run": self.run}) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
             tmp.replace(self.path)
         except OSError as exc:
             raise CheckpointError(f"cannot write the checkpoint {self.path}: {exc.strerror or exc}") from exc
 
-    def commit(self, batch: int) -> None:
+    def commit(self, batch: int, digest: str) -> None:
+        """Record `batch` (with its content digest) as acknowledged by the store; durable on return."""
         with self._lock:
-            self.done.add(batch)
-            self._write()
+            self.done[batch] = digest
+            if self.path is None:
+                return
+            try:
+                with open(self.path, "a") as f:
+                    f.write(json.dumps({"batch": batch, "digest": digest}) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                raise CheckpointError(f"cannot write the checkpoint {self.path}: {exc.strerror or exc}") from exc
 
     def finish(self) -> None:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+
+def committed_batches(path: Path) -> set[int]:
+    """The batch numbers a checkpoint file records as committed (for tools and tests)."""
+    return set(Checkpoint(path, json.loads(path.read_text().splitlines()[0])["run"]).done)
+
+
+def batch_digest(ids: list[str], inputs: Any, payloads: list[dict]) -> str:
+    """A digest of one batch's content (ids, payloads, and texts when it has them): what a resumed run compares
+    before it skips the batch. Precomputed vectors are left out: an engine can hand a stored vector back with
+    float noise after a restart (Qdrant's local mode did), which would rewrite every batch of a resumed
+    migration; a source whose points change between runs is caught by the migration's own fingerprint."""
+    texts = None if isinstance(inputs, np.ndarray) else list(inputs)
+    blob = json.dumps([ids, payloads, texts], sort_keys=True, default=repr).encode()
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
 def _batches(records: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
@@ -156,20 +190,25 @@ def with_retries(
             attempt += 1
 
 
-Item = tuple[int, list[str], Any, list[dict]]  # batch number, ids, vectors, payloads
+Item = tuple[int, list[str], Any, list[dict], str]  # batch number, ids, vectors, payloads, content digest
 
 
 class _Writers:
     """Threads that upsert queued batches, retry transient failures and commit each batch to the checkpoint.
 
     Every failure is kept for the caller (`failures`); a writer that failed goes on draining the queue, and
-    `submit` stops waiting once anything failed, so neither side can block on the other.
+    `submit` stops waiting once anything failed, so neither side can block on the other. Batches sharing an
+    id are written in input order: a batch waits until every earlier batch holding one of its ids is written,
+    so the last record of an id wins whatever the number of writers.
     """
 
     def __init__(self, write: Callable[[Item], None], count: int) -> None:
         self.write = write
         self.failures: list[BaseException] = []
         self.queue: queue.Queue[Item | None] = queue.Queue(maxsize=2 * count)
+        self._written = threading.Condition()
+        self._owner: dict[str, int] = {}  # id -> the latest queued, unwritten batch holding it
+        self._pending: set[int] = set()  # queued batches not written yet
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
         for thread in self.threads:
             thread.start()
@@ -182,9 +221,27 @@ class _Writers:
                 self.write(item)
             except BaseException as exc:
                 self.failures.append(exc)
+            finally:
+                self._done(item)
+
+    def _done(self, item: Item) -> None:
+        number, ids = item[0], item[1]
+        with self._written:
+            self._pending.discard(number)
+            for doc_id in ids:
+                if self._owner.get(doc_id) == number:
+                    del self._owner[doc_id]
+            self._written.notify_all()
 
     def submit(self, item: Item) -> bool:
-        """Queue a batch; False once a writer has failed (the run must stop)."""
+        """Queue a batch once the earlier batches sharing its ids are written; False once a writer has failed."""
+        number, ids = item[0], item[1]
+        with self._written:
+            earlier = {self._owner[i] for i in ids if i in self._owner}
+            while earlier & self._pending and not self.failures:
+                self._written.wait(timeout=0.1)
+            self._pending.add(number)
+            self._owner.update(dict.fromkeys(ids, number))
         while not self.failures:
             try:
                 self.queue.put(item, timeout=0.1)
@@ -199,6 +256,13 @@ class _Writers:
             self.queue.put(None)
         for thread in self.threads:
             thread.join()
+
+
+def _held(store: SparseStore, collection: str, ids: list[str]) -> bool:
+    """Whether the store holds every id (a store that cannot say is taken not to: the batch is rewritten)."""
+    if not isinstance(store, Gettable):
+        return False
+    return len(store.get(collection, ids)) == len(set(ids))
 
 
 def bulk_index(
@@ -235,19 +299,20 @@ def bulk_index(
                 "text_field": text_field, "vector_field": vector_field}  # fmt: skip
     state = Checkpoint(Path(checkpoint) if checkpoint else None, identity)
     if state.done:
-        say(f"resuming from checkpoint {state.path}: {len(state.done)} batches already written")
+        say(f"resuming from checkpoint {state.path}: {len(state.done)} batches recorded as written")
     report = BulkReport()
     lock = threading.Lock()
     bar = tqdm(total=total, desc=f"index {collection}", unit="row", disable=not progress, smoothing=0.1)
+    not_held = 0  # batches the checkpoint recorded but the input or the store no longer matches
 
     def write(item: Item) -> None:
-        number, ids, vectors, payloads = item
+        number, ids, vectors, payloads, digest = item
 
         def upsert() -> None:
             store.upsert(collection, ids, vectors, payloads=payloads)
 
         retries = with_retries(upsert, store.transient_errors, max_retries, backoff)
-        state.commit(number)
+        state.commit(number, digest)
         with lock:
             report.rows_written += len(ids)
             report.batches_written += 1
@@ -260,20 +325,26 @@ def bulk_index(
         for number, batch in enumerate(_batches(records, batch_size)):
             if pool.failures:
                 break
-            if number in state.done:
-                report.batches_skipped += 1
-                bar.update(len(batch))
-                continue
             # A repeated id inside one batch keeps its last record, as sequential upserts would.
             batch = list({str(r[id_field]): r for r in batch}.values())
             ids = [str(r[id_field]) for r in batch]
             payloads = [{k: v for k, v in r.items() if k not in (id_field, vector_field)} for r in batch]
             inputs = [r[text_field] for r in batch] if vector_field is None else _embeddings(batch, vector_field)
-            if not pool.submit((number, ids, encode(inputs), payloads)):
+            digest = batch_digest(ids, inputs, payloads)
+            if number in state.done:
+                if state.done[number] == digest and _held(store, collection, ids):
+                    report.batches_skipped += 1
+                    bar.update(len(batch))
+                    continue
+                not_held += 1
+            if not pool.submit((number, ids, encode(inputs), payloads, digest)):
                 break
     finally:
         pool.close()
         bar.close()
+    if not_held:
+        say(f"{not_held} batches recorded in the checkpoint were rewritten: the input changed or the store no "
+            "longer held them")  # fmt: skip
     report.seconds = time.perf_counter() - start
     if pool.failures:
         raise pool.failures[0]

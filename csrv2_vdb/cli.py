@@ -197,10 +197,9 @@ def index(
 
             encode = both
         total = sum(1 for _ in read())  # also checks every record before anything is written
-        stat = input.stat()
-        run = {
+        run = {  # the input's content is checked batch by batch (bulk.Checkpoint), not by size and mtime
             "engine": engine, "store": _store_identity(engine, store), "encoder": encoder_id, "k": active,
-            "embedder": vectors_by, "input": f"{input.resolve()}:{stat.st_size}:{stat.st_mtime_ns}",
+            "embedder": vectors_by, "input": str(input.resolve()),
         }  # fmt: skip
         with _open(engine, store, api_key) as db:
             db.create_collection(collection, exist_ok=True, **dims)
@@ -319,6 +318,22 @@ def migrate(
     sample: Annotated[int, typer.Option("--sample", help="Points sampled to fit the head on.")] = 50_000,
     holdout: HoldoutOpt = 200,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Points per read page and write batch.")] = 256,
+    into_existing: Annotated[
+        bool,
+        typer.Option(
+            "--into-existing",
+            help="Write into a --target that already holds documents (same ids are overwritten; the count is "
+            "reported). Without it such a target is refused.",
+        ),
+    ] = False,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid",
+            help="Leave out points whose vector holds NaN/inf or only zeros (listed in migration.json); without "
+            "it they stop the migration before anything is written.",
+        ),
+    ] = False,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Write k-sparse codes of an existing dense collection into a sparse collection with the same ids and
@@ -334,17 +349,20 @@ def migrate(
             report = run_migration(
                 db, collection, vector=vector, target=name, head=head, head_out=out, k=k, sample=sample,
                 holdout=holdout, batch_size=batch_size, checkpoint=out / "migrate.checkpoint",
-                run={"engine": engine, "store": _store_identity(engine, store)}, log=say,
+                run={"engine": engine, "store": _store_identity(engine, store)}, into_existing=into_existing,
+                skip_invalid=skip_invalid, log=say,
             )  # fmt: skip
         except KeyboardInterrupt:
             say(f"interrupted: committed batches are in {out / 'migrate.checkpoint'}; re-run to resume")
             raise typer.Exit(130) from None
     report.save(out / "migration.json")
-    say(f"{name}: {report.points} points written ({report.write['rows_per_second']:.0f} rows/s), head {out}")
+    say(f"{name}: {report.points} points written ({report.write['rows_per_second']:.0f} rows/s), head {out}"
+        + (f"; {report.overwritten} existing documents overwritten" if report.overwritten else "")
+        + (f"; {len(report.skipped_points)} invalid points left out" if report.skipped_points else ""))  # fmt: skip
     for line in report.fidelity.lines() if report.fidelity else []:
         typer.echo(line)
-    say(f"report: {out / 'migration.json'}; search with: csrv2-vdb search QUERY --collection {name} --head {out} "
-        "--embedder <the model that wrote the dense vectors>")  # fmt: skip
+    say(f"report: {out / 'migration.json'}; search with: csrv2-vdb search QUERY --engine {engine} --store {store} "
+        f"--collection {name} --head {out} --embedder <the model that wrote the dense vectors>")  # fmt: skip
 
 
 @app.command()

@@ -7,6 +7,7 @@ to translate into their own vocabulary.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,6 +34,10 @@ Condition = tuple[Literal["eq", "any", "range"], str, Any]
 
 
 _INT64 = (-(2**63), 2**63 - 1)
+# A payload field name (dots separate the levels of a nested field); anything else, such as "owner or 1==1",
+# is refused here before any engine sees it.
+FIELD_PATTERN = re.compile(r"[^\W\d][\w-]{0,254}(\.[^\W\d][\w-]{0,254}){0,31}")
+RESERVED_FIELD = "_csrv2_id"  # store.ID_FIELD (filters.py imports nothing from store)
 
 
 def _scalar(key: str, value: Any) -> str | int | float | bool:
@@ -73,8 +78,13 @@ def conditions(filter: Filter | None) -> list[Condition]:
     """
     out: list[Condition] = []
     for key, value in (filter or {}).items():
-        if not isinstance(key, str) or not key:
-            raise InvalidArgumentError(f"filter field names must be non-empty strings, got {key!r}")
+        if not isinstance(key, str) or not FIELD_PATTERN.fullmatch(key):
+            raise InvalidArgumentError(
+                f"filter field {key!r} is not a payload field name: use letters, digits, '_' or '-', with '.' "
+                "between the levels of a nested field"
+            )
+        if key == RESERVED_FIELD:
+            raise InvalidArgumentError(f"filter field {key!r} is the library's own id field; filter on your fields")
         if isinstance(value, Range):
             bounds = {op: _bound(key, getattr(value, op)) for op in ("gte", "gt", "lte", "lt")}
             out.append(("range", key, Range(**bounds)))

@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 
 from csrv2_vdb.bulk import BulkReport, bulk_index
 from csrv2_vdb.encoder import CSRv2Encoder
-from csrv2_vdb.errors import InvalidArgumentError
+from csrv2_vdb.errors import CheckpointError, CollectionExistsError, InvalidArgumentError, InvalidEmbeddingError
 from csrv2_vdb.head import SparseHead, resolve_head
-from csrv2_vdb.store import DensePoints, DenseReadable, SparseStore
+from csrv2_vdb.store import DensePoints, DenseReadable, Gettable, SparseStore
 
 _ID = "\0id"  # record keys that no payload field can collide with
 _VECTOR = "\0vector"
@@ -60,6 +60,8 @@ class MigrationReport:
     head: str
     k: int
     write: dict[str, Any] = field(default_factory=dict)
+    skipped_points: dict[str, str] = field(default_factory=dict)  # left out with skip_invalid: id -> why
+    overwritten: int = 0  # documents of an existing target replaced (into_existing)
     fidelity: Fidelity | None = None
 
     def save(self, path: Path) -> None:
@@ -72,8 +74,9 @@ def _key(doc_id: str, seed: int) -> int:
 
 def unit(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (heads are fitted on unit vectors; zero rows are refused by the head)."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    with np.errstate(invalid="ignore", over="ignore"):  # rows of inf are refused by the caller, not here
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
 
 
 def sample_points(
@@ -84,6 +87,8 @@ def sample_points(
     Chosen by id, not by position, so every pass and every re-run picks the same points."""
     keep = size + holdout
     if keep == 0:
+        for _ in pages:  # still one full pass: the caller may be watching it (SourceScan)
+            pass
         empty = DensePoints([], np.empty((0, 0), np.float32), [])
         return empty, empty
     heap: list[tuple[int, str, np.ndarray, dict[str, Any]]] = []  # max-heap on the key (negated)
@@ -104,6 +109,28 @@ def sample_points(
         return DensePoints([i[1] for i in items], vectors, [i[3] for i in items])
 
     return points(chosen[holdout:]), points(chosen[:holdout])
+
+
+@dataclass
+class SourceScan:
+    """What one pass over the source saw: its size, an order-free fingerprint of its ids, and the points whose
+    vectors cannot be coded (NaN, inf, or all zeros)."""
+
+    points: int = 0
+    fingerprint: int = 0
+    invalid: dict[str, str] = field(default_factory=dict)  # document id -> what is wrong with its vector
+
+    def watch(self, pages: Iterator[DensePoints]) -> Iterator[DensePoints]:
+        """`pages` passed through, each point counted, fingerprinted and checked."""
+        for page in pages:
+            finite = np.isfinite(page.vectors).all(axis=1)
+            zero = finite & ~np.any(page.vectors != 0, axis=1)
+            for doc_id, ok, empty in zip(page.ids, finite, zero, strict=True):
+                self.points += 1
+                self.fingerprint = (self.fingerprint + _key(doc_id, -1)) % 2**64
+                if not ok or empty:
+                    self.invalid[doc_id] = "all zeros" if empty else "NaN or inf"
+            yield page
 
 
 def exact_top(pages: Iterator[DensePoints], queries: DensePoints, depth: int = CUTOFF) -> list[list[str]]:
@@ -182,6 +209,8 @@ def migrate(
     checkpoint: Path | None = None,
     run: Mapping[str, Any] | None = None,
     fit_overrides: dict[str, object] | None = None,
+    into_existing: bool = False,
+    skip_invalid: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> MigrationReport:
@@ -192,7 +221,16 @@ def migrate(
     (re-used from there by a re-run, so a resumed migration keeps its head). `checkpoint` makes the write
     resumable (see `bulk_index`); `run` adds what else identifies the run (the store's location). Returns
     counts, timings and the fidelity report (skipped when `holdout` is 0).
+
+    Nothing is written before the whole source was read once: a point whose vector holds NaN/inf or only
+    zeros stops the migration, naming it, unless `skip_invalid` (then such points are left out and listed in
+    the report). A target that already holds documents is refused unless `into_existing` (the report then
+    counts the documents overwritten), except for the target of this run's own interrupted write. When the
+    source changed between an interrupted run and its re-run, the target is rewritten from scratch.
     """
+    for name, value, least in (("sample", sample, 0), ("holdout", holdout, 0), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InvalidArgumentError(f"{name} must be an integer of at least {least}, got {value!r}")
     reader = dense_reader(source)
     target = target_name(collection, target)
     target_store = target_store or source
@@ -200,22 +238,31 @@ def migrate(
         raise InvalidArgumentError("the target must be another collection than the source")
     total, dim = reader.dense_source(collection, vector)
     log(f"{collection}: {total} points with {dim}-dim vectors")
+    scan = SourceScan()
     fit_rows, held = sample_points(
-        reader.read_dense(collection, vector, batch_size), sample if head is None else 0, holdout, seed,
+        scan.watch(reader.read_dense(collection, vector, batch_size)), sample if head is None else 0, holdout, seed,
         total if progress else None,
     )  # fmt: skip
-    sparse_head = _head(head, head_out, fit_rows, fit_overrides, log)
+    skipped = _invalid_points(scan, collection, skip_invalid, log)
+    fit_rows, held = _without(fit_rows, skipped), _without(held, skipped)
+    origin = {**(run or {}), "collection": collection, "vector": vector}
+    sparse_head = _head(head, head_out, fit_rows, fit_overrides, log, origin)
     if sparse_head.input_dim != dim:
         raise InvalidArgumentError(f"the head takes {sparse_head.input_dim}-dim vectors; {collection!r} holds {dim}")
     encoder = CSRv2Encoder(None, sparse_head, k, normalize)
-    target_store.create_collection(target, sparse_dim=encoder.dim, encoder=encoder.identity, exist_ok=True)
+    identity = {**(run or {}), "source": collection, "vector": vector, "encoder": encoder.identity, "k": encoder.k,
+                "source_points": scan.points, "source_fingerprint": scan.fingerprint}  # fmt: skip
+    overwritten = _prepare_target(
+        target_store, target, encoder, checkpoint, identity, into_existing, reader.read_dense(collection, vector),
+        log,
+    )  # fmt: skip
 
     def records() -> Iterator[dict[str, Any]]:
         for page in reader.read_dense(collection, vector, batch_size):
             for doc_id, row, payload in zip(page.ids, unit(page.vectors), page.payloads, strict=True):
-                yield {**payload, _ID: doc_id, _VECTOR: row}
+                if doc_id not in skipped:
+                    yield {**payload, _ID: doc_id, _VECTOR: row}
 
-    identity = {**(run or {}), "source": collection, "vector": vector, "encoder": encoder.identity, "k": encoder.k}
     written: BulkReport = bulk_index(
         target_store, target, records(), encoder.encode_embeddings, batch_size=batch_size, checkpoint=checkpoint,
         run=identity, id_field=_ID, vector_field=_VECTOR, total=total, progress=progress, log=log,
@@ -224,10 +271,86 @@ def migrate(
         collection, target, target_store.count(target), encoder.identity, encoder.k,
         {"rows_written": written.rows_written, "batches_resumed": written.batches_skipped, "retries": written.retries,
          "seconds": round(written.seconds, 2), "rows_per_second": round(written.rows_per_second, 1)},
+        skipped_points=skipped, overwritten=overwritten,
     )  # fmt: skip
     if held.ids:
         report.fidelity = fidelity_report(reader, collection, target_store, target, encoder, held, vector=vector)
     return report
+
+
+def _invalid_points(scan: SourceScan, collection: str, skip: bool, log: Callable[[str], None]) -> dict[str, str]:
+    """The points to leave out (with `skip`), or an error naming the first bad points before anything is written."""
+    if not scan.invalid:
+        return {}
+    shown = ", ".join(f"{i!r} ({why})" for i, why in list(scan.invalid.items())[:5])
+    more = f" and {len(scan.invalid) - 5} more" if len(scan.invalid) > 5 else ""
+    if not skip:
+        raise InvalidEmbeddingError(
+            f"{collection!r}: {len(scan.invalid)} points have vectors no head can code: {shown}{more}. Nothing was "
+            "written; fix them in the source, or leave them out with --skip-invalid (listed in the report)"
+        )
+    log(f"leaving out {len(scan.invalid)} points whose vectors cannot be coded: {shown}{more}")
+    return dict(scan.invalid)
+
+
+def _without(points: DensePoints, skipped: Mapping[str, str]) -> DensePoints:
+    keep = [i for i, doc_id in enumerate(points.ids) if doc_id not in skipped]
+    if len(keep) == len(points.ids):
+        return points
+    vectors = points.vectors[keep] if keep else np.empty((0, points.vectors.shape[1]), np.float32)
+    return DensePoints([points.ids[i] for i in keep], vectors, [points.payloads[i] for i in keep])
+
+
+def _prepare_target(
+    store: SparseStore,
+    target: str,
+    encoder: CSRv2Encoder,
+    checkpoint: Path | None,
+    identity: Mapping[str, Any],
+    into_existing: bool,
+    source_pages: Iterator[DensePoints],
+    log: Callable[[str], None],
+) -> int:
+    """Create the target, or accept an existing one (this run's own, or with `into_existing`); returns how many
+    of the source's ids it already held (overwritten by the write)."""
+    ours = _checkpoint_run(checkpoint)
+    if ours is not None and {k: ours.get(k) for k in ("source_points", "source_fingerprint")} != {
+        k: json.loads(json.dumps(identity[k])) for k in ("source_points", "source_fingerprint")
+    }:
+        if into_existing:
+            then, now = ours.get("source_points"), identity["source_points"]
+            raise CheckpointError(
+                f"the source changed since the interrupted migration (checkpoint {checkpoint}): {then} points "
+                f"then, {now} now. Delete the checkpoint to write it again"
+            )
+        log(f"the source changed since the interrupted run ({ours.get('source_points')} points then, "
+            f"{identity['source_points']} now): writing {target!r} again from scratch")  # fmt: skip
+        if target in store.list_collections():
+            store.drop_collection(target)
+        assert checkpoint is not None
+        checkpoint.unlink()
+        ours = None
+    exists = target in store.list_collections()
+    held = store.count(target) if exists else 0
+    if held and ours is None and not into_existing:
+        raise CollectionExistsError(
+            f"target collection {target!r} already holds {held} documents; migrating into it would overwrite "
+            "those with the same ids. Name another --target, or pass --into-existing to merge on purpose"
+        )
+    store.create_collection(target, sparse_dim=encoder.dim, encoder=encoder.identity, exist_ok=True)
+    if not held or ours is not None or not isinstance(store, Gettable):
+        return 0
+    return sum(len(store.get(target, page.ids)) for page in source_pages)
+
+
+def _checkpoint_run(checkpoint: Path | None) -> dict[str, Any] | None:
+    """The run identity an interrupted migration left in its checkpoint, or None."""
+    if checkpoint is None or not checkpoint.exists():
+        return None
+    try:
+        return dict(json.loads(checkpoint.read_text().splitlines()[0])["run"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None  # bulk_index names the unreadable file
 
 
 def _head(
@@ -236,16 +359,27 @@ def _head(
     rows: DensePoints,
     overrides: dict[str, object] | None,
     log: Callable[[str], None],
+    origin: Mapping[str, Any],
 ) -> SparseHead:
-    """The given head; else the one a previous run saved in `head_out`; else one fitted on `rows` now."""
+    """The given head; else the one a previous run on the same source saved in `head_out`; else one fitted on
+    `rows` now. `origin` (store, collection, vector) is saved beside a fitted head, so that a head fitted on
+    another collection is never re-used by accident."""
     if isinstance(head, SparseHead):
         return head
     if head is not None:
         return resolve_head(head)
     if head_out is None:
         raise InvalidArgumentError("give a head, or head_out (a directory) for the head fitted on the collection")
+    origin = json.loads(json.dumps(dict(origin), default=str))
+    recorded = head_out / "fitted-on.json"
     if (head_out / "model.safetensors").exists():
-        log(f"re-using the head fitted by an earlier run: {head_out}")
+        theirs = json.loads(recorded.read_text()) if recorded.is_file() else None
+        if theirs != origin:
+            raise InvalidArgumentError(
+                f"{head_out} holds a head fitted on {theirs or 'an unknown source'}, not on {origin}; pass it as "
+                "--head to use it on purpose, or name another --head-out"
+            )
+        log(f"re-using the head fitted on this collection by an earlier run: {head_out}")
         return SparseHead.load(head_out)
     if len(rows.ids) < 2:
         raise InvalidArgumentError(f"{len(rows.ids)} points to fit a head on; the collection is too small")
@@ -253,4 +387,6 @@ def _head(
 
     log(f"fitting a label-free head on {len(rows.ids)} sampled points -> {head_out}")
     described = f"{len(rows.ids)} vectors sampled from a collection, label-free"
-    return fit_embeddings(unit(rows.vectors), head_out, overrides=overrides, described=described).head
+    fitted = fit_embeddings(unit(rows.vectors), head_out, overrides=overrides, described=described).head
+    recorded.write_text(json.dumps(origin))
+    return fitted

@@ -8,6 +8,7 @@ Filters are engine-neutral: {"field": value}, {"field": [any, of, these]}, {"fie
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,8 +30,10 @@ from csrv2_vdb.errors import (
 from csrv2_vdb.filters import Filter
 from csrv2_vdb.sparse import SparseBatch
 
-# The payload key under which adapters keep the caller's document id.
-ID_FIELD = "_id"
+# The payload key under which adapters keep the caller's document id: a name of this library's, so that a
+# user's own `_id` field (MongoDB exports, Elasticsearch dumps) is stored as any other field.
+ID_FIELD = "_csrv2_id"
+LEGACY_ID_FIELD = "_id"  # collections written before 0.2 kept the id here
 _ID_NAMESPACE = uuid.UUID("6f1c3c5e-7a51-4f0e-9a43-c5b2d0f3a2e1")
 
 # rrf: reciprocal rank fusion (all engines); dbsf: distribution-based score fusion (Qdrant);
@@ -95,7 +98,14 @@ def document_of(payload: Mapping[str, Any] | None, engine_id: object) -> tuple[s
     """(document id, payload) of a stored point: the id under ID_FIELD when this library wrote the point, else
     the engine's own id (a collection written by anything else)."""
     rest = dict(payload or {})
-    return str(rest.pop(ID_FIELD, engine_id)), rest
+    if ID_FIELD in rest:
+        return str(rest.pop(ID_FIELD)), rest
+    legacy = rest.get(LEGACY_ID_FIELD)
+    # An `_id` is ours only when the engine id was derived from it; otherwise it is the user's own field.
+    if legacy is not None and engine_id is not None and str(engine_id) == point_id(str(legacy)):
+        del rest[LEGACY_ID_FIELD]
+        return str(legacy), rest
+    return str(engine_id), rest
 
 
 def hit_from_payload(payload: Mapping[str, Any], score: float, fallback_id: object = None) -> Hit:
@@ -568,6 +578,8 @@ def check_upsert(
     payloads: Sequence[Mapping[str, Any]] | None,
 ) -> tuple[SparseBatch | None, np.ndarray | None, list[dict[str, Any]]]:
     """Validate one upsert against the collection; returns the vectors and payloads (without the id) to write."""
+    if isinstance(ids, str | bytes):
+        raise InvalidArgumentError(f"ids must be a list of document ids, got one string {ids!r:.40}; wrap it in a list")
     n = len(ids)
     if len(set(map(str, ids))) != n:
         raise InvalidArgumentError("ids in one upsert must be unique")
@@ -583,10 +595,64 @@ def check_upsert(
     dense = check_dense(info, dense, n) if dense is not None else None
     if payloads is not None and len(payloads) != n:
         raise InvalidArgumentError(f"{n} ids but {len(payloads)} payloads")
-    rows = [dict(p) for p in payloads] if payloads is not None else [{} for _ in range(n)]
-    if any(ID_FIELD in row for row in rows):
-        raise InvalidArgumentError(f"payload key {ID_FIELD!r} is reserved for the document id")
-    return sparse, dense, rows
+    rows = [check_payload(str(i), p) for i, p in zip(ids, payloads, strict=True)] if payloads is not None else []
+    return sparse, dense, rows or [{} for _ in range(n)]
+
+
+# Deeper payloads are refused: qdrant-edge accepted 130 levels and then could not read its own WAL back.
+MAX_PAYLOAD_DEPTH = 32
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def check_payload(doc_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A payload every engine can store and give back unchanged, as a plain dict, or an error naming the
+    document and the field: JSON-like values only (strings, bools, None, finite floats, integers within
+    64 bits, lists, objects with string keys), at most MAX_PAYLOAD_DEPTH levels, and not the id key."""
+    if not isinstance(payload, Mapping):
+        raise InvalidArgumentError(f"document {doc_id!r}: a payload must be a mapping, got {type(payload).__name__}")
+    if ID_FIELD in payload:
+        raise InvalidArgumentError(f"document {doc_id!r}: payload key {ID_FIELD!r} is reserved for the document id")
+    return {key: _payload_value(doc_id, str(key), value, 1) for key, value in _keyed(doc_id, "", payload)}
+
+
+def _keyed(doc_id: str, where: str, mapping: Mapping[Any, Any]) -> Iterator[tuple[str, Any]]:
+    for key, value in mapping.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidArgumentError(f"document {doc_id!r}: payload key {key!r}{where} must be a non-empty string")
+        yield key, value
+
+
+def _payload_value(doc_id: str, path: str, value: Any, depth: int) -> Any:
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise InvalidArgumentError(
+            f"document {doc_id!r}: payload field {path!r} is nested deeper than {MAX_PAYLOAD_DEPTH} levels"
+        )
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, int):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise InvalidArgumentError(
+                f"document {doc_id!r}: payload field {path!r} = {value} does not fit a 64-bit integer (engines "
+                "would store it as a float and give back another number); store it as a string"
+            )
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidArgumentError(f"document {doc_id!r}: payload field {path!r} is {value}; engines store "
+                                       "finite numbers only")  # fmt: skip
+        return value
+    if isinstance(value, Mapping):
+        return {
+            k: _payload_value(doc_id, f"{path}.{k}", v, depth + 1) for k, v in _keyed(doc_id, f" in {path!r}", value)
+        }
+    if isinstance(value, list | tuple):
+        return [_payload_value(doc_id, f"{path}[{i}]", v, depth + 1) for i, v in enumerate(value)]
+    raise InvalidArgumentError(
+        f"document {doc_id!r}: payload field {path!r} holds a {type(value).__name__}, which no engine stores as "
+        "is; convert it to a string, number, bool, list or object"
+    )
 
 
 def split_vectors(

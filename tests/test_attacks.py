@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import time
@@ -32,6 +33,8 @@ from csrv2_vdb.errors import (
     EncoderMismatchError,
     EngineError,
     HeadLoadError,
+    InvalidArgumentError,
+    InvalidEmbeddingError,
     InvalidKError,
     InvalidRecordError,
     InvalidSparseBatchError,
@@ -171,7 +174,7 @@ def test_a_failure_inside_a_writer_thread_stops_the_run_without_hanging(tmp_path
 
 def test_a_corrupt_checkpoint_is_a_message(tmp_path):
     checkpoint = tmp_path / "run.ckpt"
-    checkpoint.write_text('{"run": {"collection": "bulk"}, "done_below": ')
+    checkpoint.write_text('{"run": {"collection": ')
     with open_store("qdrant-edge", str(tmp_path / "db")) as db:
         db.create_collection("bulk", sparse_dim=DIM)
         with pytest.raises(CheckpointError, match=r"run\.ckpt is unreadable.*delete it"):
@@ -650,3 +653,396 @@ def test_searching_with_another_head_is_refused(tmp_path, head_dir):
         assert search_text(db, "d", "a text", encoder=first)[0].id == "0"
         with pytest.raises(EncoderMismatchError):
             search_text(db, "d", "a text", encoder=second)
+
+
+# ====================================================================== issue 29: the third round of attacks
+def _index_cli(tmp_path: Path, data: Path, *extra: str):
+    return runner.invoke(app, ["index", "--input", str(data), "--store", str(tmp_path / "db"), "--collection",
+                               "docs", *extra])  # fmt: skip
+
+
+CSV_INPUT = 'id,text,topic\nd1,"Basal cell carcinoma, the most common skin cancer",skin\nd2,Radiation therapy,therapy\n'
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("docs.csv", CSV_INPUT),
+        ("docs.CSV", CSV_INPUT),
+        ("docs.tsv", CSV_INPUT.replace(",", "\t").replace('"', "").replace("carcinoma\t the", "carcinoma, the")),
+        (
+            "docs.JSONL",
+            '{"id": "d1", "text": "Basal cell carcinoma", "topic": "skin"}\n'
+            '{"id": "d2", "text": "Radiation therapy", "topic": "therapy"}\n',
+        ),
+        (
+            "docs.ndjson",
+            '{"id": "d1", "text": "Basal cell carcinoma", "topic": "skin"}\n'
+            '{"id": "d2", "text": "Radiation therapy", "topic": "therapy"}\n',
+        ),
+        (
+            "docs.json",
+            '[{"id": "d1", "text": "Basal cell carcinoma", "topic": "skin"},'
+            ' {"id": "d2", "text": "Radiation therapy", "topic": "therapy"}]',
+        ),
+    ],
+)
+def test_29_1_every_command_reads_every_format_as_records(tmp_path, head_dir, name, content):
+    """29.1: index, encode and train read CSV/TSV/JSON arrays/NDJSON by their columns (case-insensitive)."""
+    data = tmp_path / name
+    data.write_text(content)
+    records = read_records(data)
+    assert [r["id"] for r in records] == ["d1", "d2"] and records[1]["topic"] == "therapy"
+    result = _index_cli(tmp_path, data, "--head", str(head_dir))
+    assert result.exit_code == 0, result.output
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        assert db.count("docs") == 2
+        assert {h.id: h.payload["topic"] for h in db.get("docs", ["d1", "d2"])} == {"d1": "skin", "d2": "therapy"}
+    out = tmp_path / "codes.jsonl"
+    result = runner.invoke(app, ["encode", "--input", str(data), "--output", str(out), "--head", str(head_dir)])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["d1", "d2"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("docs.xml", "<docs/>", "unknown file type '.xml'"),
+        ("docs.json", '{"id": "d1", "text": "x"}', "one array of objects"),
+        ("docs.json", "[1, 2]", "item 1 of the array is a int"),
+        ("docs.csv", "id,text\nd1,a,b\n", "docs.csv:2: 3 cells for 2 columns"),
+    ],
+)
+def test_29_1_unreadable_inputs_are_refused_by_name(tmp_path, name, content, message):
+    data = tmp_path / name
+    data.write_text(content)
+    with pytest.raises(InvalidRecordError, match=re.escape(message)):
+        read_records(data)
+    from csrv2_vdb.training.data import load_training_set
+
+    with pytest.raises(InvalidRecordError, match=re.escape(message)):
+        load_training_set(data, lambda texts, kind: np.zeros((len(texts), 4), np.float32))
+
+
+def test_29_17_a_bad_byte_is_blamed_on_its_own_line(tmp_path):
+    data = tmp_path / "docs.jsonl"
+    lines = [json.dumps({"id": f"d{i}", "text": f"document number {i} " * 5}).encode() for i in range(5000)]
+    lines[3999] = b'{"id": "d3999", "text": "caf\xe9"}'
+    data.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(InvalidRecordError, match=r"docs\.jsonl:4000: not UTF-8"):
+        read_records(data)
+
+
+def _killed_index(tmp_path: Path, n: int = 1200, batches: int = 10) -> tuple[Path, list]:
+    """A CLI-like bulk run over n records that dies after `batches` committed batches; (checkpoint, records)."""
+    recs = [{"id": f"doc-{i}", "text": str(i), "n": i} for i in range(n)]
+    checkpoint = tmp_path / "run.ckpt"
+
+    class Dies:
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def upsert(self, *args, **kwargs):
+            self.calls += 1
+            if self.calls > batches:
+                raise RuntimeError("killed")
+            return self.inner.upsert(*args, **kwargs)
+
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        db.create_collection("bulk", sparse_dim=DIM)
+        with pytest.raises(RuntimeError, match="killed"):
+            bulk_index(Dies(db), "bulk", recs, vectors_for, batch_size=40, checkpoint=checkpoint, writers=1,
+                       progress=False)  # fmt: skip
+    return checkpoint, recs
+
+
+def test_29_2_a_checkpoint_never_stands_in_for_rows_the_store_lacks(tmp_path):
+    """The store (or collection) dropped after a kill: the re-run writes everything, not only the rest."""
+    checkpoint, recs = _killed_index(tmp_path)
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        db.drop_collection("bulk")
+        db.create_collection("bulk", sparse_dim=DIM)
+        report = bulk_index(db, "bulk", recs, vectors_for, batch_size=40, checkpoint=checkpoint, progress=False)
+        assert db.count("bulk") == len(recs) and report.batches_skipped == 0
+    # the same checkpoint, no run identity, another store: nothing is taken as already there
+    checkpoint, recs = _killed_index(tmp_path / "a")
+    with open_store("qdrant-edge", str(tmp_path / "other")) as db:
+        db.create_collection("bulk", sparse_dim=DIM)
+        bulk_index(db, "bulk", recs, vectors_for, batch_size=40, checkpoint=checkpoint, progress=False)
+        assert db.count("bulk") == len(recs)
+
+
+def test_29_2_a_forged_checkpoint_and_an_edited_input_are_not_believed(tmp_path):
+    checkpoint, recs = _killed_index(tmp_path, n=1200, batches=5)
+    lines = checkpoint.read_text().splitlines()
+    forged = [json.dumps({"batch": b, "digest": "0" * 32}) for b in range(5, 60)]  # more batches than the input
+    checkpoint.write_text("\n".join(lines + forged) + "\n")
+    recs[3] = {**recs[3], "text": "999"}  # a record edited in place inside a committed batch
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        report = bulk_index(db, "bulk", recs, vectors_for, batch_size=40, checkpoint=checkpoint, progress=False)
+        assert db.count("bulk") == 1200 and report.batches_skipped == 4
+        hit = db.search("bulk", vectors_for(["999"]), limit=1)[0][0]
+        assert hit.id == "doc-3"  # the edited text was encoded, not the old one
+
+
+def test_29_2_cli_rerun_after_the_store_was_deleted_writes_everything(tmp_path, head_dir):
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps({"id": f"d{i}", "text": f"text {i}"}) + "\n" for i in range(60)))
+    checkpoint = tmp_path / "ck"
+    from csrv2_vdb.bulk import Checkpoint
+
+    real_commit, calls = Checkpoint.commit, []
+
+    def dies(self, batch, digest):
+        calls.append(batch)
+        if len(calls) > 3:
+            raise KeyboardInterrupt
+        real_commit(self, batch, digest)
+
+    Checkpoint.commit = dies  # type: ignore[method-assign]
+    try:
+        result = _index_cli(tmp_path, data, "--head", str(head_dir), "--batch-size", "10", "--checkpoint",
+                            str(checkpoint), "--writers", "1")  # fmt: skip
+    finally:
+        Checkpoint.commit = real_commit  # type: ignore[method-assign]
+    assert result.exit_code == 130, result.output
+    import shutil
+
+    shutil.rmtree(tmp_path / "db")
+    result = _index_cli(tmp_path, data, "--head", str(head_dir), "--batch-size", "10", "--checkpoint", str(checkpoint))
+    assert result.exit_code == 0, result.output
+    assert "docs: 60 documents" in result.output
+
+
+@pytest.mark.parametrize("engine", ["qdrant-edge", "qdrant-local", "milvus-lite"])
+def test_29_3_a_payload_with_its_own_id_field_is_kept(engine, tmp_path):
+    """A user's `_id` payload field is a field like any other: stored, returned, filterable, migrated."""
+    db = open_engine(engine, tmp_path)
+    try:
+        db.create_collection("c", sparse_dim=16, dense_dim=4)
+        ids = [f"p{i}" for i in range(30)]
+        dense = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+        db.upsert("c", ids, sparse=_one_hot(30), dense=dense, payloads=[{"_id": f"mongo-{i % 10}"} for i in range(30)])
+        assert db.count("c") == 30
+        assert [h.payload for h in db.get("c", ["p3"])] == [{"_id": "mongo-3"}]
+        assert db.count("c", filter={"_id": "mongo-3"}) == 3
+        from csrv2_vdb.migrate import migrate
+
+        report = migrate(db, "c", head=SparseHead(4, 16, k=2), holdout=0, progress=False, log=lambda _: None)
+        assert report.points == 30
+        assert {h.id: h.payload["_id"] for h in db.get("c_csrv2", ids)} == {
+            f"p{i}": f"mongo-{i % 10}" for i in range(30)
+        }
+    finally:
+        db.close()
+
+
+def test_29_3_a_qdrant_source_written_by_qdrant_client_with_an_id_payload_migrates_whole(tmp_path):
+    from qdrant_client import models
+
+    from csrv2_vdb.migrate import migrate
+
+    with open_store("qdrant", str(tmp_path / "q")) as db:
+        db.client.create_collection("src", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
+        vectors = np.random.default_rng(1).normal(size=(300, 4))
+        db.client.upsert("src", [models.PointStruct(id=i, vector=v.tolist(), payload={"_id": f"mongo-{i % 100}"})
+                                 for i, v in enumerate(vectors)])  # fmt: skip
+        report = migrate(db, "src", head=SparseHead(4, 16, k=2), holdout=0, progress=False, log=lambda _: None)
+        assert report.points == 300 and db.count("src_csrv2") == 300
+
+
+def test_29_3_the_library_id_key_and_elasticsearch_metadata_are_refused_clearly(tmp_path):
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        db.create_collection("c", sparse_dim=16)
+        with pytest.raises(InvalidArgumentError, match="reserved for the document id"):
+            db.upsert("c", ["a"], _one_hot(1), payloads=[{"_csrv2_id": "x"}])
+        with pytest.raises(InvalidArgumentError, match="library's own id field"):
+            db.search("c", _one_hot(1), filter={"_csrv2_id": "x"})
+    es = open_engine("elasticsearch-fake", tmp_path)
+    try:
+        es.create_collection("c", sparse_dim=16)
+        with pytest.raises(InvalidArgumentError, match=r"\['_id'\] are reserved by Elasticsearch"):
+            es.upsert("c", ["a"], _one_hot(1), payloads=[{"_id": "mongo-1"}])
+        with pytest.raises(InvalidArgumentError, match="Elasticsearch metadata field"):
+            es.search("c", _one_hot(1), filter={"_id": "a"})
+    finally:
+        es.drop_collection("c")
+        es.close()
+
+
+class SlowFirstBatch:
+    """A store whose first upsert is slow, so that a later batch holding the same id overtakes it."""
+
+    def __init__(self, inner):
+        self.inner, self.first = inner, True
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def upsert(self, name, ids, *args, **kwargs):
+        if self.first:
+            self.first = False
+            time.sleep(0.5)
+        return self.inner.upsert(name, ids, *args, **kwargs)
+
+
+def test_29_6_the_last_record_of_an_id_wins_with_four_writers(tmp_path):
+    recs = [{"id": f"doc-{i}", "text": str(i)} for i in range(40)] + [{"id": "doc-0", "text": "77"}]
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        db.create_collection("bulk", sparse_dim=DIM)
+        bulk_index(SlowFirstBatch(db), "bulk", recs, vectors_for, batch_size=10, writers=4, progress=False)
+        assert db.count("bulk") == 40
+        assert db.search("bulk", vectors_for(["77"]), limit=1)[0][0].id == "doc-0"
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"big": 2**63}, "does not fit a 64-bit integer"),
+        ({"x": float("nan")}, "is nan"),
+        ({"x": [1.0, float("inf")]}, r"'x\[1\]' is inf"),
+        ({"when": __import__("datetime").date(2024, 1, 1)}, "holds a date"),
+        ({1: "a"}, "must be a non-empty string"),
+    ],
+)
+def test_29_9_payloads_no_engine_can_hold_are_refused_before_the_engine(store, payload, message):
+    store.create_collection("c", sparse_dim=16)
+    with pytest.raises(InvalidArgumentError, match=message):
+        store.upsert("c", ["a"], _one_hot(1), payloads=[payload])
+    assert store.count("c") == 0
+
+
+def test_29_9_a_payload_nested_too_deep_is_refused_and_the_collection_stays_readable(tmp_path):
+    deep: dict = {"leaf": 1}
+    for _ in range(130):
+        deep = {"x": deep}
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        db.create_collection("c", sparse_dim=16)
+        db.upsert("c", ["ok"], _one_hot(1), payloads=[{"fine": {"a": 1}}])
+        with pytest.raises(InvalidArgumentError, match="nested deeper than 32 levels"):
+            db.upsert("c", ["deep"], _one_hot(1), payloads=[deep])
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        assert db.count("c") == 1 and db.get("c", ["ok"])[0].payload == {"fine": {"a": 1}}
+
+
+@pytest.mark.parametrize("field", ["owner or 1==1", "a'b", "x]", "", "1abc", "a..b"])
+def test_29_14_filter_field_names_are_checked_before_the_engine(store, field):
+    store.create_collection("c", sparse_dim=16)
+    with pytest.raises(InvalidArgumentError, match="not a payload field name"):
+        store.search("c", _one_hot(1), filter={field: "x"})
+
+
+def test_29_14_a_string_is_not_a_list_of_ids(store):
+    store.create_collection("c", sparse_dim=16)
+    with pytest.raises(InvalidArgumentError, match="got one string"):
+        store.upsert("c", "ab", _one_hot(2))
+
+
+def test_29_14_parquet_columns_no_engine_stores_are_refused_by_name(tmp_path):
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"id": ["a"], "text": ["x"], "when": [datetime.datetime(2024, 1, 1)]}), path)
+    with pytest.raises(InvalidRecordError, match="column 'when' is of type timestamp"):
+        read_records(path)
+
+
+def _dense_source(db, n: int = 300, bad: dict[int, float] | None = None) -> np.ndarray:
+    vectors = np.random.default_rng(2).normal(size=(n, 4)).astype(np.float32)
+    for row, value in (bad or {}).items():
+        vectors[row] = value
+    db.create_collection("src", dense_dim=4)
+    db.upsert("src", [f"s{i}" for i in range(n)], dense=vectors, payloads=[{"n": i} for i in range(n)])
+    return vectors
+
+
+def _migrate(db, tmp_path: Path, **options):
+    from csrv2_vdb.migrate import migrate
+
+    options = {"head_out": tmp_path / "head", "sample": 200, "holdout": 0, "batch_size": 40, "progress": False,
+               "log": lambda _: None, "fit_overrides": {"epochs": 1}, **options}  # fmt: skip
+    (tmp_path / "head").mkdir(exist_ok=True)
+    return migrate(db, "src", **options)
+
+
+def test_29_4_migrating_into_a_collection_holding_other_documents_is_refused_unless_asked(tmp_path):
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        _dense_source(db)
+        head = SparseHead(4, 16, k=2)
+        from csrv2_vdb.encoder import CSRv2Encoder
+
+        enc = CSRv2Encoder(None, head, normalize=True)
+        db.create_collection("mine", sparse_dim=16, encoder=enc.identity)
+        db.upsert("mine", [f"s{i}" for i in range(10)] + [f"other-{i}" for i in range(30)], _one_hot(40))
+        with pytest.raises(CollectionExistsError, match="already holds 40 documents.*--into-existing"):
+            _migrate(db, tmp_path, head=head, target="mine")
+        assert db.count("mine") == 40
+        report = _migrate(db, tmp_path, head=head, target="mine", into_existing=True)
+        assert report.overwritten == 10 and report.points == 330
+
+
+def test_29_5_a_nan_or_zero_vector_stops_the_migration_before_any_write(tmp_path):
+    from qdrant_client import models
+
+    with open_store("qdrant", str(tmp_path / "q")) as db:  # written by qdrant-client, which stores inf
+        vectors = np.random.default_rng(2).normal(size=(300, 4))
+        vectors[3], vectors[7] = np.inf, 0.0  # (it refuses NaN)
+        db.client.create_collection("src", vectors_config=models.VectorParams(size=4, distance=models.Distance.DOT))
+        db.client.upsert("src", [models.PointStruct(id=i, vector=v.tolist(), payload={"n": i})
+                                 for i, v in enumerate(vectors)])  # fmt: skip
+        with pytest.raises(InvalidEmbeddingError, match=r"2 points.*'3' \(NaN or inf\), '7' \(all zeros\)"):
+            _migrate(db, tmp_path, head=SparseHead(4, 16, k=2))
+        assert "src_csrv2" not in db.list_collections()
+        report = _migrate(db, tmp_path, head=SparseHead(4, 16, k=2), skip_invalid=True)
+        assert report.points == 298 and report.skipped_points == {"3": "NaN or inf", "7": "all zeros"}
+
+
+def test_29_5_bad_numbers_and_a_foreign_head_out_are_refused(tmp_path):
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        _dense_source(db)
+        with pytest.raises(InvalidArgumentError, match="holdout must be an integer of at least 0, got -5"):
+            _migrate(db, tmp_path, holdout=-5)
+        _migrate(db, tmp_path)  # fits and records what it was fitted on
+        db.create_collection("src2", dense_dim=4)
+        db.upsert("src2", ["a", "b", "c"], dense=np.eye(3, 4, dtype=np.float32))
+        from csrv2_vdb.migrate import migrate
+
+        with pytest.raises(InvalidArgumentError, match="holds a head fitted on .*'collection': 'src'"):
+            migrate(db, "src2", head_out=tmp_path / "head", holdout=0, progress=False, log=lambda _: None)
+    result = runner.invoke(app, ["migrate", "--store", str(tmp_path / "db"), "--collection", "src", "--holdout", "-5",
+                                 "--head-out", str(tmp_path / "h2")])  # fmt: skip
+    assert result.exit_code == 2 and "holdout must be" in result.output and "Traceback" not in result.output
+
+
+def test_29_5_a_source_that_changed_after_a_kill_is_written_again_in_full(tmp_path):
+    from csrv2_vdb.bulk import Checkpoint
+
+    head = SparseHead(4, 16, k=2)
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        _dense_source(db)
+        real_commit, calls = Checkpoint.commit, []
+
+        def dies(self, batch, digest):
+            calls.append(batch)
+            if len(calls) > 3:
+                raise KeyboardInterrupt
+            real_commit(self, batch, digest)
+
+        Checkpoint.commit = dies  # type: ignore[method-assign]
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                _migrate(db, tmp_path, head=head, checkpoint=tmp_path / "ck")
+        finally:
+            Checkpoint.commit = real_commit  # type: ignore[method-assign]
+        extra = np.random.default_rng(5).normal(size=(300, 4)).astype(np.float32)
+        db.upsert("src", [f"new{i}" for i in range(300)], dense=extra)
+        db.delete("src", ["s0", "s1"])
+        report = _migrate(db, tmp_path, head=head, checkpoint=tmp_path / "ck")
+        assert report.points == 598 == db.count("src_csrv2")
+        assert db.get("src_csrv2", ["s0", "s1"]) == []

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from csrv2_vdb.adapters import open_store
-from csrv2_vdb.bulk import bulk_index
+from csrv2_vdb.bulk import bulk_index, committed_batches
 from csrv2_vdb.errors import CheckpointError
 from csrv2_vdb.sparse import SparseBatch
 from tests.bulk_worker import BATCH, DIM, records, vectors_for
@@ -50,7 +50,7 @@ def test_sigkill_mid_run_then_resume(engine, tmp_path):
     proc = _worker(kind, where, checkpoint, delay=0.15)
     deadline = time.time() + 120
     while time.time() < deadline:
-        if checkpoint.exists() and json.loads(checkpoint.read_text())["done_below"] >= 3:
+        if checkpoint.exists() and len(committed_batches(checkpoint)) >= 3:
             break
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.02)
@@ -58,8 +58,8 @@ def test_sigkill_mid_run_then_resume(engine, tmp_path):
     proc.wait()
     # kill whatever the worker started (Milvus Lite runs its engine in a child process)
     subprocess.run(["pkill", "-9", "-s", str(proc.pid)], check=False)
-    done = json.loads(checkpoint.read_text())
-    assert 3 <= done["done_below"] < N // BATCH, done
+    done = committed_batches(checkpoint)
+    assert 3 <= len(done) < N // BATCH, done
 
     again = _worker(kind, where, checkpoint, delay=0.0)
     out, err = again.communicate(timeout=300)
@@ -102,7 +102,7 @@ def test_a_hard_error_stops_the_run_and_the_checkpoint_keeps_progress(tmp_path):
         with pytest.raises(ValueError, match="call 6"):
             bulk_index(broken, "bulk", records(N), vectors_for, batch_size=BATCH, checkpoint=checkpoint,
                        writers=1, progress=False)  # fmt: skip
-        assert json.loads(checkpoint.read_text())["done_below"] == 5
+        assert committed_batches(checkpoint) == set(range(5))
         report = bulk_index(store, "bulk", records(N), vectors_for, batch_size=BATCH, checkpoint=checkpoint,
                             progress=False)  # fmt: skip
         assert report.batches_skipped == 5 and report.rows_written == N - 5 * BATCH
@@ -120,7 +120,7 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
         with pytest.raises(ConnectionError):  # a run that dies after two committed batches
             bulk_index(FlakyStore(store, fail_on={3, 4}), "bulk", records(10), vectors_for, checkpoint=checkpoint,
                        run=run, batch_size=2, writers=1, max_retries=1, backoff=0.0, progress=False)  # fmt: skip
-        assert json.loads(checkpoint.read_text())["done_below"] == 2 and store.count("bulk") == 4
+        assert committed_batches(checkpoint) == {0, 1} and store.count("bulk") == 4
         for other, field in (({"input": "b.jsonl", "k": 8}, "input"), ({"input": "a.jsonl", "k": 4}, "k")):
             with pytest.raises(CheckpointError, match=f"another run: {field} was"):
                 bulk_index(store, "bulk", records(10), vectors_for, checkpoint=checkpoint, run=other, batch_size=2,
@@ -142,7 +142,7 @@ def test_a_checkpoint_that_recorded_nothing_does_not_block_a_corrected_run(tmp_p
         with pytest.raises(ConnectionError):
             bulk_index(FlakyStore(store, fail_on={1, 2}), "bulk", records(10), vectors_for, checkpoint=checkpoint,
                        run={"k": 4}, max_retries=1, backoff=0.0, progress=False)  # fmt: skip
-        assert json.loads(checkpoint.read_text())["done_below"] == 0
+        assert committed_batches(checkpoint) == set()
         bulk_index(store, "bulk", records(10), vectors_for, checkpoint=checkpoint, run={"k": 8}, progress=False)
         assert store.count("bulk") == 10 and not checkpoint.exists()
 
@@ -179,7 +179,7 @@ def _stop_after(proc: subprocess.Popen, checkpoint: Path, batches: int, sig: int
     """Send `sig` once the run has committed more than `batches` batches; the run's output."""
     deadline = time.time() + 240
     while time.time() < deadline:
-        if checkpoint.exists() and json.loads(checkpoint.read_text())["done_below"] > batches:
+        if checkpoint.exists() and len(committed_batches(checkpoint)) > batches:
             break
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)

@@ -5,13 +5,13 @@
     query + positive (+ negative) -> CSRv2 with pair labels (a query and its positives share a label)
     .npy / an `embedding` column  -> precomputed backbone embeddings (label-free, or labelled with `label`)
 
-Files: .jsonl, .csv, .parquet (rows), .txt (one text per line), .npy (an (n, d) array). A row that breaks
+Files: whatever `csrv2_vdb.records.read_rows` reads (.jsonl, .ndjson, .json, .csv, .tsv, .parquet, .txt), and
+.npy (an (n, d) array). A row that breaks
 the layout raises `InvalidRecordError` naming the file and the row.
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +20,14 @@ from typing import Literal, TypeVar
 import numpy as np
 
 from csrv2_vdb.errors import DataNotFoundError, InvalidEmbeddingError, InvalidRecordError
-from csrv2_vdb.records import json_line, numbered_lines, parquet_rows
+from csrv2_vdb.records import SUFFIXES as RECORD_SUFFIXES
+from csrv2_vdb.records import file_type, read_rows
 from csrv2_vdb.texts import is_unicode_text
 from csrv2_vdb.training.labels import classification_labels, group_rows
 
 Mode = Literal["label-free", "labels", "pairs"]
 Embed = Callable[[Sequence[str], str], np.ndarray]  # (texts, "query" | "document") -> (n, d)
-SUFFIXES = (".jsonl", ".csv", ".parquet", ".txt", ".npy")
+SUFFIXES = (*RECORD_SUFFIXES, ".npy")
 Rows = TypeVar("Rows", list[tuple[int, dict]], np.ndarray)
 
 
@@ -40,38 +41,16 @@ class TrainingSet:
     described: str  # one line for the user: what was read and how it is used
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    """(row number, row) from .jsonl / .csv / .parquet / .txt; a .txt line is {"text": line}."""
-    if not path.is_file():
-        raise DataNotFoundError(f"training file {path} does not exist")
-    if path.suffix not in SUFFIXES:
-        raise InvalidRecordError(f"{path}: unknown file type {path.suffix!r}; use one of {', '.join(SUFFIXES)}")
-    if path.suffix == ".parquet":
-        yield from parquet_rows(path)
-        return
-    if path.suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as f:
-            yield from enumerate(csv.DictReader(f), start=2)  # line 1 is the header
-        return
-    for n, line in numbered_lines(path):
-        if path.suffix == ".txt":
-            yield n, {"text": line.rstrip("\n")}
-            continue
-        row = json_line(path, n, line)
-        if not isinstance(row, dict):
-            raise InvalidRecordError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-        yield n, row
-
-
 def load_training_set(
     path: Path, embed: Embed | None, *, max_rows: int | None = None, seed: int = 0, log: Callable[[str], None] = print
 ) -> TrainingSet:
     """Read `path`, pick the mode from its fields, embed what needs embedding (`embed` may be None for .npy)."""
-    if path.suffix == ".npy":
+    if path.suffix.lower() == ".npy":
         if not path.is_file():
             raise DataNotFoundError(f"training file {path} does not exist")
         x = _subsample(np.load(path), max_rows, seed)
         return TrainingSet(_check_embeddings(x, str(path)), None, "label-free", f"{len(x)} embeddings from {path}")
+    file_type(path)  # a clear error for a missing file or an unknown type before anything is embedded
     rows = [(n, row) for n, row in read_rows(path)]
     if not rows:
         raise InvalidRecordError(f"{path} holds no rows")

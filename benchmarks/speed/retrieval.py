@@ -43,7 +43,8 @@ from csrv2_vdb.benchmarks.speed.targets import (
 from csrv2_vdb.encoder import default_query_k, mrl_truncate
 from csrv2_vdb.errors import DimensionMismatchError, InvalidRecordError
 from csrv2_vdb.head import SparseHead, pretrained_head
-from csrv2_vdb.training.data import load_training_set, read_rows
+from csrv2_vdb.records import read_rows
+from csrv2_vdb.training.data import load_training_set
 
 
 @dataclass
