@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from csrv2_vdb.credentials import credentials_from_env
-from csrv2_vdb.errors import InvalidArgumentError
+from csrv2_vdb.credentials import credentials_from_env, redact, remember_secret
+from csrv2_vdb.errors import CSRv2Error, EngineError, InvalidArgumentError
 from csrv2_vdb.store import SparseStore
 
 ENGINES = ("qdrant-edge", "qdrant", "milvus", "elasticsearch")
@@ -24,6 +24,18 @@ def open_store(engine: str, location: str, **options: Any) -> SparseStore:
     CSRV2_QDRANT_API_KEY, CSRV2_MILVUS_TOKEN, CSRV2_ES_API_KEY or CSRV2_ES_USERNAME/CSRV2_ES_PASSWORD.
     """
     options = {**options, **credentials_from_env(engine, options)}
+    remember_secret(location)  # a password in the URL
+    try:
+        return _open(engine, location, options)
+    except CSRv2Error:
+        raise
+    except Exception as exc:  # a client's own error (an unparsable URL, a refused connection): never raw
+        raise EngineError(
+            f"cannot open the {engine} store at {redact(location)}: {redact(str(exc)) or type(exc).__name__}"
+        ) from None
+
+
+def _open(engine: str, location: str, options: dict[str, Any]) -> SparseStore:
     if engine == "qdrant-edge":
         from csrv2_vdb.adapters.qdrant_edge import QdrantEdgeStore
 

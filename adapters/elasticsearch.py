@@ -24,7 +24,7 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
-from csrv2_vdb.credentials import redact
+from csrv2_vdb.credentials import redact, redact_logs
 from csrv2_vdb.errors import (
     BulkWriteError,
     InvalidArgumentError,
@@ -60,6 +60,8 @@ MAX_ID_BYTES = 512  # Elasticsearch's limit on a document _id
 # Index names are lower case and may not start with '_' or '-'.
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,127}")
 _NAME_RULE = "1-128 lower-case letters, digits, '_' or '-', starting with a letter or digit (Elasticsearch)"
+
+redact_logs("elastic_transport", "elasticsearch")  # the client logs the URI it dials, credentials included
 
 
 def _version(number: str) -> tuple[int, int]:

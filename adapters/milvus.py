@@ -31,7 +31,7 @@ import numpy as np
 from pymilvus import AnnSearchRequest, DataType, MilvusClient, MilvusException, RRFRanker, WeightedRanker
 from pymilvus.exceptions import MilvusUnavailableException
 
-from csrv2_vdb.credentials import redact
+from csrv2_vdb.credentials import redact, redact_logs
 from csrv2_vdb.errors import EngineError, InvalidArgumentError, StoreLockedError, TransientEngineError, UnsupportedError
 from csrv2_vdb.filters import Filter, conditions
 from csrv2_vdb.sparse import SparseBatch
@@ -64,6 +64,8 @@ _PK_SCHEME = "uuid5"  # recorded in the collection description: pk = point_id(do
 # Milvus collection names: a letter or '_' first, then letters, digits and '_' (no '-').
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _NAME_RULE = "1-128 letters, digits or '_', starting with a letter or '_' (Milvus allows no '-')"
+
+redact_logs("pymilvus")  # the client logs the URI it dials, credentials included
 
 
 def _is_transient(exc: BaseException) -> bool:

@@ -104,3 +104,23 @@ def user_errors() -> Iterator[None]:
         yield
     except CSRv2Error as exc:  # every error the package raises on bad input derives from it
         raise fail(exc) from exc
+    except Exception as exc:
+        if not _client_error(exc):
+            raise
+        # A connection the engine client could not make or keep (a wrong host, a server down): one line.
+        raise fail(f"the engine client failed ({type(exc).__name__}): {_first_line(exc)}") from exc
+
+
+_CLIENT_MODULES = ("grpc", "httpx", "httpcore", "elastic_transport", "elasticsearch", "pymilvus", "qdrant_client")
+
+
+def _client_error(exc: Exception) -> bool:
+    """A connection or protocol error raised by an engine client (not a bug of this package)."""
+    module = type(exc).__module__.split(".")[0]
+    return isinstance(exc, ConnectionError | TimeoutError) or module in _CLIENT_MODULES
+
+
+def _first_line(exc: Exception) -> str:
+    details = getattr(exc, "details", None)  # grpc errors keep their message here
+    text = details() if callable(details) else str(exc)
+    return (text or type(exc).__name__).strip().splitlines()[0][:300]

@@ -3,8 +3,9 @@
 Comparing heads, k values or sparse against MRL re-uses one embedding pass: `index`, `encode`, `train`,
 `eval` and `migrate` look texts up here before calling the model. The cache is one SQLite file (safe for
 several processes; a crash loses at most the batch being written), rows of float32 bytes keyed by
-sha256(identity, kind, text). Default location: $CSRV2_CACHE_DIR, else ~/.cache/csrv2-vdb; it grows by
-4 x dim bytes per distinct text (1.5 KB for a 384-dim model), and deleting the file is always safe.
+sha256(identity, kind, text). Default location: $CSRV2_CACHE_DIR, else ~/.cache/csrv2-vdb. A vector is
+4 x dim bytes, but on disk the file grows by about 5.3 KB per distinct 384-dim text (measured: 20,000 texts,
+105 MB with SQLite's pages, key index and write-ahead log); deleting the file is always safe.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from csrv2_vdb.credentials import redact
+from csrv2_vdb.credentials import redact, remember_secret
 from csrv2_vdb.errors import (
     DimensionMismatchError,
     EmbeddingServiceError,
@@ -150,7 +150,9 @@ class OpenAIEmbedder:
     to `api_key`, then CSRV2_EMBED_API_KEY, then OPENAI_API_KEY (none for local servers). The key is sent in
     the Authorization header only: never in an identity, a repr, a log line or an error. Texts go in batches
     of `batch_size`, at most `concurrency` requests at a time; a 429 waits for its Retry-After (else
-    exponential backoff), 5xx replies and dropped connections are retried with backoff, `max_retries` times.
+    exponential backoff), 5xx replies and dropped connections are retried with backoff, `max_retries` times
+    and within `max_wait` seconds per batch in all (default CSRV2_EMBED_MAX_WAIT, else 120; `timeout` bounds
+    each request). A reply must hold each text's index once (data[].index a permutation of the request).
     `dimensions` asks models that take it (text-embedding-3-*) for shorter vectors; every reply must have the
     expected size. Query and document texts are embedded alike unless `query_prefix`/`document_prefix` say
     otherwise (for models that want an instruction, e.g. "query: ").
@@ -168,7 +170,8 @@ class OpenAIEmbedder:
         max_retries: int = 6,
         backoff: float = 0.5,
         max_backoff: float = 60.0,
-        timeout: float = 60.0,
+        timeout: float = 30.0,
+        max_wait: float | None = None,
         query_prefix: str = "",
         document_prefix: str = "",
     ) -> None:
@@ -192,7 +195,13 @@ class OpenAIEmbedder:
         self.max_backoff = max_backoff
         self.prefixes = {"query": query_prefix, "document": document_prefix}
         self.retries = 0  # retried requests so far, for reports
+        self.timeout = timeout
+        self.max_wait = max_wait if max_wait is not None else float(env.get("CSRV2_EMBED_MAX_WAIT", "120"))
+        if self.max_wait <= 0 or timeout <= 0:
+            raise InvalidArgumentError(f"timeout and max_wait must be positive, got {timeout}, {self.max_wait}")
         key = api_key or env.get("CSRV2_EMBED_API_KEY") or env.get("OPENAI_API_KEY")
+        remember_secret(key)
+        remember_secret(url)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
         self._transport_errors: tuple[type[BaseException], ...] = (httpx.TransportError,)
@@ -235,23 +244,25 @@ class OpenAIEmbedder:
         if self.dimensions is not None:
             body["dimensions"] = self.dimensions
         attempt = 0
+        deadline = time.monotonic() + self.max_wait
         while True:
             try:
-                return self._post(body, len(batch))
+                return self._post(body, len(batch), min(self.timeout, max(deadline - time.monotonic(), 0.1)))
             except _Retry as exc:
-                if attempt == self.max_retries:
+                wait = min(exc.wait if exc.wait is not None else self.backoff * 2**attempt, self.max_backoff)
+                if attempt == self.max_retries or time.monotonic() + wait >= deadline:
                     raise TransientEngineError(
-                        f"embeddings endpoint {redact(self.base_url)} still failing after {attempt} retries: {exc}"
+                        f"embeddings endpoint {redact(self.base_url)} still failing after {attempt + 1} tries in "
+                        f"{self.max_wait:.0f} s at most (max_wait, CSRV2_EMBED_MAX_WAIT): {exc}"
                     ) from None
-                wait = exc.wait if exc.wait is not None else self.backoff * 2**attempt
                 with self._lock:
                     self.retries += 1
-                time.sleep(min(wait, self.max_backoff))
+                time.sleep(wait)
                 attempt += 1
 
-    def _post(self, body: dict[str, Any], n: int) -> np.ndarray:
+    def _post(self, body: dict[str, Any], n: int, timeout: float) -> np.ndarray:
         try:
-            response = self._http.post("/embeddings", json=body)
+            response = self._http.post("/embeddings", json=body, timeout=timeout)
         except self._transport_errors as exc:
             raise _Retry(f"connection failed ({type(exc).__name__})") from None
         if response.status_code == 429 or response.status_code >= 500:
@@ -262,12 +273,20 @@ class OpenAIEmbedder:
                 f"{redact(response.text[:300])}"
             )
         try:
-            data = sorted(response.json()["data"], key=lambda item: item["index"])
+            data = response.json()["data"]
+            order = [item["index"] for item in data]
             vectors = [item["embedding"] for item in data]
         except (ValueError, KeyError, TypeError) as exc:
             raise EmbeddingServiceError(
                 f"embeddings endpoint {redact(self.base_url)} answered without data[].embedding ({exc!r})"
             ) from None
+        if sorted(order, key=repr) != list(range(n)) or any(isinstance(i, bool) for i in order):
+            shown = order[:8] if len(order) <= 8 else [*order[:8], "..."]
+            raise EmbeddingServiceError(
+                f"embeddings endpoint {redact(self.base_url)} answered with data[].index {shown} for {n} texts; "
+                f"each of 0..{n - 1} must appear once, or vectors would land on the wrong texts"
+            )
+        vectors = [vectors[order.index(i)] for i in range(n)]
         if len(vectors) != n or len({len(v) for v in vectors}) > 1:
             raise InvalidEmbeddingError(
                 f"embeddings endpoint {redact(self.base_url)} returned {len(vectors)} vectors of sizes "

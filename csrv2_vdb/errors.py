@@ -94,3 +94,7 @@ class HeadLoadError(CSRv2Error, ValueError):
 
 class EncoderMismatchError(CSRv2Error, ValueError):
     """Sparse codes of one encoder (head, normalisation) meet a collection written by another."""
+
+
+class LLMServiceError(CSRv2Error, RuntimeError):
+    """An LLM endpoint refused a request, kept failing, or answered without text (the reply is not cached)."""

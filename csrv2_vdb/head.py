@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from csrv2_vdb.errors import (
@@ -192,36 +192,45 @@ class SparseHead(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path) -> SparseHead:
-        """Load a head directory, or find the SparseAutoEncoder module inside a SparseEncoder directory."""
+        """Load a head directory, or find the SparseAutoEncoder module inside a SparseEncoder directory.
+
+        Nothing is allocated before the config and the weights file's header agree (a config claiming 2**28
+        latents beside a small weights file is refused, not allocated); reads are bounded, weights must be
+        finite, and every error names the file."""
         directory = _module_dir(Path(directory))
         config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        try:
-            config = json.loads(config_path.read_text())
-            head = cls(**{key: config[key] for key in _CONFIG_KEYS if key in config})
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise HeadLoadError(
-                f"{config_path} is not a head config ({exc}); it needs at least input_dim (and hidden_dim, k)"
-            ) from None
-        try:
-            state = load_file(str(weights_path))
-        except Exception as exc:  # safetensors raises its own SafetensorError on a cut or foreign file
-            raise HeadLoadError(f"{weights_path} is not a readable safetensors file ({exc}); copy it again") from None
-        weight = state.get("encoder.weight", state.get("decoder.linear.weight"))
-        expected = {"weight": (head.hidden_dim, head.input_dim), "pre_bias": (head.input_dim,),
-                    "latent_bias": (head.hidden_dim,)}  # fmt: skip
-        found = {"weight": weight, "pre_bias": state.get("pre_bias"), "latent_bias": state.get("latent_bias")}
-        tensors: dict[str, torch.Tensor] = {}
+        config = _read_config(config_path)
+        shapes = _weight_shapes(weights_path)
+        input_dim, hidden_dim = config.get("input_dim"), config.get("hidden_dim") or 4 * int(config.get("input_dim", 0))
+        expected = {"weight": (hidden_dim, input_dim), "pre_bias": (input_dim,), "latent_bias": (hidden_dim,)}
+        names = {"weight": ("encoder.weight", "decoder.linear.weight"), "pre_bias": ("pre_bias",),
+                 "latent_bias": ("latent_bias",)}  # fmt: skip
+        stored: dict[str, str] = {}
         for name, shape in expected.items():
-            tensor = found[name]
-            if tensor is None or tuple(tensor.shape) != shape:
-                got = "missing" if tensor is None else f"shape {tuple(tensor.shape)}"
+            key = next((k for k in names[name] if k in shapes), None)
+            if key is None or shapes[key] != shape:
+                got = "missing" if key is None else f"shape {shapes[key]}"
                 raise HeadLoadError(f"{weights_path}: {name} should have shape {shape} per {config_path} ({got})")
-            tensors[name] = tensor
+            stored[name] = key
+        try:
+            head = cls(**{key: config[key] for key in _CONFIG_KEYS if key in config})
+        except (ValueError, TypeError) as exc:
+            raise HeadLoadError(f"{config_path} is not a head config ({exc})") from None
+        from safetensors import safe_open
+
+        with safe_open(str(weights_path), "pt") as f:
+            tensors = {name: f.get_tensor(key) for name, key in stored.items()}
+            extra = f.get_tensor("stats_last_nonzero") if "stats_last_nonzero" in shapes else None
+        for name, tensor in tensors.items():
+            if not torch.isfinite(tensor).all():
+                raise HeadLoadError(
+                    f"{weights_path}: {name} holds NaN or inf; the head is damaged, fit or copy it again"
+                )
         head.encoder.weight.data.copy_(tensors["weight"])
         head.pre_bias.data.copy_(tensors["pre_bias"])
         head.latent_bias.data.copy_(tensors["latent_bias"])
-        if "stats_last_nonzero" in state and tuple(state["stats_last_nonzero"].shape) == (head.hidden_dim,):
-            head.stats_last_nonzero.copy_(state["stats_last_nonzero"])
+        if extra is not None and tuple(extra.shape) == (head.hidden_dim,):
+            head.stats_last_nonzero.copy_(extra)
         return head.eval()
 
     def fingerprint(self) -> str:
@@ -233,6 +242,48 @@ class SparseHead(nn.Module):
 
 
 _CONFIG_KEYS = ("input_dim", "hidden_dim", "k", "k_aux", "normalize", "dead_threshold")
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A head's config.json: a regular file of at most 1 MiB holding an object with positive integer dims."""
+    if not path.is_file():
+        what = "a directory" if path.is_dir() else "not a regular file" if path.exists() else "missing"
+        raise HeadLoadError(f"{path} is {what}; a head directory holds config.json and {WEIGHTS_NAME}")
+    with open(path, "rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise HeadLoadError(f"{path} is over {MAX_CONFIG_BYTES} bytes; a head config is a few hundred")
+    try:
+        config = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HeadLoadError(
+            f"{path} is not a head config ({exc}); it needs at least input_dim (and hidden_dim, k)"
+        ) from None
+    if not isinstance(config, dict) or "input_dim" not in config:
+        raise HeadLoadError(f"{path} is not a head config: it needs at least input_dim (and hidden_dim, k)")
+    for key in ("input_dim", "hidden_dim", "k"):
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise HeadLoadError(f"{path}: {key} must be a positive integer, got {value!r}")
+    return config
+
+
+def _weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes a safetensors file declares in its header (nothing is loaded)."""
+    if not path.is_file():
+        raise HeadLoadError(
+            f"{path} is {'missing' if not path.exists() else 'not a regular file'}; copy the head again"
+        )
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own SafetensorError on a cut or foreign file
+        raise HeadLoadError(f"{path} is not a readable safetensors file ({exc}); copy it again") from None
+
+
 # Heads shipped with the package, each with a card.json (domain, training data, measured quality); see
 # heads/README.md. The default was trained on general text (software descriptions, short requests), the others
 # on one task each; every one is best near its own data (docs/quality.md).

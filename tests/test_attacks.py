@@ -980,7 +980,7 @@ def test_29_4_migrating_into_a_collection_holding_other_documents_is_refused_unl
         enc = CSRv2Encoder(None, head, normalize=True)
         db.create_collection("mine", sparse_dim=16, encoder=enc.identity)
         db.upsert("mine", [f"s{i}" for i in range(10)] + [f"other-{i}" for i in range(30)], _one_hot(40))
-        with pytest.raises(CollectionExistsError, match="already holds 40 documents.*--into-existing"):
+        with pytest.raises(CollectionExistsError, match=r"already holds 40 documents.*--into-existing"):
             _migrate(db, tmp_path, head=head, target="mine")
         assert db.count("mine") == 40
         report = _migrate(db, tmp_path, head=head, target="mine", into_existing=True)
@@ -1013,7 +1013,7 @@ def test_29_5_bad_numbers_and_a_foreign_head_out_are_refused(tmp_path):
         db.upsert("src2", ["a", "b", "c"], dense=np.eye(3, 4, dtype=np.float32))
         from csrv2_vdb.migrate import migrate
 
-        with pytest.raises(InvalidArgumentError, match="holds a head fitted on .*'collection': 'src'"):
+        with pytest.raises(InvalidArgumentError, match=r"holds a head fitted on .*'collection': 'src'"):
             migrate(db, "src2", head_out=tmp_path / "head", holdout=0, progress=False, log=lambda _: None)
     result = runner.invoke(app, ["migrate", "--store", str(tmp_path / "db"), "--collection", "src", "--holdout", "-5",
                                  "--head-out", str(tmp_path / "h2")])  # fmt: skip
@@ -1046,3 +1046,211 @@ def test_29_5_a_source_that_changed_after_a_kill_is_written_again_in_full(tmp_pa
         report = _migrate(db, tmp_path, head=head, checkpoint=tmp_path / "ck")
         assert report.points == 598 == db.count("src_csrv2")
         assert db.get("src_csrv2", ["s0", "s1"]) == []
+
+
+class _Scripted:
+    """An HTTP server on 127.0.0.1 answering every POST with one scripted reply: (status, body, seconds per byte)."""
+
+    def __init__(self, status: int, body: str, trickle: float = 0.0, headers: dict | None = None) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        reply = (status, body.encode(), trickle, headers or {})
+        self.calls = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                outer.calls += 1
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                status, data, pause, extra = reply
+                self.send_response(status)
+                for key, value in extra.items():
+                    self.send_header(key, value)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                for i in range(len(data)):
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(pause)
+
+            def log_message(self, *args):
+                pass
+
+        import threading
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(
+    "indices",
+    [[0, 0, 0, 0, 0], [4, 3, 2, 1, 0, 0], [0, 1, 2, 3, 7], [0, 1, 2, 3]],
+    ids=["zeros", "dup", "gap", "short"],
+)
+def test_29_7_embedding_replies_must_index_every_text_once(indices):
+    from csrv2_vdb.embedders import OpenAIEmbedder
+    from csrv2_vdb.errors import EmbeddingServiceError
+
+    body = json.dumps({"data": [{"index": i, "embedding": [1.0, float(j)]} for j, i in enumerate(indices)]})
+    server = _Scripted(200, body)
+    try:
+        with pytest.raises((EmbeddingServiceError, InvalidEmbeddingError), match=r"index|vectors"):
+            OpenAIEmbedder("m", base_url=server.url, api_key="k").embed([f"t{i}" for i in range(5)], "document")
+    finally:
+        server.close()
+    reversed_ok = _Scripted(200, json.dumps({"data": [{"index": 1, "embedding": [0.0, 1.0]},
+                                                      {"index": 0, "embedding": [1.0, 0.0]}]}))  # fmt: skip
+    try:
+        x = OpenAIEmbedder("m", base_url=reversed_ok.url).embed(["a", "b"], "document")
+        assert x.tolist() == [[1.0, 0.0], [0.0, 1.0]]  # a permutation is put back in order
+    finally:
+        reversed_ok.close()
+
+
+@pytest.mark.parametrize("password", ["pa/SECRETTAIL9", "p@ss/w#SECRETTAIL9"], ids=["slash", "at-slash-hash"])
+@pytest.mark.parametrize("engine", ["qdrant", "milvus", "elasticsearch"])
+def test_29_11_passwords_with_url_characters_never_print(engine, password):
+    """In a real process: the engine clients' own log lines (pymilvus logs the URI it dials) are redacted too."""
+    url = f"http://user:{password}@127.0.0.1:9/"
+    result = subprocess.run([sys.executable, "-m", "csrv2_vdb.cli", "search", "q", "--engine", engine, "--store", url,
+                             "--collection", "c"], capture_output=True, text=True, cwd=ROOT, timeout=120)  # fmt: skip
+    output = result.stdout + result.stderr
+    assert "SECRETTAIL9" not in output, output
+    assert "Traceback" not in output and result.returncode == 2, output
+    assert "SECRETTAIL9" not in redact(f"http://user:{password}@host:6333/x failed")
+
+
+DEFAULT_HEAD_NAME = "minilm-general-csrv2"
+
+
+def test_29_12_a_key_echoed_by_the_server_is_redacted_everywhere(monkeypatch):
+    from csrv2_vdb.embedders import OpenAIEmbedder
+    from csrv2_vdb.errors import EmbeddingServiceError
+
+    key = "sk-proj-ECHOEDKEY1234567890"
+    server = _Scripted(401, json.dumps({"error": {"message": f"Incorrect API key provided: {key}. Bearer {key}"}}))
+    try:
+        with pytest.raises(EmbeddingServiceError) as caught:
+            OpenAIEmbedder("m", base_url=server.url, api_key=key).embed(["a"], "document")
+        assert "ECHOEDKEY" not in str(caught.value) and "HTTP 401" in str(caught.value)
+        monkeypatch.setenv("CSRV2_EMBED_BASE_URL", server.url)
+        monkeypatch.setenv("CSRV2_EMBED_API_KEY", key)
+        result = runner.invoke(app, ["encode", "--input", str(ROOT / "README.md"), "--output", "/dev/null",
+                                     "--embedder", "openai:m", "--embed-cache", "off"])  # fmt: skip
+        assert "ECHOEDKEY" not in result.output
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (200, "{not json", "something other than JSON"),
+        (200, json.dumps({"id": "x"}), "without choices"),
+        (200, json.dumps({"choices": [{"message": {"content": None}}]}), "NoneType content"),
+        (200, json.dumps({"choices": [{"message": {"content": 42}}]}), "int content"),
+        (401, json.dumps({"error": "Incorrect API key provided: sk-LLMSECRET999"}), "refused the request .HTTP 401"),
+        (307, "", "refused the request .HTTP 307"),
+        (500, "boom", "still failing after 2 tries"),
+    ],
+)
+def test_29_13_llm_replies_without_text_are_clear_errors_and_never_cached(tmp_path, status, body, message):
+    from csrv2_vdb.benchmarks.llm import ChatClient, LLMConfig
+    from csrv2_vdb.errors import LLMServiceError
+
+    server = _Scripted(status, body, headers={"location": "http://elsewhere/"} if status == 307 else None)
+    client = ChatClient(LLMConfig(base_url=server.url, model="m", api_key="sk-LLMSECRET999", max_retries=1,
+                                  timeout=5.0), tmp_path)  # fmt: skip
+    try:
+        with pytest.raises(LLMServiceError, match=message) as caught:
+            client.chat([{"role": "user", "content": "q"}])
+        assert "LLMSECRET" not in str(caught.value)
+        assert not list(tmp_path.glob("*.json"))  # nothing cached: a re-run asks again
+    finally:
+        client.close()
+        server.close()
+
+
+def test_29_13_a_trickling_reply_is_bounded_in_all(tmp_path):
+    from csrv2_vdb.benchmarks.llm import ChatClient, LLMConfig
+    from csrv2_vdb.errors import LLMServiceError
+
+    body = json.dumps({"choices": [{"message": {"content": "a slow answer " * 5}}]})
+    server = _Scripted(200, body, trickle=0.05)
+    client = ChatClient(LLMConfig(base_url=server.url, model="m", max_retries=0, timeout=1.0), tmp_path)
+    start = time.monotonic()
+    try:
+        with pytest.raises(LLMServiceError, match="longer than 1 s in all"):
+            client.chat([{"role": "user", "content": "q"}])
+    finally:
+        client.close()
+        server.close()
+    assert time.monotonic() - start < 3
+
+
+def test_29_13_pseudo_queries_turn_llm_failures_into_one_line(tmp_path):
+    data = tmp_path / "docs.jsonl"
+    data.write_text(json.dumps({"id": "a", "text": "Basal cell carcinoma is a skin cancer."}) + "\n")
+    server = _Scripted(401, "Incorrect API key provided: sk-PQSECRET77")
+    try:
+        result = runner.invoke(app, ["pseudo-queries", "--input", str(data), "--out", str(tmp_path / "o.jsonl"),
+                                     "--llm-base-url", server.url.replace("http://", "http://u:PQPASS99@"),
+                                     "--llm-model", "m", "--cache", str(tmp_path / "c")], env={
+                                         "CSRV2_LLM_API_KEY": "sk-PQSECRET77"})  # fmt: skip
+    finally:
+        server.close()
+    assert result.exit_code == 2 and "HTTP 401" in result.output, result.output
+    assert "PQSECRET" not in result.output and "PQPASS" not in result.output and "Traceback" not in result.output
+
+
+def test_29_13_the_embedder_gives_up_within_its_budget():
+    from csrv2_vdb.embedders import OpenAIEmbedder
+    from csrv2_vdb.errors import TransientEngineError
+
+    server = _Scripted(503, "busy")
+    start = time.monotonic()
+    try:
+        with pytest.raises(TransientEngineError, match="max_wait"):
+            OpenAIEmbedder("m", base_url=server.url, max_wait=2.0, backoff=0.5).embed(["a"], "document")
+    finally:
+        server.close()
+    assert time.monotonic() - start < 4
+
+
+def _head_files(tmp_path: Path, head_dir: Path) -> Path:
+    import shutil
+
+    target = tmp_path / "head"
+    shutil.copytree(head_dir, target)
+    return target
+
+
+def test_29_15_head_files_are_checked_before_anything_is_allocated(tmp_path, head_dir):
+    from safetensors.torch import load_file, save_file
+
+    bad = _head_files(tmp_path / "nan", head_dir)
+    state = load_file(str(bad / "model.safetensors"))
+    state["latent_bias"][3] = float("nan")
+    save_file(state, str(bad / "model.safetensors"))
+    with pytest.raises(HeadLoadError, match=r"model\.safetensors: latent_bias holds NaN or inf"):
+        SparseHead.load(bad)
+    folder = _head_files(tmp_path / "dir", head_dir)
+    (folder / "config.json").unlink()
+    (folder / "config.json").mkdir()
+    with pytest.raises(HeadLoadError, match=r"config\.json is a directory"):
+        SparseHead.load(folder)
+    device = _head_files(tmp_path / "dev", head_dir)
+    (device / "config.json").unlink()
+    (device / "config.json").symlink_to("/dev/zero")
+    with pytest.raises(HeadLoadError, match=r"config\.json is not a regular file"):
+        SparseHead.load(device)
+    huge = _head_files(tmp_path / "huge", head_dir)
+    config = json.loads((huge / "config.json").read_text())
+    (huge / "config.json").write_text(json.dumps({**config, "hidden_dim": 2**28}))
+    with pytest.raises(HeadLoadError, match=r"weight should have shape \(268435456, 384\)"):
+        SparseHead.load(huge)

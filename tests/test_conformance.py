@@ -278,7 +278,7 @@ def test_errors_name_the_problem(engine):
     with pytest.raises(ValueError, match="2 ids but 1"):
         store.upsert("s", ["a", "b"], sparse=random_sparse(1, 64, 2))
     with pytest.raises(ValueError, match="reserved"):
-        store.upsert("s", ["a"], sparse=random_sparse(1, 64, 2), payloads=[{"_id": "x"}])
+        store.upsert("s", ["a"], sparse=random_sparse(1, 64, 2), payloads=[{"_csrv2_id": "x"}])
     store.create_collection("d", dense_dim=4)
     with pytest.raises(InvalidEmbeddingError):
         store.upsert("d", ["a"], dense=np.array([[np.nan, 0, 0, 1]]))
