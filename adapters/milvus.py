@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,6 +116,8 @@ class MilvusStore(StoreBase):
         client: MilvusClient | None = None,
     ) -> None:
         super().__init__()
+        # a Milvus Lite file this store opened itself (its server is stopped on close)
+        self._lite = uri if client is None and "://" not in uri else None
         if client is None:
             client = _connect(uri, token)
         self.client = client
@@ -254,6 +258,13 @@ class MilvusStore(StoreBase):
             with _engine_errors(f"upsert {len(records[start : start + step])} rows into {name!r}"):
                 self.client.upsert(name, records[start : start + step])
 
+    def close(self) -> None:
+        """Close the client; a Milvus Lite file opened here is released at once (not at process exit)."""
+        self.client.close()
+        if self._lite is not None:
+            _release_lite(self._lite)
+            self._lite = None
+
     def flush(self, name: str) -> None:
         """Seal growing segments so the index covers them (searches on growing segments scan them)."""
         self.collection_info(name)
@@ -347,7 +358,8 @@ def _connect(uri: str, token: str) -> MilvusClient:
         return MilvusClient(uri=uri, token=token)
     Path(uri).parent.mkdir(parents=True, exist_ok=True)  # Milvus Lite needs the folder of its .db file
     try:
-        return MilvusClient(uri=uri, token=token)
+        with _lite_ignores_ctrl_c():
+            return MilvusClient(uri=uri, token=token)
     except Exception as exc:  # milvus-lite raises a bare exception ("Open local milvus failed")
         if "Open local milvus failed" in str(exc):
             raise StoreLockedError(
@@ -355,6 +367,30 @@ def _connect(uri: str, token: str) -> MilvusClient:
                 "(Milvus Lite allows one); close it there, or give this process its own .db file"
             ) from exc
         raise
+
+
+@contextmanager
+def _lite_ignores_ctrl_c() -> Iterator[None]:
+    """Start Milvus Lite's server process with SIGINT ignored (the disposition is inherited across exec).
+
+    Ctrl-C reaches the terminal's whole process group: the server died with it, and pymilvus then retried the
+    dead socket about 75 times (3.5 minutes) before the run could stop. The server still stops with this
+    process: it exits when the file lock that this process holds is released."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _release_lite(uri: str) -> None:
+    """Stop this process's Milvus Lite server on `uri`, so the file can be opened again at once."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(uri)
 
 
 def _hit(hit: Mapping[str, Any]) -> Hit:

@@ -68,6 +68,15 @@ def _st_settings(model_dir: Path) -> dict:
     return settings
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    """A short digest of a model's parameters and buffers (about 0.1 s for all-MiniLM-L6-v2's 90 MB)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 class Backbone:
     """A frozen text encoder giving L2-normalised float32 embeddings of dimension `dim` (an `Embedder`)."""
 
@@ -101,6 +110,9 @@ class Backbone:
         self.batch_size = batch_size
         self.device = device
         self.dim: int = int(self.model.config.hidden_size)
+        # The model's content, not its path, names its vectors: a directory rewritten in place, or one relative
+        # path in two folders, is another model to the embedding cache and the ONNX export.
+        self.weights = weights_digest(self.model)
         self.quantize = quantize
         self._onnx = self._onnx_transformer(runtime, quantize)
         self.runtime = "onnx" if self._onnx is not None else "torch"
@@ -119,7 +131,9 @@ class Backbone:
         if not onnx_runtime.available():
             raise UnsupportedError("the ONNX runtime needs onnxruntime and onnx: pip install 'csrv2-vdb[onnx]'")
         try:
-            return OnnxTransformer(self.model, self.tokenizer, self.model_path, default_cache_dir(), quantize)
+            return OnnxTransformer(
+                self.model, self.tokenizer, self.model_path, self.weights, default_cache_dir(), quantize
+            )
         except UnsupportedError:
             if runtime == "onnx" or quantize:
                 raise
@@ -127,14 +141,15 @@ class Backbone:
 
     def fingerprint(self, kind: Kind) -> str:
         """Identifies what produced an embedding, for caches."""
-        return f"{self.model_path}|{self.pooling}|{self.max_length}|{self.prompts[kind]}"
+        return f"{self.model_path}@{self.weights}|{self.pooling}|{self.max_length}|{self.prompts[kind]}"
 
     @property
     def identity(self) -> str:
         """The model and the settings that shape its vectors (pooling, max length, both prompts)."""
         settings = f"{self.pooling}|{self.max_length}|{self.prompts['query']}|{self.prompts['document']}"
         quantized = ":onnx-int8" if self.quantize else ""  # fp32 ONNX gives torch's vectors: same identity
-        return f"transformers:{self.model_path}|{hashlib.sha256(settings.encode()).hexdigest()[:12]}{quantized}"
+        digest = hashlib.sha256(settings.encode()).hexdigest()[:12]
+        return f"transformers:{self.model_path}@{self.weights}|{digest}{quantized}"
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Token states -> one vector per text (the configured pooling; not normalised)."""

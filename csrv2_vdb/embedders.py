@@ -113,8 +113,11 @@ class SentenceTransformerEmbedder:
         self.dim = int(dim)
         prompts = getattr(self.model, "prompts", {}) or {}
         self._prompts = {kind: kind if prompts.get(kind) else None for kind in KINDS}
+        from csrv2_vdb.backbone import weights_digest
+
         settings = f"{self.name}|{self.model.max_seq_length}|{sorted(prompts.items())}"
-        self.identity = f"st:{self.name}|{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+        weights = weights_digest(self.model)  # the content, not the path (see Backbone.weights)
+        self.identity = f"st:{self.name}@{weights}|{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
     def embed(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray:
         check_texts(texts)

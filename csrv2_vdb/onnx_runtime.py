@@ -75,12 +75,15 @@ def export(model: torch.nn.Module, sample: dict[str, torch.Tensor], path: Path, 
 class OnnxTransformer:
     """The exported transformer: token ids -> last hidden states, as the torch model's forward gives them."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, model_path: str, cache_dir: Path, quantize: bool):
+    def __init__(
+        self, model: torch.nn.Module, tokenizer: Any, model_path: str, weights: str, cache_dir: Path, quantize: bool
+    ):
         import onnxruntime as ort
 
         sample = dict(tokenizer(["export sample", "a second, longer export sample"], padding=True, return_tensors="pt"))
         self.names = list(sample)
-        key = hashlib.sha256(f"{model_path}|{self.names}|{torch.__version__}".encode()).hexdigest()[:16]
+        # keyed by the weights' digest: a model rewritten in place is exported again, never served stale
+        key = hashlib.sha256(f"{model_path}@{weights}|{self.names}|{torch.__version__}".encode()).hexdigest()[:16]
         path = cache_dir / "onnx" / key / ("model.int8.onnx" if quantize else "model.onnx")
         try:
             if not path.exists():

@@ -10,6 +10,11 @@
 Both take what they need as plain settings (a head directory or shipped name, an embedder spec as for the CLI's
 `--embedder`, k, normalize), so pipelines serialise with `to_dict`; the encoder loads in `warm_up`. Pass
 `sparse_idf=False` (the default) to QdrantDocumentStore: IDF would re-weight the codes.
+
+The head travels with the documents: the document embedder writes its encoder identity into each document's
+`meta["csrv2_encoder"]`, and a text embedder given `document_store=` refuses, at warm-up, a store holding
+documents coded by another head or normalisation (which would otherwise return nothing, without an error).
+Haystack's retrievers take the query code as it is; without `document_store` nothing is checked.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.dataclasses import SparseEmbedding
 
 from csrv2_vdb.encoder import CSRv2Encoder
+from csrv2_vdb.errors import EncoderMismatchError
 
 
 class _CSRv2Component:
@@ -38,6 +44,10 @@ class _CSRv2Component:
             from csrv2_vdb.embedders import open_embedder
 
             self.encoder = CSRv2Encoder.load(self.head, open_embedder(self.embedder), self.k, self.normalize)
+            self._checked()
+
+    def _checked(self) -> None:
+        """Components that look at the store check the head here."""
 
     def _encoder(self) -> CSRv2Encoder:
         self.warm_up()
@@ -52,9 +62,56 @@ class _CSRv2Component:
         return default_from_dict(cls, data)
 
 
+ENCODER_META = "csrv2_encoder"  # the meta field naming the head that coded a document
+
+
 @component
 class CSRv2SparseTextEmbedder(_CSRv2Component):
-    """A query text -> its CSRv2 code as a Haystack SparseEmbedding."""
+    """A query text -> its CSRv2 code as a Haystack SparseEmbedding. With `document_store`, warm-up refuses a
+    store whose documents were coded by another head (their `meta["csrv2_encoder"]`)."""
+
+    def __init__(
+        self,
+        head: str | None = None,
+        embedder: str | None = None,
+        k: int | None = None,
+        normalize: bool = True,
+        document_store: Any = None,
+    ) -> None:
+        _CSRv2Component.__init__(self, head, embedder, k, normalize)  # @component rebuilds the class: no super()
+        self.document_store = document_store
+
+    def to_dict(self) -> dict[str, Any]:
+        data = _CSRv2Component.to_dict(self)
+        if self.document_store is not None:
+            data["init_parameters"]["document_store"] = self.document_store.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        from haystack.core.serialization import import_class_by_name
+
+        store = data.get("init_parameters", {}).get("document_store")
+        if store is not None:
+            store_class: Any = import_class_by_name(store["type"])
+            data["init_parameters"]["document_store"] = store_class.from_dict(store)
+        return default_from_dict(cls, data)
+
+    def _checked(self) -> None:
+        store, encoder = self.document_store, self.encoder
+        if store is None or encoder is None:
+            return
+        other = {"field": f"meta.{ENCODER_META}", "operator": "!=", "value": encoder.identity}
+        count = getattr(store, "count_documents_by_filter", None)
+        found = count(other) if count is not None else len(store.filter_documents(other))
+        if found:
+            sample = store.filter_documents(other)[:1] if count is not None else []
+            theirs = sample[0].meta.get(ENCODER_META) if sample else "another head"
+            raise EncoderMismatchError(
+                f"the document store holds {found} documents coded by {theirs}; this text embedder codes queries "
+                f"with {encoder.identity} (head {self.head or 'the general head'}, k={encoder.k}, normalize="
+                f"{self.normalize}). Use the head that indexed the store, or index again"
+            )
 
     @component.output_types(sparse_embedding=SparseEmbedding)
     def run(self, text: str) -> dict[str, SparseEmbedding]:
@@ -68,9 +125,14 @@ class CSRv2SparseDocumentEmbedder(_CSRv2Component):
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document]) -> dict[str, list[Document]]:
-        codes = self._encoder().encode_documents([d.content or "" for d in documents]).rows()
+        encoder = self._encoder()
+        codes = encoder.encode_documents([d.content or "" for d in documents]).rows()
         out = [
-            dataclasses.replace(d, sparse_embedding=SparseEmbedding(indices=i, values=v))
+            dataclasses.replace(
+                d,
+                sparse_embedding=SparseEmbedding(indices=i, values=v),
+                meta={**d.meta, ENCODER_META: encoder.identity},
+            )
             for d, (i, v) in zip(documents, codes, strict=True)
         ]
         return {"documents": out}

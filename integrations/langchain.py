@@ -137,8 +137,12 @@ class CSRv2Retriever(BaseRetriever):
 
 class CSRv2SparseEmbeddings(SparseEmbeddings):
     """langchain-qdrant's SparseEmbeddings backed by a CSRv2Encoder (documents at k active dims, queries at the
-    encoder's `query_k_for(k)`; default encoder:
-    the general head on the offline backbone)."""
+    encoder's `query_k_for(k)`; default encoder: the general head on the offline backbone).
+
+    No head record: langchain-qdrant's QdrantVectorStore writes the points and the collection itself, so this
+    bridge cannot store or check which head coded them, and a query coded by another head finds nothing,
+    without an error. Keep the encoder fixed per collection, or use `CSRv2VectorStore` over
+    `csrv2_vdb.adapters.qdrant.QdrantStore`, which records the head and refuses another one."""
 
     def __init__(self, encoder: CSRv2Encoder | None = None, k: int | None = None) -> None:
         self.encoder = encoder if encoder is not None else CSRv2Encoder.load()

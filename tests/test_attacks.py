@@ -1254,3 +1254,90 @@ def test_29_15_head_files_are_checked_before_anything_is_allocated(tmp_path, hea
     (huge / "config.json").write_text(json.dumps({**config, "hidden_dim": 2**28}))
     with pytest.raises(HeadLoadError, match=r"weight should have shape \(268435456, 384\)"):
         SparseHead.load(huge)
+
+
+def _tiny_model(folder: Path, seed: int) -> Path:
+    """A 2-layer, 32-wide BERT with all-MiniLM-L6-v2's tokenizer: a real model, exported to ONNX in a second."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from csrv2_vdb.backbone import default_model_path
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64)  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    BertModel(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (default_model_path() / name).exists():
+            shutil.copy(default_model_path() / name, folder / name)
+    return folder
+
+
+def test_29_8_models_are_known_by_their_content_not_their_path(tmp_path, monkeypatch):
+    """A relative --embedder path in two folders, and a model rewritten in place: other vectors, another cache
+    key, another ONNX export (never the stale one)."""
+    from csrv2_vdb.backbone import Backbone
+    from csrv2_vdb.onnx_runtime import available
+
+    monkeypatch.setenv("CSRV2_CACHE_DIR", str(tmp_path / "cache"))
+    _tiny_model(tmp_path / "a" / "m", seed=1)
+    _tiny_model(tmp_path / "b" / "m", seed=2)
+    runtime = "onnx" if available() else "torch"
+    monkeypatch.chdir(tmp_path / "a")
+    first = Backbone("m", runtime=runtime)
+    x_first = first.embed(["a short text"], "document")
+    monkeypatch.chdir(tmp_path / "b")
+    second = Backbone("m", runtime=runtime)
+    assert second.identity != first.identity
+    assert not np.allclose(second.embed(["a short text"], "document"), x_first)
+    _tiny_model(tmp_path / "a" / "m", seed=3)  # rewritten in place
+    monkeypatch.chdir(tmp_path / "a")
+    rewritten = Backbone("m", runtime=runtime)
+    assert rewritten.identity != first.identity
+    assert not np.allclose(rewritten.embed(["a short text"], "document"), x_first)
+    if runtime == "onnx":
+        assert rewritten._onnx is not None and first._onnx is not None
+        assert rewritten._onnx.path != first._onnx.path
+
+
+def test_29_16_a_closed_milvus_lite_file_opens_in_another_process_at_once(tmp_path):
+    db = open_store("milvus", str(tmp_path / "m.db"))
+    db.create_collection("c", sparse_dim=8)
+    db.close()
+    path = str(tmp_path / "m.db")
+    code = f"from csrv2_vdb.adapters import open_store; print(open_store('milvus', {path!r}).list_collections())"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert other.returncode == 0 and "['c']" in other.stdout, other.stderr[-2000:]
+
+
+def test_29_16_ctrl_c_during_writes_to_milvus_lite_stops_promptly_and_resumes(tmp_path):
+    """Ctrl-C reaches the terminal's whole process group: Milvus Lite's server died with it and the writers'
+    retries hung the run for minutes (over 60 s here before the fix). Writes dominate this run (cheap codes)."""
+    import os
+    import signal
+
+    from csrv2_vdb.bulk import committed_batches
+
+    checkpoint, where = tmp_path / "ck", str(tmp_path / "m.db")
+    args = [sys.executable, "-m", "tests.bulk_worker", "milvus", where, "4000", str(checkpoint), "0"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 240
+    while time.time() < deadline and not (checkpoint.exists() and len(committed_batches(checkpoint)) >= 3):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group, Milvus Lite included
+    start = time.time()
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the run hung for over 60 s after Ctrl-C")
+    assert time.time() - start < 30 and "KeyboardInterrupt" in err, err[-2000:]
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "skipped_batches=" in again.stdout, again.stderr[-2000:]
+    with open_store("milvus", where) as db:
+        assert db.count("bulk") == 4000

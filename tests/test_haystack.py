@@ -90,3 +90,17 @@ def test_components_serialise_with_their_settings():
     assert data["init_parameters"] == {"head": "minilm-general-csrv2", "embedder": None, "k": 4, "normalize": True}
     again = CSRv2SparseTextEmbedder.from_dict(data)
     assert len(again.run("skin cancer")["sparse_embedding"].indices) == 16  # queries at default_query_k(4)
+
+
+def test_the_head_travels_with_the_documents_and_a_query_head_that_differs_is_refused(store, head_dir):
+    """29.10: documents carry the head that coded them; a text embedder given the store checks it at warm-up."""
+    from csrv2_vdb.errors import EncoderMismatchError
+
+    general = CSRv2Encoder.load().identity
+    assert {d.meta["csrv2_encoder"] for d in store.filter_documents()} == {general}
+    CSRv2SparseTextEmbedder(document_store=store).warm_up()  # the same head: fine
+    other = CSRv2SparseTextEmbedder(head=str(head_dir), document_store=store)
+    with pytest.raises(EncoderMismatchError, match=r"holds \d+ documents coded by csrv2-head:"):
+        other.warm_up()
+    again = CSRv2SparseTextEmbedder.from_dict(CSRv2SparseTextEmbedder(document_store=store).to_dict())
+    assert again.document_store is not None
