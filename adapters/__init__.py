@@ -24,7 +24,8 @@ def open_store(engine: str, location: str, **options: Any) -> SparseStore:
     CSRV2_QDRANT_API_KEY, CSRV2_MILVUS_TOKEN, CSRV2_ES_API_KEY or CSRV2_ES_USERNAME/CSRV2_ES_PASSWORD.
     """
     options = {**options, **credentials_from_env(engine, options)}
-    remember_secret(location)  # a password in the URL
+    if "://" in location:
+        remember_secret(location)  # a password in the URL
     try:
         return _open(engine, location, options)
     except CSRv2Error:

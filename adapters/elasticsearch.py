@@ -140,7 +140,7 @@ class ElasticsearchStore(StoreBase):
     def _drop(self, name: str) -> None:
         self.client.indices.delete(index=self._index(name))
 
-    def list_collections(self) -> list[str]:
+    def all_collections(self) -> list[str]:
         rows: Any = self.client.cat.indices(format="json").body
         names = (str(r["index"]) for r in rows)
         return sorted(n[len(self.prefix) :] for n in names if n.startswith(self.prefix) and not n.startswith("."))

@@ -173,7 +173,7 @@ class MilvusStore(StoreBase):
     def _drop(self, name: str) -> None:
         self.client.drop_collection(name)
 
-    def list_collections(self) -> list[str]:
+    def all_collections(self) -> list[str]:
         return sorted(self.client.list_collections())
 
     def _read_info(self, name: str) -> CollectionInfo:

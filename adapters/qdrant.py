@@ -120,7 +120,7 @@ class QdrantStore(StoreBase):
     def _drop(self, name: str) -> None:
         self.client.delete_collection(name)
 
-    def list_collections(self) -> list[str]:
+    def all_collections(self) -> list[str]:
         return sorted(c.name for c in self.client.get_collections().collections)
 
     def _read_info(self, name: str) -> CollectionInfo:

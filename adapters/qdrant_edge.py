@@ -167,7 +167,7 @@ class QdrantEdgeStore(StoreBase):
             shard.close()
         shutil.rmtree(self.path / name)
 
-    def list_collections(self) -> list[str]:
+    def all_collections(self) -> list[str]:
         return sorted(p.parent.name for p in self.path.glob(f"*/{_META}"))
 
     def _read_info(self, name: str) -> CollectionInfo:

@@ -616,6 +616,32 @@ def bench_width(
     _save(out, "width", rows, width_markdown(rows, _command_line()))
 
 
+@bench_app.command("fit-size")
+def bench_fit_size(
+    sizes: Annotated[
+        str, typer.Option("--sizes", help="Corpus sizes (medical chunks) to compare.")
+    ] = "100,200,400,800",
+    out: Annotated[Path, typer.Option("--out", help="Folder for fit-size.json/.md.")] = Path("docs/quality"),
+    data: DataOpt = None,
+    cache: CacheOpt = Path(".cache/csrv2-vdb"),
+) -> None:
+    """From what corpus size fitting a head on the corpus beats the general head (index's minimum for fitting)."""
+    from dataclasses import asdict
+
+    from csrv2_vdb.backbone import Backbone
+    from csrv2_vdb.benchmarks.datasets import find_data_dir
+    from csrv2_vdb.benchmarks.quality import fit_size_rows, quality_tables
+
+    out.mkdir(parents=True, exist_ok=True)
+    with user_errors():
+        rows = fit_size_rows(data or find_data_dir(), Backbone(), cache, _ints(sizes, "--sizes"))
+    shown = [
+        r for r in rows if r.metric.startswith("ndcg") and r.method in ("MRL", "dense", "sparse-cos, longer queries")
+    ]
+    text = "\n".join([f"`{_command_line()}`", "", *quality_tables(shown)])
+    _save(out, "fit-size", [asdict(r) for r in rows], text)
+
+
 @bench_app.command("engine-options")
 def bench_engine_options(
     ks: KsOpt = "2,8",

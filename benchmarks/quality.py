@@ -301,3 +301,40 @@ def quality_tables(rows: list[QualityRow]) -> list[str]:
             body.append([head, method, *(f"{by[s]:.3f}" if s in by else "" for s in sizes)])
         lines += [f"### {eval_set}: {metric}", "", *table(["head", "scoring", *map(str, sizes)], body), ""]
     return lines
+
+
+FIT_SIZES = (100, 200, 400, 800)
+
+
+def fit_size_rows(
+    data_dir: Path, backbone: Backbone, cache: Path, sizes: tuple[int, ...] = FIT_SIZES, seed: int = 0
+) -> list[QualityRow]:
+    """The general head against a label-free head fitted on the corpus itself, for corpora of `sizes` medical
+    chunks (the relevant chunks of the tune questions that fit, plus random others): nDCG@10 at k = 2 and 8
+    with queries as served. The size at which fitting starts to pay is `index`'s minimum for fitting."""
+    from csrv2_vdb.head import pretrained_head
+
+    data = medical_eval_set(data_dir, "tune")
+    doc_x = cached_embed(backbone, data.doc_texts, "document", cache)
+    query_x = cached_embed(backbone, data.query_texts, "query", cache)
+    rng = np.random.default_rng(seed)
+    general = pretrained_head()
+    rows: list[QualityRow] = []
+    for size in sizes:
+        chosen: set[int] = set()
+        for q in rng.permutation(sorted(data.qrels)):
+            if len(chosen | data.qrels[q]) <= size // 2:  # at most half the corpus is relevant to some query
+                chosen |= data.qrels[q]
+        others = [i for i in rng.permutation(len(doc_x)) if i not in chosen][: size - len(chosen)]
+        docs = sorted(chosen) + sorted(others)
+        where = {d: i for i, d in enumerate(docs)}
+        qrels = {q: {where[d] for d in rel} for q, rel in data.qrels.items() if rel <= set(where)}
+        queries = sorted(qrels)
+        qx, dx = query_x[queries], doc_x[docs]
+        qrels = {i: qrels[q] for i, q in enumerate(queries)}
+        name = f"medical-tune-{size}"
+        fitted = train_head(dx, default_config(TrainingSet(dx, None, "label-free", ""))).head
+        rows += baseline_rows(qx, dx, qrels, name)
+        rows += head_rows("general", general, qx, dx, qrels, name, (2, 8))
+        rows += head_rows("fitted on the corpus", fitted, qx, dx, qrels, name, (2, 8))
+    return rows

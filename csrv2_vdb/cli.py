@@ -156,53 +156,73 @@ def index(
     embedder: EmbedderOpt = None,
     embed_cache: EmbedCacheOpt = None,
     api_key: ApiKeyOpt = None,
+    fit_sample: Annotated[
+        int,
+        typer.Option(
+            "--fit-sample",
+            help="Without --head: fit the collection's head on at most this many documents (a seeded sample).",
+        ),
+    ] = 50_000,
+    fit_steps: Annotated[
+        int | None,
+        typer.Option("--fit-steps", help="Without --head: optimizer steps of the fit (default 1500, measured)."),
+    ] = None,
 ) -> None:
-    """Encode documents and upsert them; re-running overwrites, and a killed run resumes from its checkpoint."""
+    """Encode documents and upsert them; re-running overwrites, and a killed run resumes from its checkpoint.
+
+    Without --head, a new collection of at least 200 documents gets a head fitted on its own documents
+    (label-free, train --input's defaults; about a minute on 2 cores, reported), smaller ones the general
+    head; an existing collection keeps the head stored with it. The head is stored in the engine with the
+    collection, so search, eval and the retrievers find it without --head."""
     from csrv2_vdb.bulk import bulk_index
     from csrv2_vdb.encoder import MRLEncoder, encode_hybrid
+    from csrv2_vdb.head_store import head_for_index
     from csrv2_vdb.store import Optimizable
 
     if head is not None and mrl_dims is not None:
         raise fail("give --head (sparse codes) or --mrl-dims (dense baseline), not both")
     if dense_dims is not None and mrl_dims is not None:
         raise fail("--dense-dims stores dense vectors beside the sparse codes; --mrl-dims indexes dense only")
+    if fit_sample < 2:
+        raise fail(f"--fit-sample must be at least 2, got {fit_sample}")
     checkpoint = checkpoint or input.with_name(f"{input.name}.{collection}.checkpoint")
     with user_errors():
         read, field = _records(input, embeddings)
         model = _model(embedder, embed_cache, field is not None)
-        if mrl_dims is None:
-            sparse_enc = _encoder(head, model, k, normalize)
-            dims: dict[str, Any] = {"sparse_dim": sparse_enc.dim, "encoder": sparse_enc.identity}
-            encoder_id, active, ready = sparse_enc.identity, sparse_enc.k, sparse_enc
-        else:
-            dense_enc = MRLEncoder(model, mrl_dims or 0)
-            dims, encoder_id, active, ready = (
-                {"dense_dim": dense_enc.dims},
-                f"mrl:{dense_enc.dims}",
-                dense_enc.dims,
-                dense_enc,
-            )
-        if field is None:
-            encode, vectors_by = ready.encode_documents, ready.embedder.identity
-        else:
-            encode, vectors_by = ready.encode_embeddings, f"precomputed:{embeddings}"
-        if dense_dims is not None:  # both vectors per document, from one embedding pass
-            beside, codes = MRLEncoder(model, dense_dims), sparse_enc
-            dims["dense_dim"], encoder_id = beside.dims, f"{encoder_id}+mrl:{beside.dims}"
-
-            def both(batch: Any) -> Any:  # texts, or the records' precomputed embeddings
-                if field is None:
-                    return encode_hybrid(codes, beside, batch, "document")
-                return codes.encode_embeddings(batch), beside.encode_embeddings(batch)
-
-            encode = both
         total = sum(1 for _ in read())  # also checks every record before anything is written
-        run = {  # the input's content is checked batch by batch (bulk.Checkpoint), not by size and mtime
-            "engine": engine, "store": _store_identity(engine, store), "encoder": encoder_id, "k": active,
-            "embedder": vectors_by, "input": str(input.resolve()),
-        }  # fmt: skip
         with _open(engine, store, api_key) as db:
-            db.create_collection(collection, exist_ok=True, **dims)
+            if mrl_dims is None:
+                dense_beside = MRLEncoder(model, dense_dims) if dense_dims is not None else None
+                sparse_enc = head_for_index(
+                    db, collection, model, lambda: _fit_rows(read, field, model, total, fit_sample), total,
+                    head=head, k=k, normalize=normalize, dense_dim=dense_beside.dims if dense_beside else None,
+                    fit_overrides={"min_steps": fit_steps} if fit_steps else None, log=say,
+                )  # fmt: skip
+                ready: Any = sparse_enc
+                encoder_id, active = sparse_enc.identity, sparse_enc.k
+            else:
+                dense_enc = MRLEncoder(model, mrl_dims or 0)
+                db.create_collection(collection, dense_dim=dense_enc.dims, exist_ok=True)
+                encoder_id, active, ready = f"mrl:{dense_enc.dims}", dense_enc.dims, dense_enc
+            encode: Any
+            if field is None:
+                encode, vectors_by = ready.encode_documents, ready.embedder.identity
+            else:
+                encode, vectors_by = ready.encode_embeddings, f"precomputed:{embeddings}"
+            if mrl_dims is None and dense_beside is not None:  # both vectors per document, one embedding pass
+                beside, codes = dense_beside, sparse_enc
+                encoder_id = f"{encoder_id}+mrl:{beside.dims}"
+
+                def both(batch: Any) -> Any:  # texts, or the records' precomputed embeddings
+                    if field is None:
+                        return encode_hybrid(codes, beside, batch, "document")
+                    return codes.encode_embeddings(batch), beside.encode_embeddings(batch)
+
+                encode = both
+            run = {  # the input's content is checked batch by batch (bulk.Checkpoint), not by size and mtime
+                "engine": engine, "store": _store_identity(engine, store), "encoder": encoder_id, "k": active,
+                "embedder": vectors_by, "input": str(input.resolve()),
+            }  # fmt: skip
             try:
                 report = bulk_index(
                     db, collection, read(), encode, batch_size=batch_size, checkpoint=checkpoint,
@@ -218,6 +238,19 @@ def index(
         f"{collection}: {count} documents in {store} ({report.rows_written} written at "
         f"{report.rows_per_second:.0f} rows/s, {report.batches_skipped} batches resumed, {report.retries} retries)"
     )
+
+
+def _fit_rows(read: Any, field: str | None, model: Embedder | None, total: int, size: int) -> Any:
+    """Embeddings of a seeded sample of at most `size` records, to fit a head on (through the embedding cache,
+    so the write pass embeds them again for free)."""
+    import numpy as np
+
+    keep = set(np.random.default_rng(0).permutation(total)[:size].tolist()) if total > size else None
+    chosen = [r for i, r in enumerate(read()) if keep is None or i in keep]
+    if field is not None:
+        return np.asarray([r[field] for r in chosen], dtype=np.float32)
+    assert model is not None
+    return model.embed([r["text"] for r in chosen], "document")
 
 
 @app.command()
@@ -260,9 +293,11 @@ def search(
     embed_cache: EmbedCacheOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """Search a sparse collection with a text query; prints JSON hits (id, score, payload)."""
-    from csrv2_vdb.encoder import MRLEncoder, encode_hybrid, writes_normalized
-    from csrv2_vdb.store import check_encoder
+    """Search a sparse collection with a text query; prints JSON hits (id, score, payload). Without --head the
+    collection's own head (stored with it by `index`) codes the query."""
+    from csrv2_vdb.encoder import MRLEncoder, encode_hybrid
+    from csrv2_vdb.head import resolve_head
+    from csrv2_vdb.head_store import encoder_for_collection
 
     conditions = {}
     for item in filter or []:
@@ -271,13 +306,14 @@ def search(
             raise fail(f"--filter {item!r} must look like field=value")
         conditions[key] = filter_value(value)
     with user_errors():
+        if head is not None:
+            resolve_head(head)  # a bad head fails before any store is opened
+        if engine == "qdrant-edge" and not Path(store).is_dir():  # opening would create an empty store there
+            raise fail(f"no qdrant-edge store at {store} (a directory written by `csrv2-vdb index`)")
         model = open_embedder_cached(embedder, embed_cache)
-        enc = _encoder(head, model, k, normalize, query_k)  # fails before the store opens
         with _open(engine, store, api_key) as db:
+            enc = encoder_for_collection(db, collection, model, head=head, k=k, normalize=normalize, query_k=query_k)
             info = db.collection_info(collection)
-            if normalize is None and info.encoder:  # search as the collection was written
-                enc = enc.normalized_as(writes_normalized(info.encoder))
-            check_encoder(info, enc.identity)
             if rerank is None:
                 hits = db.search(collection, enc.encode_queries([query]), limit=limit, filter=conditions or None)[0]
             else:

@@ -42,9 +42,9 @@ def remember_secret(value: object) -> None:
     if not isinstance(value, str) or not value:
         return
     found = {value}
-    userinfo = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://(\S*)@", value)
-    if userinfo:
-        found = {userinfo.group(1), userinfo.group(1).partition(":")[2]}
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value):  # a URL: only its user-info is secret
+        userinfo = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://(\S*)@", value)
+        found = {userinfo.group(1), userinfo.group(1).partition(":")[2]} if userinfo else set()
     with _KNOWN_LOCK:
         _KNOWN.update(v for v in found if len(v) >= MIN_SECRET)
 

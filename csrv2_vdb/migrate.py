@@ -252,9 +252,10 @@ def migrate(
     encoder = CSRv2Encoder(None, sparse_head, k, normalize)
     identity = {**(run or {}), "source": collection, "vector": vector, "encoder": encoder.identity, "k": encoder.k,
                 "source_points": scan.points, "source_fingerprint": scan.fingerprint}  # fmt: skip
+    source_name = f"migrated from {collection!r}" + (f" (vector {vector!r})" if vector else "")
     overwritten = _prepare_target(
         target_store, target, encoder, checkpoint, identity, into_existing, reader.read_dense(collection, vector),
-        log,
+        source_name, log,
     )  # fmt: skip
 
     def records() -> Iterator[dict[str, Any]]:
@@ -309,10 +310,14 @@ def _prepare_target(
     identity: Mapping[str, Any],
     into_existing: bool,
     source_pages: Iterator[DensePoints],
+    source_name: str,
     log: Callable[[str], None],
 ) -> int:
-    """Create the target, or accept an existing one (this run's own, or with `into_existing`); returns how many
-    of the source's ids it already held (overwritten by the write)."""
+    """Create the target and store the head with it (`head_store`), or accept an existing one: this run's own
+    (interrupted, or finished and run again), or any with `into_existing`; returns how many of the source's
+    ids it already held when merging into another collection (overwritten by the write)."""
+    from csrv2_vdb.head_store import load_head, save_head
+
     ours = _checkpoint_run(checkpoint)
     if ours is not None and {k: ours.get(k) for k in ("source_points", "source_fingerprint")} != {
         k: json.loads(json.dumps(identity[k])) for k in ("source_points", "source_fingerprint")
@@ -332,12 +337,17 @@ def _prepare_target(
         ours = None
     exists = target in store.list_collections()
     held = store.count(target) if exists else 0
+    stored = load_head(store, target) if exists else None
+    if stored is not None and stored.source == source_name and stored.identity == encoder.identity:
+        ours = ours or dict(identity)  # written by this migration before: a re-run overwrites its own points
     if held and ours is None and not into_existing:
         raise CollectionExistsError(
             f"target collection {target!r} already holds {held} documents; migrating into it would overwrite "
             "those with the same ids. Name another --target, or pass --into-existing to merge on purpose"
         )
     store.create_collection(target, sparse_dim=encoder.dim, encoder=encoder.identity, exist_ok=True)
+    if stored is None:  # a target of another head was refused by create_collection
+        save_head(store, target, encoder, source_name)
     if not held or ours is not None or not isinstance(store, Gettable):
         return 0
     return sum(len(store.get(target, page.ids)) for page in source_pages)

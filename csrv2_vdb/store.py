@@ -34,6 +34,8 @@ from csrv2_vdb.sparse import SparseBatch
 # user's own `_id` field (MongoDB exports, Elasticsearch dumps) is stored as any other field.
 ID_FIELD = "_csrv2_id"
 LEGACY_ID_FIELD = "_id"  # collections written before 0.2 kept the id here
+# The companion collection holding a collection's head ends so (see csrv2_vdb.head_store).
+HEAD_SUFFIX = "__csrv2_head"
 _ID_NAMESPACE = uuid.UUID("6f1c3c5e-7a51-4f0e-9a43-c5b2d0f3a2e1")
 
 # rrf: reciprocal rank fusion (all engines); dbsf: distribution-based score fusion (Qdrant);
@@ -353,15 +355,25 @@ class StoreBase:
         return info
 
     def drop_collection(self, name: str) -> None:
+        """Drop the collection, and the head stored with it (`csrv2_vdb.head_store`)."""
         self.collection_info(name)
         self._infos.pop(name, None)
         self._drop(name)
+        head = name + HEAD_SUFFIX
+        if not name.endswith(HEAD_SUFFIX) and head in self.all_collections():
+            self._infos.pop(head, None)
+            self._drop(head)
 
     def missing(self, name: str) -> CollectionNotFoundError:
         """The error for a collection that does not exist, naming those that do."""
         return missing_collection(name, self.list_collections())
 
     def list_collections(self) -> list[str]:
+        """The collections of the store; the companions holding their heads are not listed."""
+        return [n for n in self.all_collections() if not n.endswith(HEAD_SUFFIX)]
+
+    def all_collections(self) -> list[str]:
+        """Every collection, companions included (the adapter's engine call)."""
         raise NotImplementedError
 
     def _exists(self, name: str) -> bool:

@@ -13,6 +13,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -788,26 +790,33 @@ def test_29_2_a_forged_checkpoint_and_an_edited_input_are_not_believed(tmp_path)
         assert hit.id == "doc-3"  # the edited text was encoded, not the old one
 
 
-def test_29_2_cli_rerun_after_the_store_was_deleted_writes_everything(tmp_path, head_dir):
-    data = tmp_path / "docs.jsonl"
-    data.write_text("".join(json.dumps({"id": f"d{i}", "text": f"text {i}"}) + "\n" for i in range(60)))
-    checkpoint = tmp_path / "ck"
+@contextmanager
+def _interrupted_after_commits(n: int) -> Iterator[None]:
+    """Ctrl-C (KeyboardInterrupt) in the writer that would commit batch n+1: a run stopped after n batches."""
     from csrv2_vdb.bulk import Checkpoint
 
     real_commit, calls = Checkpoint.commit, []
 
     def dies(self, batch, digest):
         calls.append(batch)
-        if len(calls) > 3:
+        if len(calls) > n:
             raise KeyboardInterrupt
         real_commit(self, batch, digest)
 
     Checkpoint.commit = dies  # type: ignore[method-assign]
     try:
-        result = _index_cli(tmp_path, data, "--head", str(head_dir), "--batch-size", "10", "--checkpoint",
-                            str(checkpoint), "--writers", "1")  # fmt: skip
+        yield
     finally:
         Checkpoint.commit = real_commit  # type: ignore[method-assign]
+
+
+def test_29_2_cli_rerun_after_the_store_was_deleted_writes_everything(tmp_path, head_dir):
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps({"id": f"d{i}", "text": f"text {i}"}) + "\n" for i in range(60)))
+    checkpoint = tmp_path / "ck"
+    with _interrupted_after_commits(3):
+        result = _index_cli(tmp_path, data, "--head", str(head_dir), "--batch-size", "10", "--checkpoint",
+                            str(checkpoint), "--writers", "1")  # fmt: skip
     assert result.exit_code == 130, result.output
     import shutil
 
@@ -1020,26 +1029,18 @@ def test_29_5_bad_numbers_and_a_foreign_head_out_are_refused(tmp_path):
     assert result.exit_code == 2 and "holdout must be" in result.output and "Traceback" not in result.output
 
 
-def test_29_5_a_source_that_changed_after_a_kill_is_written_again_in_full(tmp_path):
-    from csrv2_vdb.bulk import Checkpoint
-
+def _killed_migration(db, tmp_path: Path) -> SparseHead:
+    """A 300-point source whose migration was interrupted after 3 batches; the head it used."""
     head = SparseHead(4, 16, k=2)
+    _dense_source(db)
+    with _interrupted_after_commits(3), pytest.raises(KeyboardInterrupt):
+        _migrate(db, tmp_path, head=head, checkpoint=tmp_path / "ck")
+    return head
+
+
+def test_29_5_a_source_that_changed_after_a_kill_is_written_again_in_full(tmp_path):
     with open_store("qdrant-edge", str(tmp_path / "db")) as db:
-        _dense_source(db)
-        real_commit, calls = Checkpoint.commit, []
-
-        def dies(self, batch, digest):
-            calls.append(batch)
-            if len(calls) > 3:
-                raise KeyboardInterrupt
-            real_commit(self, batch, digest)
-
-        Checkpoint.commit = dies  # type: ignore[method-assign]
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                _migrate(db, tmp_path, head=head, checkpoint=tmp_path / "ck")
-        finally:
-            Checkpoint.commit = real_commit  # type: ignore[method-assign]
+        head = _killed_migration(db, tmp_path)
         extra = np.random.default_rng(5).normal(size=(300, 4)).astype(np.float32)
         db.upsert("src", [f"new{i}" for i in range(300)], dense=extra)
         db.delete("src", ["s0", "s1"])
@@ -1341,3 +1342,11 @@ def test_29_16_ctrl_c_during_writes_to_milvus_lite_stops_promptly_and_resumes(tm
     assert again.returncode == 0 and "skipped_batches=" in again.stdout, again.stderr[-2000:]
     with open_store("milvus", where) as db:
         assert db.count("bulk") == 4000
+
+
+def test_29_2_a_migration_whose_target_was_dropped_after_a_kill_writes_it_whole(tmp_path):
+    with open_store("qdrant-edge", str(tmp_path / "db")) as db:
+        head = _killed_migration(db, tmp_path)
+        db.drop_collection("src_csrv2")
+        report = _migrate(db, tmp_path, head=head, checkpoint=tmp_path / "ck")
+        assert report.points == 300 == db.count("src_csrv2") and report.write["batches_resumed"] == 0

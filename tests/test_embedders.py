@@ -168,7 +168,7 @@ def test_openai_errors_are_clear_and_never_show_the_key(caplog):
         messages.append(str(bad_dims.value))
         fake.faults = [500] * 10
         client = _client(fake, max_retries=2)
-        with pytest.raises(TransientEngineError, match="after 2 retries") as down:
+        with pytest.raises(TransientEngineError, match="after 3 tries") as down:
             client.embed(["a"])
         messages.append(str(down.value))
         assert fake.requests[0]["headers"]["authorization"] == f"Bearer {KEY}"  # the key did go out, in the header

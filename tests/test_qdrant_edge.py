@@ -86,7 +86,7 @@ def test_compact_ids_store_integer_and_uuid_ids_as_point_ids_without_payload(tmp
         stored = _stored(store, "c", MIXED_IDS)
         assert stored["7"] == {"n": 0} and stored["0"] == {"n": 1} and stored[UUID_ID] == {"n": 2}
         hashed = {p: v for p, v in stored.items() if p not in ("7", "0", UUID_ID)}
-        assert sorted(v["_id"] for v in hashed.values()) == sorted(["doc-1", "007", UUID_ID.upper()])
+        assert sorted(v["_csrv2_id"] for v in hashed.values()) == sorted(["doc-1", "007", UUID_ID.upper()])
         hits = store.search("c", codes, limit=1)
         assert [h[0].id for h in hits] == MIXED_IDS and [h[0].payload["n"] for h in hits] == list(range(6))
         assert [h.id for h in store.get("c", MIXED_IDS[::-1])] == MIXED_IDS[::-1]
@@ -99,7 +99,7 @@ def test_collections_written_without_compact_ids_keep_their_scheme(tmp_path):
     with QdrantEdgeStore(tmp_path / "db", compact_ids=False) as store:
         store.create_collection("old", sparse_dim=32)
         store.upsert("old", ["1", "2", "3"], sparse=codes)
-        assert all(p["_id"] for p in _stored(store, "old", ["1", "2", "3"]).values())
+        assert all(p["_csrv2_id"] for p in _stored(store, "old", ["1", "2", "3"]).values())
     with QdrantEdgeStore(tmp_path / "db") as store:  # compact_ids=True only governs new collections
         store.upsert("old", ["1", "2", "3"], sparse=codes)
         assert store.count("old") == 3

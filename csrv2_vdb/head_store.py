@@ -1,0 +1,296 @@
+"""A collection's head, kept in the engine beside the collection, so that whoever opens it codes queries alike.
+
+The head of collection `docs` lives in the companion collection `docs__csrv2_head` of the same store, on every
+engine (qdrant-edge, Qdrant, Milvus, Elasticsearch): written through the `SparseStore` protocol like any data,
+so it needs no engine-specific metadata and travels with backups and replicas of the store. Its points:
+
+    "chunk-00000", ...  the head's files (config.json + model.safetensors), base64, CHUNK_CHARS per point
+    "manifest"          written last: the encoder identity, k, normalisation, where the head came from,
+                        when it was fitted, the fit's report, the chunk count and the SHA-256 of the files
+
+A head missing chunks (partial) or whose files do not hash to the manifest's digest (tampered) is refused by
+name, never replaced by another head. `SparseStore.drop_collection` drops the companion with the collection,
+and `list_collections` does not show it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from csrv2_vdb.encoder import CSRv2Encoder
+from csrv2_vdb.errors import EncoderMismatchError, HeadLoadError
+from csrv2_vdb.head import CONFIG_NAME, WEIGHTS_NAME, SparseHead
+from csrv2_vdb.store import HEAD_SUFFIX, Gettable, SparseStore
+
+CHUNK_CHARS = 48_000  # base64 characters per point: under Milvus's 64 KB limit on a JSON field
+MANIFEST = "manifest"
+FORMAT = 1
+
+
+def companion(collection: str) -> str:
+    """The collection holding `collection`'s head."""
+    return collection + HEAD_SUFFIX
+
+
+@dataclass
+class StoredHead:
+    """A collection's head and what was recorded with it."""
+
+    head: SparseHead
+    k: int
+    normalize: bool
+    identity: str  # the encoder identity the collection records (CollectionInfo.encoder)
+    source: str  # a head directory, a shipped head's name, or "fitted on N documents of <collection>"
+    fitted_at: str | None = None  # UTC, for heads fitted by `index`
+    report: dict[str, Any] = field(default_factory=dict)  # the fit's report (rows, seconds, width, ...)
+
+    def encoder(self, embedder: Any = None, query_k: int | None = None) -> CSRv2Encoder:
+        """The encoder that wrote the collection (its k and normalisation), on `embedder`."""
+        return CSRv2Encoder(embedder, self.head, self.k, self.normalize, query_k)
+
+    def describe(self) -> str:
+        """One line naming the head for people: where it came from, k, normalisation, when fitted."""
+        when = f", fitted {self.fitted_at}" if self.fitted_at else ""
+        return f"{self.source} (k={self.k}, normalize={self.normalize}{when}; {self.identity})"
+
+
+def _files(head: SparseHead) -> bytes:
+    """The head's config.json and model.safetensors as one blob (length-prefixed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        head.save(tmp)
+        config, weights = (Path(tmp) / CONFIG_NAME).read_bytes(), (Path(tmp) / WEIGHTS_NAME).read_bytes()
+    return len(config).to_bytes(8, "little") + config + weights
+
+
+def _head_of(blob: bytes, where: str) -> SparseHead:
+    """A head from `_files`' blob, through `SparseHead.load`'s checks."""
+    n = int.from_bytes(blob[:8], "little")
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / CONFIG_NAME).write_bytes(blob[8 : 8 + n])
+        (Path(tmp) / WEIGHTS_NAME).write_bytes(blob[8 + n :])
+        try:
+            return SparseHead.load(tmp)
+        except HeadLoadError as exc:
+            raise HeadLoadError(f"the head stored in {where} is damaged: {exc}") from None
+
+
+def save_head(
+    store: SparseStore,
+    collection: str,
+    encoder: CSRv2Encoder,
+    source: str,
+    *,
+    fitted: bool = False,
+    report: dict[str, Any] | None = None,
+) -> StoredHead:
+    """Store `encoder`'s head (and k, normalisation, source, report) with `collection`, replacing any before."""
+    text = base64.b64encode(_files(encoder.head)).decode("ascii")
+    chunks = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)]
+    stored = StoredHead(
+        encoder.head, encoder.k, encoder.normalize, encoder.identity, source,
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if fitted else None, dict(report or {}),
+    )  # fmt: skip
+    manifest = {
+        "format": FORMAT, "identity": stored.identity, "k": stored.k, "normalize": stored.normalize,
+        "source": source, "fitted_at": stored.fitted_at, "report": json.dumps(stored.report), "chunks": len(chunks),
+        "sha256": hashlib.sha256(text.encode("ascii")).hexdigest(),
+    }  # fmt: skip
+    name = companion(collection)
+    if name in _all(store):
+        store.drop_collection(name)
+    store.create_collection(name, dense_dim=2)
+    ids = [f"chunk-{i:05d}" for i in range(len(chunks))]
+    for start in range(0, len(ids), 16):
+        part = ids[start : start + 16]
+        store.upsert(name, part, dense=_unit(len(part)), payloads=[{"data": chunks[int(i[6:])]} for i in part])
+    store.upsert(name, [MANIFEST], dense=_unit(1), payloads=[manifest])  # last: a head without it is not there
+    return stored
+
+
+def load_head(store: SparseStore, collection: str) -> StoredHead | None:
+    """The head stored with `collection`, or None when it has none (written before heads were stored, or by
+    other code). A partial or tampered head raises `HeadLoadError`."""
+    name = companion(collection)
+    if name not in _all(store):
+        return None
+    where = f"{name!r} (the head of {collection!r})"
+    if not isinstance(store, Gettable):
+        raise HeadLoadError(f"{type(store).__name__} cannot read the head stored in {where}")
+    found = store.get(name, [MANIFEST])
+    if not found:
+        raise HeadLoadError(f"the head stored in {where} is partial: its manifest is missing (an interrupted write?); "
+                            "index again, or name the head with --head")  # fmt: skip
+    manifest = found[0].payload
+    try:
+        count, digest = int(manifest["chunks"]), str(manifest["sha256"])
+        ids = [f"chunk-{i:05d}" for i in range(count)]
+        chunks = {
+            h.id: h.payload.get("data")
+            for start in range(0, count, 64)
+            for h in store.get(name, ids[start : start + 64])
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HeadLoadError(f"the head stored in {where} has a damaged manifest ({exc!r})") from None
+    missing = [i for i in ids if not isinstance(chunks.get(i), str)]
+    if missing:
+        raise HeadLoadError(f"the head stored in {where} is partial: {len(missing)} of {count} chunks are missing "
+                            f"(first {missing[0]}); index again, or name the head with --head")  # fmt: skip
+    text = "".join(str(chunks[i]) for i in ids)
+    if hashlib.sha256(text.encode("ascii", errors="replace")).hexdigest() != digest:
+        raise HeadLoadError(f"the head stored in {where} does not match its recorded SHA-256: it was changed "
+                            "after it was written; index again, or name the head with --head")  # fmt: skip
+    head = _head_of(base64.b64decode(text), where)
+    stored = StoredHead(
+        head, int(manifest["k"]), bool(manifest["normalize"]), str(manifest["identity"]), str(manifest["source"]),
+        manifest.get("fitted_at"), json.loads(manifest.get("report") or "{}"),
+    )  # fmt: skip
+    if stored.encoder().identity != stored.identity:
+        raise HeadLoadError(f"the head stored in {where} does not give its recorded identity {stored.identity}")
+    return stored
+
+
+def check_named_head(stored: StoredHead, encoder: CSRv2Encoder, named: str) -> None:
+    """Refuse a named head that differs from the collection's, naming both heads (not only their hashes)."""
+    if encoder.identity != stored.identity:
+        raise EncoderMismatchError(
+            f"the collection was written with the head {stored.describe()}; the head named here is {named} "
+            f"(k={encoder.k}, normalize={encoder.normalize}; {encoder.identity}). Codes of different heads are not "
+            "comparable: leave --head out to use the collection's own head, or index into a new collection"
+        )
+
+
+def _all(store: SparseStore) -> list[str]:
+    """Every collection of the store, companions included."""
+    lister = getattr(store, "all_collections", None)
+    return list(lister() if lister is not None else store.list_collections())
+
+
+def _unit(n: int) -> np.ndarray:
+    return np.tile(np.asarray([[1.0, 0.0]], dtype=np.float32), (n, 1))
+
+
+# Below this many documents `index` uses the general head instead of fitting one (docs/quality.md, "Fitting
+# at index time": measured with `csrv2-vdb bench fit-size`).
+MIN_FIT_ROWS = 200
+FIT_SAMPLE = 50_000  # at most this many documents (a seeded sample) are embedded up front to fit on
+
+
+def head_for_index(
+    store: SparseStore,
+    collection: str,
+    embedder: Any,
+    fit_rows: Any,
+    rows: int,
+    *,
+    head: str | Path | None = None,
+    k: int | None = None,
+    normalize: bool | None = None,
+    dense_dim: int | None = None,
+    fit_overrides: dict[str, object] | None = None,
+    log: Any = print,
+) -> CSRv2Encoder:
+    """The encoder `index` writes `collection` with; the collection is created (with `dense_dim` dense vectors
+    beside the codes when given) and the head stored with it.
+
+    A named `head` is used (and refused, naming both heads, when the collection already holds another); else
+    the collection's own stored head; else, for a new collection of at least MIN_FIT_ROWS documents, a
+    label-free head fitted on them (`fit_rows()` gives their embeddings: all of them, or a seeded sample),
+    with `train --input`'s measured defaults; below that, the general head (said in the log).
+    """
+    from csrv2_vdb.head import DEFAULT_HEAD, resolve_head
+
+    stored = load_head(store, collection) if collection in store.list_collections() else None
+    if head is not None:
+        encoder = CSRv2Encoder(embedder, resolve_head(head), k, True if normalize is None else normalize)
+        if stored is not None:
+            check_named_head(stored, encoder, str(head))
+            return encoder
+        return _stored(store, collection, encoder, dense_dim, str(head), log)
+    if stored is not None:
+        log(f"{collection}: using the head stored with the collection, {stored.describe()}")
+        encoder = stored.encoder(embedder)
+        return (
+            encoder
+            if k is None and normalize in (None, stored.normalize)
+            else CSRv2Encoder(embedder, stored.head, k, stored.normalize if normalize is None else normalize)
+        )
+    norm = True if normalize is None else normalize
+    if rows < MIN_FIT_ROWS:
+        log(f"{rows} documents: fewer than {MIN_FIT_ROWS}, too few to fit a head on; using the general head "
+            f"{DEFAULT_HEAD} (name one with --head for better quality)")  # fmt: skip
+        general = CSRv2Encoder(embedder, resolve_head(None), k, norm)
+        return _stored(store, collection, general, dense_dim, DEFAULT_HEAD, log)
+    from csrv2_vdb.training.fit import fit_embeddings
+
+    start = time.perf_counter()
+    x = fit_rows()
+    embedded = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = {**({"k": k} if k is not None else {}), **(fit_overrides or {})}
+        log(f"fitting a label-free head on {len(x)} of {rows} documents (no --head named)")
+        fitted = fit_embeddings(x, Path(tmp), overrides=overrides, described=f"{len(x)} documents of {collection}").head
+    seconds = time.perf_counter() - start
+    report = {"rows": len(x), "corpus": rows, "hidden_dim": fitted.hidden_dim, "k": fitted.k,
+              "embed_seconds": round(embedded, 1), "fit_seconds": round(seconds - embedded, 1)}  # fmt: skip
+    log(f"fitted in {seconds - embedded:.0f} s (+ {embedded:.0f} s embedding, shared with the write): h = "
+        f"{fitted.hidden_dim}, k = {fitted.k}")  # fmt: skip
+    encoder = CSRv2Encoder(embedder, fitted, k, norm)
+    return _stored(store, collection, encoder, dense_dim, f"fitted on {len(x)} documents of {collection}", log, report)
+
+
+def _stored(
+    store: SparseStore,
+    collection: str,
+    encoder: CSRv2Encoder,
+    dense_dim: int | None,
+    source: str,
+    log: Any,
+    report: dict[str, Any] | None = None,
+) -> CSRv2Encoder:
+    """Create the collection for `encoder`'s codes and store its head with it."""
+    store.create_collection(
+        collection, sparse_dim=encoder.dim, dense_dim=dense_dim, encoder=encoder.identity, exist_ok=True
+    )
+    save_head(store, collection, encoder, source, fitted=report is not None, report=report)
+    log(f"{collection}: head stored with the collection ({companion(collection)})")
+    return encoder
+
+
+def encoder_for_collection(
+    store: SparseStore,
+    collection: str,
+    embedder: Any,
+    *,
+    head: str | Path | None = None,
+    k: int | None = None,
+    normalize: bool | None = None,
+    query_k: int | None = None,
+) -> CSRv2Encoder:
+    """The encoder to search `collection` with: its stored head (at its k and normalisation unless given), or a
+    named head (refused when the collection stored another). A collection without a stored head is searched
+    with the named head or the general head, checked against the encoder the collection records."""
+    from csrv2_vdb.encoder import writes_normalized
+    from csrv2_vdb.head import resolve_head
+    from csrv2_vdb.store import check_encoder
+
+    info = store.collection_info(collection)
+    stored = load_head(store, collection)
+    if stored is not None and head is None:
+        encoder = CSRv2Encoder(embedder, stored.head, stored.k if k is None else k,
+                               stored.normalize if normalize is None else normalize, query_k)  # fmt: skip
+    else:
+        wanted = writes_normalized(info.encoder) if normalize is None and info.encoder else normalize
+        encoder = CSRv2Encoder(embedder, resolve_head(head), k, True if wanted is None else wanted, query_k)
+        if stored is not None:
+            check_named_head(stored, encoder, str(head))
+    check_encoder(info, encoder.identity)
+    return encoder

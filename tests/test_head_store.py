@@ -1,0 +1,148 @@
+"""A collection carries its head (csrv2_vdb.head_store): stored in the engine, found by any process, checked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from csrv2_vdb.cli import app
+from csrv2_vdb.encoder import CSRv2Encoder
+from csrv2_vdb.errors import EncoderMismatchError, HeadLoadError
+from csrv2_vdb.head import SparseHead
+from csrv2_vdb.head_store import (
+    MIN_FIT_ROWS,
+    companion,
+    encoder_for_collection,
+    load_head,
+    save_head,
+)
+from tests.engines import ENGINES, open_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def _encoder(seed: int = 0, k: int = 4) -> CSRv2Encoder:
+    torch.manual_seed(seed)
+    return CSRv2Encoder(None, SparseHead(8, 64, k=k), normalize=True)
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def engine(request, tmp_path):
+    return request.param
+
+
+def test_a_stored_head_reopens_identical_and_is_dropped_with_its_collection(engine, tmp_path):
+    encoder = _encoder()
+    x = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    store = open_engine(engine, tmp_path)
+    try:
+        store.create_collection("docs", sparse_dim=64, encoder=encoder.identity)
+        save_head(store, "docs", encoder, "a test head", report={"rows": 5})
+        assert store.list_collections() == ["docs"]  # the companion is not listed
+    finally:
+        store.close()
+    store = open_engine(engine, tmp_path)  # another store object: nothing cached
+    try:
+        stored = load_head(store, "docs")
+        assert stored is not None and stored.identity == encoder.identity and stored.k == 4
+        assert stored.source == "a test head" and stored.report == {"rows": 5}
+        again = stored.encoder()
+        assert np.array_equal(again.encode_embeddings(x).indices, encoder.encode_embeddings(x).indices)
+        assert np.array_equal(again.encode_embeddings(x).values, encoder.encode_embeddings(x).values)
+        store.drop_collection("docs")
+        assert companion("docs") not in store.all_collections()  # type: ignore[attr-defined]
+        assert load_head(store, "docs") is None
+    finally:
+        store.close()
+
+
+def test_a_partial_or_tampered_head_is_refused_never_replaced(engine, tmp_path):
+    encoder = _encoder()
+    store = open_engine(engine, tmp_path)
+    try:
+        store.create_collection("docs", sparse_dim=64, encoder=encoder.identity)
+        save_head(store, "docs", encoder, "a test head")
+        name = companion("docs")
+        store.upsert(name, ["chunk-00000"], dense=np.asarray([[1.0, 0.0]], np.float32), payloads=[{"data": "AAAA"}])
+        with pytest.raises(HeadLoadError, match="does not match its recorded SHA-256"):
+            load_head(store, "docs")
+        with pytest.raises(HeadLoadError, match="does not match"):
+            encoder_for_collection(store, "docs", None)
+        store.delete(name, ["chunk-00000"])
+        with pytest.raises(HeadLoadError, match="partial: 1 of 1 chunks are missing"):
+            load_head(store, "docs")
+        store.delete(name, ["manifest"])
+        with pytest.raises(HeadLoadError, match="partial: its manifest is missing"):
+            load_head(store, "docs")
+    finally:
+        for c in store.list_collections():
+            store.drop_collection(c)  # the head goes with it
+        store.close()
+
+
+def test_a_named_head_that_differs_is_refused_naming_both(tmp_path):
+    encoder, other = _encoder(0), _encoder(1)
+    store = open_engine("qdrant-edge", tmp_path)
+    with store:
+        store.create_collection("docs", sparse_dim=64, encoder=encoder.identity)
+        save_head(store, "docs", encoder, "fitted on 500 documents of docs", fitted=True)
+        head_dir = other.head.save(tmp_path / "other-head")
+        with pytest.raises(
+            EncoderMismatchError, match=r"fitted on 500 documents of docs \(k=4, normalize=True, fitted "
+        ):
+            encoder_for_collection(store, "docs", None, head=head_dir)
+        assert encoder_for_collection(store, "docs", None).identity == encoder.identity
+
+
+def _corpus(path: Path, n: int) -> Path:
+    topics = ["skin cancer treatment", "radiation therapy dose", "chemotherapy side effects", "surgery recovery",
+              "clinical trial enrolment", "blood test results", "pain management", "nutrition during care"]  # fmt: skip
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": f"note {i} about {topics[i % 8]}, case {i // 8}"})
+                            + "\n" for i in range(n)))  # fmt: skip
+    return path
+
+
+def test_index_without_a_head_fits_one_and_search_in_another_process_finds_it(tmp_path):
+    data = _corpus(tmp_path / "docs.jsonl", MIN_FIT_ROWS)
+    store = str(tmp_path / "db")
+    result = runner.invoke(app, ["index", "--input", str(data), "--store", store, "--collection", "docs", "--k", "4",
+                                 "--fit-steps", "30"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"fitting a label-free head on {MIN_FIT_ROWS} of {MIN_FIT_ROWS} documents" in result.output
+    assert "fitted in" in result.output and f"docs: {MIN_FIT_ROWS} documents" in result.output
+    args = [sys.executable, "-m", "csrv2_vdb.cli", "search", "radiation therapy", "--store", store, "--collection",
+            "docs", "--limit", "3"]  # fmt: skip
+    first = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    hits = [json.loads(line) for line in first.stdout.splitlines()]
+    assert len(hits) == 3
+    second = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert second.stdout == first.stdout  # the same head, the same hits, from any process
+    named = runner.invoke(app, ["search", "radiation therapy", "--store", store, "--collection", "docs",
+                                "--head", "minilm-general-csrv2"])  # fmt: skip
+    assert named.exit_code == 2 and "written with the head fitted on" in named.output
+    again = runner.invoke(app, ["index", "--input", str(data), "--store", store, "--collection", "docs"])
+    assert again.exit_code == 0 and "using the head stored with the collection" in again.output  # not refitted
+
+
+def test_a_small_corpus_gets_the_general_head_and_says_so(tmp_path):
+    data = _corpus(tmp_path / "docs.jsonl", MIN_FIT_ROWS - 1)
+    result = runner.invoke(app, ["index", "--input", str(data), "--store", str(tmp_path / "db"), "--collection", "d"])
+    assert result.exit_code == 0, result.output
+    assert f"fewer than {MIN_FIT_ROWS}, too few to fit a head on; using the general head" in result.output
+    search = runner.invoke(app, ["search", "pain", "--store", str(tmp_path / "db"), "--collection", "d"])
+    assert search.exit_code == 0 and search.output.strip()
+
+
+def test_search_on_a_missing_store_directory_creates_nothing(tmp_path):
+    result = runner.invoke(app, ["search", "q", "--store", str(tmp_path / "typo"), "--collection", "docs"])
+    assert result.exit_code == 2 and "no qdrant-edge store at" in result.output
+    assert not (tmp_path / "typo").exists()
