@@ -31,17 +31,19 @@ from langchain_core.vectorstores import VectorStore
 from langchain_qdrant import SparseEmbeddings, SparseVector
 from pydantic import ConfigDict, model_validator
 
-from csrv2_vdb.embedders import CallableEmbedder, Kind
+from csrv2_vdb.embedders import CallableEmbedder, Embedder, Kind
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
 from csrv2_vdb.errors import CollectionNotFoundError, InvalidArgumentError, UnsupportedError
 from csrv2_vdb.filters import Filter
+from csrv2_vdb.head import resolve_head
 from csrv2_vdb.retrieval import SearchMode, check_mode, index_texts, search_text
 from csrv2_vdb.store import Gettable, Hit, SparseStore
 
 
 class CSRv2Retriever(BaseRetriever):
     """Retrieve from a SparseStore collection with CSRv2 codes, MRL dense vectors, or both fused; `encoder`
-    defaults to the shipped general head on the offline backbone (sparse and hybrid modes)."""
+    defaults to the collection's own head (stored with it by `index` or `CSRv2VectorStore`), else the shipped
+    general head, on the offline backbone behind the embedding cache (sparse and hybrid modes)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -58,8 +60,17 @@ class CSRv2Retriever(BaseRetriever):
 
     @model_validator(mode="after")
     def _default_encoder(self) -> CSRv2Retriever:
+        """No encoder named: the head stored with the collection (`csrv2_vdb.head_store`), else the general head."""
         if self.encoder is None and self.search_mode != "dense":
-            self.encoder = CSRv2Encoder.load()
+            from csrv2_vdb.backbone import Backbone
+            from csrv2_vdb.embed_cache import CachedEmbedder
+            from csrv2_vdb.head_store import encoder_for_collection
+
+            embedder = CachedEmbedder(Backbone())
+            try:
+                self.encoder = encoder_for_collection(self.store, self.collection, embedder)
+            except CollectionNotFoundError:
+                self.encoder = CSRv2Encoder(embedder, resolve_head(None))
         return self
 
     def _search(self, query: str, k: int | None, filter: Filter | None, search_mode: SearchMode | None) -> list[Hit]:
@@ -180,7 +191,10 @@ def _document(hit: Hit, text_key: str) -> Document:
 class CSRv2VectorStore(VectorStore):
     """A LangChain VectorStore over any `SparseStore` collection: sparse CSRv2 codes, MRL dense vectors, or both.
 
-    `encoder` defaults to the shipped general head on the offline backbone (`CSRv2Encoder.load()`);
+    Without `encoder`, the collection's own head is used: the head stored with an existing collection
+    (`csrv2_vdb.head_store`), or, on the first write to a new one, a head fitted on those texts (label-free, as
+    `csrv2-vdb index` does; fewer than `MIN_FIT_ROWS` texts get the shipped general head), stored with the
+    collection; texts are embedded by `embedder` (default: the offline backbone behind the embedding cache).
     `search_mode` "sparse" (default), "dense" (needs `dense_encoder`), "hybrid" (both, fused by the engine) or
     "rerank" (the sparse top `candidates` rescored by the stored dense vectors).
     The collection is created on the first write. Filters are the library's ({"field": value | [values] |
@@ -200,11 +214,15 @@ class CSRv2VectorStore(VectorStore):
         text_key: str = "text",
         active_dims: int | None = None,
         candidates: int | None = None,
+        embedder: Embedder | None = None,
+        fit_overrides: dict[str, object] | None = None,
     ) -> None:
         check_mode(search_mode, dense_encoder)
         self.store = store
         self.collection = collection
-        self.encoder = encoder if encoder is not None else CSRv2Encoder.load()
+        self._encoder = encoder
+        self._embedder = embedder
+        self.fit_overrides = fit_overrides
         self.dense_encoder = dense_encoder
         self.search_mode: SearchMode = search_mode
         self.text_key = text_key
@@ -217,6 +235,40 @@ class CSRv2VectorStore(VectorStore):
         except CollectionNotFoundError:
             return False
         return True
+
+    @property
+    def embedder(self) -> Embedder:
+        """What embeds the texts when no encoder was given: the offline backbone behind the embedding cache."""
+        if self._embedder is None:
+            from csrv2_vdb.backbone import Backbone
+            from csrv2_vdb.embed_cache import CachedEmbedder
+
+            self._embedder = CachedEmbedder(Backbone())
+        return self._embedder
+
+    @property
+    def encoder(self) -> CSRv2Encoder:
+        """The encoder given, else the collection's own (its stored head); the general head before any write."""
+        if self._encoder is None:
+            from csrv2_vdb.head_store import encoder_for_collection
+
+            if not self._exists():
+                return CSRv2Encoder(self.embedder, resolve_head(None))
+            self._encoder = encoder_for_collection(self.store, self.collection, self.embedder)
+        return self._encoder
+
+    def _writer(self, texts: list[str]) -> CSRv2Encoder:
+        """The encoder for a write; on the first write to a new collection without an encoder, its own head."""
+        if self._encoder is None and not self._exists():
+            from csrv2_vdb.head_store import head_for_index
+
+            embedder = self.embedder
+            self._encoder = head_for_index(
+                self.store, self.collection, embedder, lambda: embedder.embed(texts, "document"), len(texts),
+                dense_dim=self.dense_encoder.dims if self.dense_encoder else None, fit_overrides=self.fit_overrides,
+                log=lambda _: None,
+            )  # fmt: skip
+        return self.encoder
 
     def add_texts(
         self, texts: Iterable[str], metadatas: list[dict[str, Any]] | None = None, *, ids: list[str] | None = None,
@@ -231,8 +283,8 @@ class CSRv2VectorStore(VectorStore):
         if not batch:
             return []
         return index_texts(
-            self.store, self.collection, batch, encoder=self.encoder, dense_encoder=self.dense_encoder, ids=chosen,
-            metadatas=metadatas, text_key=self.text_key,
+            self.store, self.collection, batch, encoder=self._writer(batch), dense_encoder=self.dense_encoder,
+            ids=chosen, metadatas=metadatas, text_key=self.text_key,
         )  # fmt: skip
 
     def _hits(self, query: str, k: int, filter: Filter | None, mode: SearchMode | None) -> list[Hit]:

@@ -146,3 +146,31 @@ def test_search_on_a_missing_store_directory_creates_nothing(tmp_path):
     result = runner.invoke(app, ["search", "q", "--store", str(tmp_path / "typo"), "--collection", "docs"])
     assert result.exit_code == 2 and "no qdrant-edge store at" in result.output
     assert not (tmp_path / "typo").exists()
+
+
+def test_langchain_paths_fit_store_and_find_the_same_head_as_the_cli(tmp_path):
+    """from_texts with no head fits one (MIN_FIT_ROWS texts) and stores it; a VectorStore and a retriever opened
+    later without an encoder use it, and answer exactly as the CLI's search on the same collection."""
+    from csrv2_vdb.adapters import open_store
+    from csrv2_vdb.integrations.langchain import CSRv2Retriever, CSRv2VectorStore
+
+    rows = [json.loads(line) for line in _corpus(tmp_path / "docs.jsonl", MIN_FIT_ROWS).read_text().splitlines()]
+    with open_store("qdrant-edge", str(tmp_path / "db")) as store:
+        vectorstore = CSRv2VectorStore.from_texts(
+            [r["text"] for r in rows], ids=[r["id"] for r in rows], store=store, collection="lc",
+            fit_overrides={"min_steps": 30},
+        )  # fmt: skip
+        stored = load_head(store, "lc")
+        assert stored is not None and stored.source == f"fitted on {MIN_FIT_ROWS} documents of lc"
+        assert vectorstore.encoder.identity == stored.identity
+        later = CSRv2VectorStore(store, "lc")
+        retriever = CSRv2Retriever(store=store, collection="lc", k=3)
+        assert later.encoder.identity == retriever.encoder.identity == stored.identity  # type: ignore[union-attr]
+        ours = later.similarity_search_with_score("radiation therapy", k=3)
+        theirs = retriever.invoke("radiation therapy")
+    cli = runner.invoke(app, ["search", "radiation therapy", "--store", str(tmp_path / "db"), "--collection", "lc",
+                              "--limit", "3"])  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    hits = [json.loads(line[line.index('{"id"') :]) for line in cli.output.splitlines() if '{"id"' in line]
+    assert [h["id"] for h in hits] == [d.id for d, _ in ours] == [d.id for d in theirs]
+    assert [h["score"] for h in hits] == pytest.approx([s for _, s in ours], rel=1e-5)
