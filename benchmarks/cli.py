@@ -231,7 +231,14 @@ def _train_task(
 
 @harness_app.command("eval")
 def evaluate(
-    out: Annotated[Path, typer.Option("--out", help="Where results.csv/.md/.png go.")] = Path("docs/reproduction"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where the results go: eval.csv, eval.png (and eval.json with --store) for your "
+            "data, default ./eval-output; results.csv/.md/.png for the tasks, default docs/reproduction.",
+        ),
+    ] = None,
     corpus: Annotated[
         Path | None, typer.Option("--corpus", help="Your documents (.jsonl/.parquet: id, text): evaluate on them.")
     ] = None,
@@ -261,14 +268,28 @@ def evaluate(
     embed_cache: EmbedCacheOpt = None,
     data: DataOpt = None,
     cache: CacheOpt = Path(".cache/csrv2-vdb"),
+    store: Annotated[
+        str | None, typer.Option("--store", help="Score an existing collection as served (with --collection).")
+    ] = None,
+    collection: Annotated[str | None, typer.Option("--collection", help="The collection --store holds.")] = None,
+    engine: EngineOpt = "qdrant-edge",
 ) -> None:
     """Your data (--corpus/--queries): nDCG@10, recall@10, MRR@10 of a head at each k against MRL and dense,
-    scored through an embedded engine. Without them: the paper's comparison (CSRv2 vs CSR vs MRL) on the tasks."""
+    scored through an embedded engine. A served collection (--store/--collection/--queries): its documents as
+    stored, queries coded by its own head. Without them: the paper's comparison (CSRv2 vs CSR vs MRL)."""
     from csrv2_vdb.backbone import Backbone
 
     k_values, dim_values = _ints(ks, "--ks"), _ints(dims, "--dims")
+    if (store is None) != (collection is None):
+        raise fail("give both --store and --collection to score a served collection")
+    if store is not None and collection is not None:
+        if queries is None or corpus is not None:
+            raise fail("a served collection is scored with --queries (and --qrels), without --corpus")
+        _eval_served(store, collection, engine, queries, qrels, head, embedder, embed_cache, out or Path("eval-output"))
+        return
     if (corpus is None) != (queries is None):
         raise fail("give both --corpus and --queries (or neither, for the tasks' reproduction)")
+    out = out or (Path("eval-output") if corpus is not None else Path("docs/reproduction"))
     with user_errors():
         if corpus is not None and queries is not None:
             from csrv2_vdb.benchmarks.corpus_eval import load_eval_set, run_corpus_eval
@@ -287,6 +308,25 @@ def evaluate(
             data or find_data_dir(), out, cache, backbone=Backbone(embedder), ks=k_values, dims=dim_values,
             tasks=tasks.split(","), config=HeadTrainConfig(lr=lr, epochs=epochs), console=Console(),
         )  # fmt: skip
+
+
+def _eval_served(
+    store: str, collection: str, engine: str, queries: Path, qrels: Path | None, head: str | None,
+    embedder: str | None, embed_cache: str | None, out: Path,
+) -> None:  # fmt: skip
+    """`eval --store --collection`: the collection scored as served, by its own head."""
+    from csrv2_vdb.adapters import open_store
+    from csrv2_vdb.benchmarks.corpus_eval import eval_served
+    from csrv2_vdb.credentials import redact
+    from csrv2_vdb.head_store import encoder_for_collection, load_head
+
+    with user_errors(), open_store(engine, store) as db:
+        encoder = encoder_for_collection(db, collection, open_embedder_cached(embedder, embed_cache), head=head)
+        stored = load_head(db, collection)
+        record = {"engine": engine, "store": redact(store), "collection": collection, "encoder": encoder.identity,
+                  "head": stored.describe() if stored else (head or "the general head")}  # fmt: skip
+        eval_served(db, collection, encoder, queries, qrels, out, record, Console())
+    console.print(f"scored {collection} as served; results in {out} (eval.csv, eval.png, eval.json)")
 
 
 @harness_app.command()

@@ -11,6 +11,7 @@ Queries name their relevant documents in a field (`relevant`: a list of document
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import tempfile
@@ -219,3 +220,55 @@ def write_eval_reports(rows: list[EvalRow], out_dir: Path, n_docs: int, n_querie
     fig.savefig(out_dir / "eval.png", dpi=110)
     plt.close(fig)
     console.print(f"wrote {out_dir / 'eval.csv'} and {out_dir / 'eval.png'}")
+
+
+SERVED = "sparse, as served"  # documents as stored, queries as `search` codes them
+
+
+def load_queries(queries: Path, qrels: Path | None = None) -> tuple[list[str], list[str], dict[str, set[str]]]:
+    """(query ids, query texts, relevant document ids per query id) from a queries file and its judgements."""
+    records = read_records(queries)
+    judged = _read_qrels(qrels) if qrels is not None else _field_qrels(queries, records)
+    return [r["id"] for r in records], [r["text"] for r in records], judged
+
+
+def eval_served(
+    store: SparseStore,
+    collection: str,
+    encoder: CSRv2Encoder,
+    queries: Path,
+    qrels: Path | None,
+    out_dir: Path,
+    record: Mapping[str, Any],
+    console: Console | None = None,
+) -> list[EvalRow]:
+    """Score an existing collection exactly as it is served: its stored documents, queries coded by `encoder`
+    (the collection's head) at its default query dims, and at the documents' k; writes eval.csv/.png and
+    eval.json (`record`: which store, collection and head were scored)."""
+    from csrv2_vdb.retrieval import search_queries
+
+    console = console or Console()
+    ids, texts, judged = load_queries(queries, qrels)
+    rows_of: dict[str, int] = {}
+
+    def row(doc: str) -> int:  # document ids as rows, numbered as they are met
+        return rows_of.setdefault(doc, len(rows_of))
+
+    qrels_rows = {i: {row(d) for d in judged[q]} for i, q in enumerate(ids) if judged.get(q)}
+    if not qrels_rows:
+        raise InvalidRecordError(f"no query of {queries} has a relevant document; nothing can be scored")
+    variants = [(SERVED, encoder)]
+    if encoder.query_k != encoder.k:
+        variants.append(
+            ("sparse", CSRv2Encoder(encoder.embedder, encoder.head, encoder.k, encoder.normalize, encoder.k))
+        )
+    rows = []
+    for method, coder in variants:
+        hits = search_queries(store, collection, texts, encoder=coder, limit=CUTOFF)
+        ranked = {i: [row(h.id) for h in found] for i, found in enumerate(hits)}
+        rows.append(EvalRow(method, coder.query_k, *ranking_metrics(ranked, qrels_rows)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "eval.json").write_text(json.dumps({**record, "queries": len(ids), "judged": len(qrels_rows),
+                                                   "k": encoder.k, "query_k": encoder.query_k}, indent=2))  # fmt: skip
+    write_eval_reports(rows, out_dir, store.count(collection), len(qrels_rows), console)
+    return rows

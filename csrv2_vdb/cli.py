@@ -255,9 +255,9 @@ def _fit_rows(read: Any, field: str | None, model: Embedder | None, total: int, 
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help="Query text.")],
     store: Annotated[str, typer.Option("--store", help="Where the collection lives (see `index --help`).")],
     collection: CollectionOpt,
+    query: Annotated[str | None, typer.Argument(help="Query text (or --queries FILE).")] = None,
     head: HeadOpt = None,
     engine: EngineOpt = "qdrant-edge",
     k: Annotated[
@@ -292,9 +292,18 @@ def search(
     embedder: EmbedderOpt = None,
     embed_cache: EmbedCacheOpt = None,
     api_key: ApiKeyOpt = None,
+    queries: Annotated[
+        Path | None,
+        typer.Option("--queries", help="Many queries (rows with id and text, any input format); needs --out."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help='With --queries: JSON lines {"query_id", "hits": [{"id", "score"}]}, in order.'),
+    ] = None,
 ) -> None:
     """Search a sparse collection with a text query; prints JSON hits (id, score, payload). Without --head the
-    collection's own head (stored with it by `index`) codes the query."""
+    collection's own head (stored with it by `index`) codes the query. With --queries FILE --out FILE, every
+    query of the file is searched (the model loads once) and one line per query is written."""
     from csrv2_vdb.encoder import MRLEncoder, encode_hybrid
     from csrv2_vdb.head import resolve_head
     from csrv2_vdb.head_store import encoder_for_collection
@@ -305,6 +314,10 @@ def search(
         if not sep or not key:
             raise fail(f"--filter {item!r} must look like field=value")
         conditions[key] = filter_value(value)
+    if (query is None) == (queries is None) or (queries is None) != (out is None):
+        raise fail("give one QUERY, or --queries FILE with --out FILE")
+    if queries is not None and rerank is not None:
+        raise fail("--rerank searches one QUERY at a time; leave it out with --queries")
     with user_errors():
         if head is not None:
             resolve_head(head)  # a bad head fails before any store is opened
@@ -314,6 +327,11 @@ def search(
         with _open(engine, store, api_key) as db:
             enc = encoder_for_collection(db, collection, model, head=head, k=k, normalize=normalize, query_k=query_k)
             info = db.collection_info(collection)
+            if queries is not None and out is not None:
+                written = _search_file(db, collection, enc, queries, out, limit, conditions or None)
+                say(f"{written} queries searched in {collection}; hits written to {out}")
+                return
+            assert query is not None
             if rerank is None:
                 hits = db.search(collection, enc.encode_queries([query]), limit=limit, filter=conditions or None)[0]
             else:
@@ -324,6 +342,22 @@ def search(
                                         filter=conditions or None)[0]  # fmt: skip
     for hit in hits:
         typer.echo(json.dumps({"id": hit.id, "score": round(hit.score, 6), "payload": hit.payload}))
+
+
+def _search_file(db: Any, collection: str, enc: Any, queries: Path, out: Path, limit: int, conditions: Any) -> int:
+    """Every query of the file, searched in order; one JSON line per query (written whole, then renamed)."""
+    from csrv2_vdb.records import iter_records
+    from csrv2_vdb.retrieval import search_queries
+
+    rows = list(iter_records(queries))
+    hits = search_queries(db, collection, [r["text"] for r in rows], encoder=enc, limit=limit, filter=conditions)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w") as f:
+        for row, found in zip(rows, hits, strict=True):
+            answer = [{"id": h.id, "score": round(h.score, 6)} for h in found]
+            f.write(json.dumps({"query_id": row["id"], "hits": answer}) + "\n")
+    tmp.replace(out)
+    return len(rows)
 
 
 SourceOpt = Annotated[str, typer.Option("--collection", help="The dense collection to migrate (left unchanged).")]

@@ -6,7 +6,7 @@ hybrid and rerank) and asks the store; `index_texts` encodes and upserts documen
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder, encode_hybrid
@@ -93,3 +93,21 @@ def index_texts(
         payloads = [{**m, text_key: t} for m, t in zip(metadatas[part], batch, strict=True)]
         store.upsert(collection, ids[part], vectors, payloads=payloads)
     return ids
+
+
+def search_queries(
+    store: SparseStore,
+    collection: str,
+    texts: Sequence[str],
+    *,
+    encoder: CSRv2Encoder,
+    limit: int = 10,
+    filter: Filter | None = None,
+    batch_size: int = 64,
+) -> Iterator[list[Hit]]:
+    """Each query's top `limit` hits, in input order: queries coded in batches (at the encoder's query_k), one
+    engine call per batch. The model loads once for the whole file (`csrv2-vdb search --queries`)."""
+    check_encoder(store.collection_info(collection), encoder.identity)
+    for start in range(0, len(texts), batch_size):
+        codes = encoder.encode_queries(list(texts[start : start + batch_size]))
+        yield from store.search(collection, codes, limit=limit, filter=filter)

@@ -174,3 +174,34 @@ def test_langchain_paths_fit_store_and_find_the_same_head_as_the_cli(tmp_path):
     hits = [json.loads(line[line.index('{"id"') :]) for line in cli.output.splitlines() if '{"id"' in line]
     assert [h["id"] for h in hits] == [d.id for d, _ in ours] == [d.id for d in theirs]
     assert [h["score"] for h in hits] == pytest.approx([s for _, s in ours], rel=1e-5)
+
+
+def test_batch_search_and_eval_of_a_served_collection(tmp_path):
+    """search --queries writes one line per query in input order, the same hits as one-by-one search; eval
+    --store scores the collection as served and records which head and collection it scored."""
+    data = _corpus(tmp_path / "docs.jsonl", MIN_FIT_ROWS)
+    store = str(tmp_path / "db")
+    assert runner.invoke(app, ["index", "--input", str(data), "--store", store, "--collection", "docs",
+                               "--fit-steps", "30"]).exit_code == 0  # fmt: skip
+    queries = tmp_path / "q.jsonl"
+    asked = [("q1", "radiation therapy dose", ["d1", "d9"]), ("q2", "pain management", ["d6"]),
+             ("q3", "surgery recovery", ["d3", "d11"])]  # fmt: skip
+    queries.write_text("".join(json.dumps({"id": i, "text": t, "relevant": r}) + "\n" for i, t, r in asked))
+    result = runner.invoke(app, ["search", "--store", store, "--collection", "docs", "--queries", str(queries),
+                                 "--out", str(tmp_path / "hits.jsonl"), "--limit", "4"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in (tmp_path / "hits.jsonl").read_text().splitlines()]
+    assert [line["query_id"] for line in lines] == ["q1", "q2", "q3"] and all(len(x["hits"]) == 4 for x in lines)
+    one = runner.invoke(app, ["search", "pain management", "--store", store, "--collection", "docs", "--limit", "4"])
+    single = [json.loads(line[line.index('{"id"') :]) for line in one.output.splitlines() if '{"id"' in line]
+    assert [h["id"] for h in single] == [h["id"] for h in lines[1]["hits"]]
+    assert [h["score"] for h in single] == pytest.approx([h["score"] for h in lines[1]["hits"]], rel=1e-5)
+    out = tmp_path / "served"
+    scored = runner.invoke(app, ["eval", "--store", store, "--collection", "docs", "--queries", str(queries),
+                                 "--out", str(out)])  # fmt: skip
+    assert scored.exit_code == 0, scored.output
+    record = json.loads((out / "eval.json").read_text())
+    assert record["collection"] == "docs" and record["head"].startswith("fitted on") and record["judged"] == 3
+    assert (out / "eval.csv").read_text().count("sparse") == 2
+    both = runner.invoke(app, ["search", "q", "--store", store, "--collection", "docs", "--queries", str(queries)])
+    assert both.exit_code == 2 and "give one QUERY" in both.output
