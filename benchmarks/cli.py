@@ -129,7 +129,14 @@ def train(
     max_rows: Annotated[int, typer.Option("--max-rows", help="Train on a seeded sample of at most N rows.")] = 200_000,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed; default: the config's.")] = None,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")] = 200,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/checkpoint.pt.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue from <out>/checkpoint.pt, refusing one of other settings (with "
+            "--input a run of the same settings continues by itself).",
+        ),
+    ] = False,
     embedder: EmbedderOpt = None,
     embed_cache: EmbedCacheOpt = None,
     data: DataOpt = None,
@@ -156,11 +163,16 @@ def train(
             raise fail("--method mrl trains on a --task; a head for your data is csrv2, csr or plain")
         with user_errors():
             overrides = {"method": method, "k": k, "epochs": epochs, "lr": lr, "seed": seed, "hidden_dim": hidden_dim}
-            result = fit_head(
-                input, out, embedder=lambda: open_embedder_cached(embedder, embed_cache), config=config,
-                overrides=overrides, max_rows=max_rows, resume=resume, checkpoint_every=checkpoint_every,
-                log=console.print,
-            )  # fmt: skip
+            try:
+                result = fit_head(
+                    input, out, embedder=lambda: open_embedder_cached(embedder, embed_cache), config=config,
+                    overrides=overrides, max_rows=max_rows, resume=True if resume else "auto",
+                    checkpoint_every=checkpoint_every, log=console.print,
+                )  # fmt: skip
+            except KeyboardInterrupt:
+                console.print(f"interrupted: progress saved in {out / 'checkpoint.pt'}; re-run the same command to "
+                              "continue from there")  # fmt: skip
+                raise typer.Exit(130) from None
         head = result.head
         console.print(f"head (d={head.input_dim}, h={head.hidden_dim}, k={head.k}) written to {out}")
         return

@@ -189,7 +189,9 @@ class Backbone:
         show = progress if progress is not None else len(texts) > 4 * batch_size
         starts = range(0, len(texts), batch_size)
         with torch.inference_mode():
-            for start in tqdm(starts, desc=f"embed {kind}s", unit="batch", disable=not show):
+            for start in tqdm(
+                starts, desc=f"embed {'queries' if kind == 'query' else 'documents'}", unit="batch", disable=not show
+            ):
                 rows = order[start : start + batch_size]
                 hidden, mask = self._forward([prompt + texts[i] for i in rows])
                 pooled = F.normalize(self.pool(hidden, mask).float(), dim=-1)

@@ -170,7 +170,7 @@ def index(
 ) -> None:
     """Encode documents and upsert them; re-running overwrites, and a killed run resumes from its checkpoint.
 
-    Without --head, a new collection of at least 200 documents gets a head fitted on its own documents
+    Without --head, a new collection of at least 50 documents gets a head fitted on its own documents
     (label-free, train --input's defaults; about a minute on 2 cores, reported), smaller ones the general
     head; an existing collection keeps the head stored with it. The head is stored in the engine with the
     collection, so search, eval and the retrievers find it without --head."""

@@ -22,12 +22,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from csrv2_vdb.embedders import Embedder
 from csrv2_vdb.training.data import Embed, TrainingSet, load_training_set
-from csrv2_vdb.training.trainer import HeadTrainConfig, TrainResult, train_head
+from csrv2_vdb.training.trainer import CHECKPOINT, HeadTrainConfig, TrainResult, train_head
 
 MIN_STEPS = 1500
 MAX_ROWS = 200_000
@@ -60,7 +61,7 @@ def fit_head(
     config: Path | None = None,
     overrides: dict[str, object] | None = None,
     max_rows: int | None = MAX_ROWS,
-    resume: bool = False,
+    resume: bool | Literal["auto"] = "auto",
     checkpoint_every: int = 200,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
@@ -100,7 +101,7 @@ def train_and_save(
     out: Path,
     config: Path | None = None,
     overrides: dict[str, object] | None = None,
-    resume: bool = False,
+    resume: bool | Literal["auto"] = "auto",
     checkpoint_every: int = 200,
 ) -> TrainResult:
     """Train on `data` with the defaults for its mode (then `config`, then `overrides`); save head and settings."""
@@ -110,6 +111,7 @@ def train_and_save(
         checkpoint_dir=out, checkpoint_every=checkpoint_every, resume=resume,
     )  # fmt: skip
     result.head.save(out)
+    (out / CHECKPOINT).unlink(missing_ok=True)  # the finished head needs no 16 MB resume state beside it
     settings.save(out / "training-config.json")
     summary = {**result.summary(), "data": data.described}
     (out / "training.json").write_text(json.dumps(summary, indent=2))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -116,11 +116,15 @@ def train_head(
     *,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 0,
-    resume: bool = False,
+    resume: bool | Literal["auto"] = False,
     max_steps: int | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train a SparseHead on (n, d) unit-norm embeddings; `labels` (n,) feed CSRv2's supervised loss."""
+    """Train a SparseHead on (n, d) unit-norm embeddings; `labels` (n,) feed CSRv2's supervised loss.
+
+    With `checkpoint_dir` the run is saved there every `checkpoint_every` steps and when interrupted (Ctrl-C);
+    `resume=True` continues from it (refused when written by another config), "auto" continues when it was
+    written by this config and starts over otherwise."""
     config = config or HeadTrainConfig()
     x_all, y_all = _training_tensors(embeddings, labels)
 
@@ -139,15 +143,41 @@ def train_head(
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
     if resume and ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
-        if state["config"] != asdict(config):
+        if state["config"] != asdict(config) and resume != "auto":
             raise InvalidArgumentError(f"{ckpt} was written by another config; resume with the same settings")
-        head.load_state_dict(state["head"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, result.epoch_losses = state["step"], state["epoch_losses"]
+        if state["config"] == asdict(config):
+            head.load_state_dict(state["head"])
+            optimizer.load_state_dict(state["optimizer"])
+            step, result.epoch_losses = state["step"], state["epoch_losses"]
+            if progress:
+                tqdm.write(f"resuming from {ckpt} at step {step}")
 
     bar = tqdm(
         total=total, initial=step, desc=f"train {config.method} k={config.k}", disable=not progress, mininterval=0.5
     )
+    try:
+        step = _train_steps(head, optimizer, config, x_all, y_all, labels, result, step, total, steps_per_epoch,
+                            epochs, bar, max_steps, ckpt, checkpoint_every)  # fmt: skip
+    except KeyboardInterrupt:
+        if ckpt is not None:
+            _save_checkpoint(ckpt, head, optimizer, result.steps, result, config)
+        raise
+    bar.close()
+    result.steps = step
+    if ckpt is not None:
+        _save_checkpoint(ckpt, head, optimizer, step, result, config)
+    head.k = config.k
+    head.eval()
+    return result
+
+
+def _train_steps(
+    head: SparseHead, optimizer: torch.optim.Optimizer, config: HeadTrainConfig, x_all: torch.Tensor,
+    y_all: torch.Tensor | None, labels: np.ndarray | None, result: TrainResult, step: int, total: int,
+    steps_per_epoch: int, epochs: int, bar: Any, max_steps: int | None, ckpt: Path | None, checkpoint_every: int,
+) -> int:  # fmt: skip
+    """The optimizer steps from `step` on; returns the last step (also kept in `result.steps` as it goes)."""
+    result.steps = step
     for epoch in range(step // steps_per_epoch, epochs):
         batches = _epoch_batches(len(x_all), config, labels, epoch)
         totals: dict[str, float] = {}
@@ -158,6 +188,7 @@ def train_head(
             rows = torch.as_tensor(batch)
             terms = _step(head, optimizer, config, x_all[rows], y_all[rows] if y_all is not None else None, k)
             step += 1
+            result.steps = step
             for name, value in terms.items():
                 totals[name] = totals.get(name, 0.0) + value / len(batches)
             bar.set_postfix({"k": k, **{name: f"{v:.4f}" for name, v in terms.items()}}, refresh=False)
@@ -168,13 +199,7 @@ def train_head(
             result.epoch_losses.append(totals)
             continue
         break  # max_steps reached inside the epoch
-    bar.close()
-    result.steps = step
-    if ckpt is not None:
-        _save_checkpoint(ckpt, head, optimizer, step, result, config)
-    head.k = config.k
-    head.eval()
-    return result
+    return step
 
 
 def _init_from_samples(head: SparseHead, x: torch.Tensor, seed: int) -> None:
