@@ -78,7 +78,7 @@ def _records(input: Path, embeddings: Path | None):
 @app.command()
 def encode(
     input: Annotated[Path, typer.Option("--input", help=".txt (one text per line) or .jsonl with id/text fields.")],
-    output: Annotated[Path, typer.Option("--output", help="JSON lines: {id, indices, values}.")],
+    output: Annotated[Path, typer.Option("--out", "--output", help="JSON lines: {id, indices, values}.")],
     head: HeadOpt = None,
     k: KOpt = None,
     normalize: NormalizeOpt = None,

@@ -296,3 +296,20 @@ def encoder_for_collection(
             check_named_head(stored, encoder, str(head))
     check_encoder(info, encoder.identity)
     return encoder
+
+
+def default_encoder(store: SparseStore, collection: str, embedder: Any = None) -> CSRv2Encoder:
+    """What a retriever over `collection` codes queries with when no encoder is named: the collection's stored
+    head, else (a collection without one, or none yet) the general head; texts through the embedding cache."""
+    from csrv2_vdb.errors import CollectionNotFoundError
+    from csrv2_vdb.head import resolve_head
+
+    if embedder is None:
+        from csrv2_vdb.backbone import Backbone
+        from csrv2_vdb.embed_cache import CachedEmbedder
+
+        embedder = CachedEmbedder(Backbone())
+    try:
+        return encoder_for_collection(store, collection, embedder)
+    except CollectionNotFoundError:
+        return CSRv2Encoder(embedder, resolve_head(None))

@@ -530,9 +530,17 @@ def reuse_existing(existing: CollectionInfo, wanted: CollectionInfo, exist_ok: b
     if exist_ok and same_dims:
         check_encoder(existing, wanted.encoder)
         return existing
+    if exist_ok and existing.sparse_dim != wanted.sparse_dim and existing.sparse_dim and wanted.sparse_dim:
+        raise EncoderMismatchError(
+            f"collection {wanted.name!r} holds {existing.sparse_dim}-latent codes written by encoder "
+            f"{existing.encoder or '(not recorded)'}; this encoder writes {wanted.sparse_dim} latents "
+            f"({wanted.encoder or 'not recorded'}): another head. Use the collection's own head (leave the head "
+            "out: it is stored with the collection), or index into a new collection"
+        )
     raise CollectionExistsError(
-        f"collection {wanted.name!r} already exists ({existing}); "
-        "drop it first or pass exist_ok=True with the same dims"
+        f"collection {wanted.name!r} already exists (sparse_dim={existing.sparse_dim}, dense_dim="
+        f"{existing.dense_dim}, encoder {existing.encoder}); asked for sparse_dim={wanted.sparse_dim}, dense_dim="
+        f"{wanted.dense_dim}. Drop it first, or create it again with the same dims (exist_ok=True)"
     )
 
 

@@ -62,15 +62,9 @@ class CSRv2Retriever(BaseRetriever):
     def _default_encoder(self) -> CSRv2Retriever:
         """No encoder named: the head stored with the collection (`csrv2_vdb.head_store`), else the general head."""
         if self.encoder is None and self.search_mode != "dense":
-            from csrv2_vdb.backbone import Backbone
-            from csrv2_vdb.embed_cache import CachedEmbedder
-            from csrv2_vdb.head_store import encoder_for_collection
+            from csrv2_vdb.head_store import default_encoder
 
-            embedder = CachedEmbedder(Backbone())
-            try:
-                self.encoder = encoder_for_collection(self.store, self.collection, embedder)
-            except CollectionNotFoundError:
-                self.encoder = CSRv2Encoder(embedder, resolve_head(None))
+            self.encoder = default_encoder(self.store, self.collection)
         return self
 
     def _search(self, query: str, k: int | None, filter: Filter | None, search_mode: SearchMode | None) -> list[Hit]:

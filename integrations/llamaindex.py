@@ -38,7 +38,8 @@ SparseFn = Callable[[list[str]], tuple[list[list[int]], list[list[float]]]]
 
 class CSRv2Retriever(BaseRetriever):
     """Retrieve NodeWithScore from a SparseStore collection: sparse codes, MRL dense, or hybrid; `encoder`
-    defaults to the shipped general head on the offline backbone (sparse and hybrid modes)."""
+    defaults to the collection's own head (stored with it by `index` or `CSRv2VectorStore`), else the shipped
+    general head, on the offline backbone behind the embedding cache (sparse and hybrid modes)."""
 
     def __init__(
         self,
@@ -58,7 +59,11 @@ class CSRv2Retriever(BaseRetriever):
         super().__init__(callback_manager=callback_manager)
         self.store = store
         self.collection = collection
-        self.encoder = encoder if encoder is not None or search_mode == "dense" else CSRv2Encoder.load()
+        if encoder is None and search_mode != "dense":  # the collection's stored head, else the general head
+            from csrv2_vdb.head_store import default_encoder
+
+            encoder = default_encoder(store, collection)
+        self.encoder = encoder
         self.dense_encoder = dense_encoder
         self.similarity_top_k = similarity_top_k
         self.active_dims = active_dims  # the query code's active dims; None: the encoder's query_k

@@ -205,3 +205,23 @@ def test_batch_search_and_eval_of_a_served_collection(tmp_path):
     assert (out / "eval.csv").read_text().count("sparse") == 2
     both = runner.invoke(app, ["search", "q", "--store", store, "--collection", "docs", "--queries", str(queries)])
     assert both.exit_code == 2 and "give one QUERY" in both.output
+
+
+def test_the_llamaindex_retriever_over_a_collection_uses_its_stored_head(tmp_path):
+    from csrv2_vdb.adapters import open_store
+    from csrv2_vdb.integrations.llamaindex import CSRv2Retriever
+
+    data = _corpus(tmp_path / "docs.jsonl", MIN_FIT_ROWS)
+    assert runner.invoke(app, ["index", "--input", str(data), "--store", str(tmp_path / "db"), "--collection",
+                               "docs", "--fit-steps", "30"]).exit_code == 0  # fmt: skip
+    cli = runner.invoke(app, ["search", "pain management", "--store", str(tmp_path / "db"), "--collection", "docs",
+                              "--limit", "3"])  # fmt: skip
+    want = [json.loads(line[line.index('{"id"') :]) for line in cli.output.splitlines() if '{"id"' in line]
+    with open_store("qdrant-edge", str(tmp_path / "db")) as store:
+        stored = load_head(store, "docs")
+        retriever = CSRv2Retriever(store, "docs", similarity_top_k=3)
+        assert stored is not None and retriever.encoder is not None
+        assert retriever.encoder.identity == stored.identity
+        got = retriever.retrieve("pain management")
+    assert [n.node.node_id for n in got] == [h["id"] for h in want]
+    assert [n.score for n in got] == pytest.approx([h["score"] for h in want], rel=1e-5)
