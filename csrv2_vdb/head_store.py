@@ -180,8 +180,8 @@ def _unit(n: int) -> np.ndarray:
 
 # Below this many documents `index` uses the general head instead of fitting one. Measured with `csrv2-vdb bench
 # fit-size` on GraphRAG-Bench medical subsets (tune questions): fitted vs general nDCG@10 at k = 2 / 8 was
-# 0.359 / 0.728 vs 0.587 / 0.718 at 20 documents, 0.545 / 0.724 vs 0.243 / 0.513 at 50, 0.725 / 0.731 vs
-# 0.316 / 0.370 at 100 (docs/quality/fit-size.md).
+# 0.359 / 0.728 vs 0.587 / 0.718 at 20 documents, 0.545 / 0.724 vs 0.243 / 0.513 at 50, 0.847 / 0.846 vs
+# 0.250 / 0.467 at 100, 0.481 / 0.518 vs 0.145 / 0.209 at 800 (docs/quality/fit-size.md).
 MIN_FIT_ROWS = 50
 FIT_SAMPLE = 50_000  # at most this many documents (a seeded sample) are embedded up front to fit on
 
