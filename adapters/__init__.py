@@ -3,6 +3,8 @@
 qdrant-edge   QdrantEdgeStore(path)            embedded Qdrant (Rust engine in-process), the default
 qdrant        QdrantStore(url=... | path=...)  Qdrant server/cluster; path/":memory:" is local mode
 milvus        MilvusStore(uri)                 Milvus server URI, or Milvus Lite from a .db file
+elasticsearch ElasticsearchStore(url)          an Elasticsearch cluster (8.x; sparse_vector or rank_features)
+pgvector      PgvectorStore(dsn)               PostgreSQL with pgvector (a connection string; "" reads PG*)
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from csrv2_vdb.credentials import credentials_from_env, redact, remember_secret
 from csrv2_vdb.errors import CSRv2Error, EngineError, InvalidArgumentError
 from csrv2_vdb.store import SparseStore
 
-ENGINES = ("qdrant-edge", "qdrant", "milvus", "elasticsearch")
+ENGINES = ("qdrant-edge", "qdrant", "milvus", "elasticsearch", "pgvector")
 
 
 def open_store(engine: str, location: str, **options: Any) -> SparseStore:
@@ -57,4 +59,8 @@ def _open(engine: str, location: str, options: dict[str, Any]) -> SparseStore:
         from csrv2_vdb.adapters.elasticsearch import ElasticsearchStore
 
         return ElasticsearchStore(location, **options)
+    if engine == "pgvector":
+        from csrv2_vdb.adapters.pgvector import PgvectorStore
+
+        return PgvectorStore(location, **options)
     raise InvalidArgumentError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")

@@ -43,6 +43,7 @@ from csrv2_vdb.store import (
     WriteBatch,
     in_order,
     pick_vector,
+    rrf_fuse,
 )
 
 SPARSE = "sparse"
@@ -351,15 +352,8 @@ class ElasticsearchStore(StoreBase):
 
     def _client_rrf(self, name: str, queries: list[dict[str, Any]], depth: int, limit: int) -> list[Hit]:
         """Reciprocal rank fusion done here, for servers without the RRF retriever."""
-        scores: dict[str, float] = {}
-        payloads: dict[str, dict[str, Any]] = {}
-        for body in queries:
-            hits = self.client.search(index=self._index(name), size=depth, **body)["hits"]["hits"]
-            for rank, h in enumerate(hits, start=1):
-                scores[h["_id"]] = scores.get(h["_id"], 0.0) + 1.0 / (self.rrf_k + rank)
-                payloads[h["_id"]] = _payload(h)
-        ranked = sorted(scores, key=lambda i: (-scores[i], i))[:limit]
-        return [Hit(id=i, score=scores[i], payload=payloads[i]) for i in ranked]
+        lists = [self.client.search(index=self._index(name), size=depth, **body)["hits"]["hits"] for body in queries]
+        return rrf_fuse([[_hit(h, 0.0) for h in hits] for hits in lists], self.rrf_k, limit)
 
 
 def _positive_features(sparse: SparseBatch) -> list[dict[str, float]]:

@@ -249,6 +249,19 @@ class Gettable(Protocol):
         ...
 
 
+def rrf_fuse(lists: Sequence[Sequence[Hit]], rrf_k: int, limit: int) -> list[Hit]:
+    """Reciprocal rank fusion, for engines that cannot fuse: each id scores sum(1 / (rrf_k + rank)) over the
+    lists (ranks from 1), best first, ties by id; the payload is the first list's that holds the id."""
+    scores: dict[str, float] = {}
+    payloads: dict[str, dict[str, Any]] = {}
+    for hits in lists:
+        for rank, hit in enumerate(hits, start=1):
+            scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (rrf_k + rank)
+            payloads.setdefault(hit.id, hit.payload)
+    ranked = sorted(scores, key=lambda i: (-scores[i], i))[:limit]
+    return [Hit(id=i, score=scores[i], payload=payloads[i]) for i in ranked]
+
+
 def in_order(ids: Sequence[str], found: list[Hit]) -> list[Hit]:
     """`found` ordered as `ids` asked (each once), dropping ids that were not found."""
     by_id = {hit.id: hit for hit in found}

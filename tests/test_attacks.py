@@ -915,6 +915,10 @@ def test_29_6_the_last_record_of_an_id_wins_with_four_writers(tmp_path):
         ({"x": [1.0, float("inf")]}, r"'x\[1\]' is inf"),
         ({"when": __import__("datetime").date(2024, 1, 1)}, "holds a date"),
         ({1: "a"}, "must be a non-empty string"),
+        (
+            {"x": __import__("functools").reduce(lambda inner, _: {"x": inner}, range(130), {"leaf": 1})},
+            "nested deeper than 32 levels",
+        ),
     ],
 )
 def test_29_9_payloads_no_engine_can_hold_are_refused_before_the_engine(store, payload, message):

@@ -1,0 +1,300 @@
+"""PostgreSQL + pgvector: sparse codes in a `sparsevec` column, dense vectors in `vector`, payloads in `jsonb`.
+
+One collection is one table (`id text primary key, sparse sparsevec(h), dense vector(d), payload jsonb`) and
+a row of `csrv2_collections` recording its dims and encoder. Search is exact by default (`ORDER BY sparse <#>
+query`: pgvector's negative inner product, so the score is its negation); `hnsw=True` builds pgvector's HNSW
+index (`sparsevec_ip_ops` / `vector_ip_ops`, at most 1,000 non-zeros per sparse vector) and searches it with
+`hnsw.ef_search`, approximate. Filters become parameterised SQL over the jsonb payload (no value or field name
+is ever spliced into the text), upserts are `INSERT ... ON CONFLICT (id) DO UPDATE` in one transaction per
+batch, and connections come from a pool. The connection string (or the usual PG* environment variables) may
+hold a password: it is never printed. Dropped connections and server restarts are transient errors: bulk
+indexing retries them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from csrv2_vdb.credentials import redact, remember_secret
+from csrv2_vdb.errors import EngineError, InvalidArgumentError, UnsupportedError
+from csrv2_vdb.filters import Filter, conditions
+from csrv2_vdb.sparse import SparseBatch
+from csrv2_vdb.store import (
+    CollectionInfo,
+    DensePoints,
+    Hit,
+    HybridRequest,
+    StoreBase,
+    WriteBatch,
+    in_order,
+    pick_vector,
+    rrf_fuse,
+)
+
+_META = "csrv2_collections"
+_MAX_HNSW_NONZEROS = 1000
+
+
+def _sparse_text(indices: Sequence[int], values: Sequence[float], dim: int) -> str:
+    """pgvector's sparsevec literal: {index:value,...}/dim with 1-based indices; zeros dropped."""
+    pairs = ",".join(f"{int(i) + 1}:{float(v)!r}" for i, v in zip(indices, values, strict=True) if v != 0)
+    return f"{{{pairs}}}/{dim}"
+
+
+def _dense_text(row: np.ndarray) -> str:
+    return "[" + ",".join(repr(float(v)) for v in row) + "]"
+
+
+def _no_nul(value: Any, where: str) -> None:
+    """PostgreSQL text and jsonb cannot hold the NUL character: refuse it by name instead of failing inside."""
+    if isinstance(value, str) and "\x00" in value:
+        raise UnsupportedError(f"{where}: PostgreSQL cannot store the NUL character (\\x00); remove it")
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _no_nul(key, where)
+            _no_nul(inner, where)
+    elif isinstance(value, list):
+        for inner in value:
+            _no_nul(inner, where)
+
+
+class PgvectorStore(StoreBase):
+    """`SparseStore` on PostgreSQL with the pgvector extension (0.7+ for sparsevec)."""
+
+    engine = "PostgreSQL + pgvector"
+    fusions = ("rrf",)
+    # Quoted identifiers of at most 63 bytes: the collection names of NAME_PATTERN that fit.
+    name_rule = "1-63 letters, digits, '_' or '-', not starting with '-'"
+
+    def __init__(
+        self,
+        dsn: str = "",
+        *,
+        hnsw: bool = False,
+        ef_search: int = 40,
+        rrf_k: int = 60,
+        min_size: int = 1,
+        max_size: int = 8,
+        timeout: float = 30.0,
+    ) -> None:
+        """`dsn`: a libpq connection string or URL ("" reads PGHOST, PGUSER, PGPASSWORD, ... as psql does)."""
+        import re
+
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        super().__init__()
+        self.name_pattern = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
+        remember_secret(dsn)
+        self.dsn, self.hnsw, self.ef_search, self.rrf_k = dsn, hnsw, ef_search, rrf_k
+        self._psycopg = psycopg
+        self.transient_errors = (ConnectionError, TimeoutError, psycopg.OperationalError)
+        try:
+            self.client = ConnectionPool(dsn, min_size=min_size, max_size=max_size, timeout=timeout, open=False)
+            self.client.open(wait=True, timeout=timeout)
+        except Exception as exc:
+            why = redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
+            raise EngineError(f"cannot reach PostgreSQL at {redact(dsn) or 'the PG* environment'}: {why}") from None
+        self._sql("CREATE EXTENSION IF NOT EXISTS vector")
+        self._sql(f"CREATE TABLE IF NOT EXISTS {_META} (name text PRIMARY KEY, sparse_dim int, dense_dim int, "
+                  "encoder text)")  # fmt: skip
+
+    # ------------------------------------------------------------------ plumbing
+    def _sql(self, query: Any, params: Sequence[Any] | None = None, *, fetch: bool = False) -> list[tuple]:
+        """Run one statement in its own transaction; rows when `fetch`."""
+        with self.client.connection() as conn, conn.cursor() as cur:
+            if self.hnsw:
+                cur.execute(f"SET hnsw.ef_search = {int(self.ef_search)}")
+            cur.execute(query, params)
+            return cur.fetchall() if fetch else []
+
+    def _table(self, name: str) -> Any:
+        return self._psycopg.sql.Identifier(self.check_name(name))
+
+    # ------------------------------------------------------------- collections
+    def all_collections(self) -> list[str]:
+        return sorted(r[0] for r in self._sql(f"SELECT name FROM {_META}", fetch=True))
+
+    def _exists(self, name: str) -> bool:
+        return bool(self._sql(f"SELECT 1 FROM {_META} WHERE name = %s", [name], fetch=True))
+
+    def _create(self, info: CollectionInfo) -> None:
+        sql = self._psycopg.sql
+        columns = [sql.SQL("id text PRIMARY KEY"), sql.SQL("payload jsonb NOT NULL DEFAULT '{}'")]
+        if info.sparse_dim:
+            columns.append(sql.SQL("sparse sparsevec({})").format(sql.Literal(info.sparse_dim)))
+        if info.dense_dim:
+            columns.append(sql.SQL("dense vector({})").format(sql.Literal(info.dense_dim)))
+        with self.client.connection() as conn, conn.transaction():
+            conn.execute(sql.SQL("CREATE TABLE {} ({})").format(self._table(info.name), sql.SQL(", ").join(columns)))
+            conn.execute(f"INSERT INTO {_META} VALUES (%s, %s, %s, %s)",
+                         [info.name, info.sparse_dim, info.dense_dim, info.encoder])  # fmt: skip
+            if self.hnsw:
+                for column, ops in (("sparse", "sparsevec_ip_ops"), ("dense", "vector_ip_ops")):
+                    if info.sparse_dim if column == "sparse" else info.dense_dim:
+                        conn.execute(sql.SQL("CREATE INDEX ON {} USING hnsw ({} {})").format(
+                            self._table(info.name), sql.Identifier(column), sql.SQL(ops)))  # fmt: skip
+
+    def _read_info(self, name: str) -> CollectionInfo:
+        rows = self._sql(f"SELECT sparse_dim, dense_dim, encoder FROM {_META} WHERE name = %s", [name], fetch=True)
+        if not rows:
+            raise self.missing(name)
+        sparse_dim, dense_dim, encoder = rows[0]
+        return CollectionInfo(name, sparse_dim, dense_dim, encoder)
+
+    def _drop(self, name: str) -> None:
+        with self.client.connection() as conn, conn.transaction():
+            conn.execute(self._psycopg.sql.SQL("DROP TABLE IF EXISTS {}").format(self._table(name)))
+            conn.execute(f"DELETE FROM {_META} WHERE name = %s", [name])
+
+    def create_payload_index(self, name: str, field: str, kind: str = "keyword") -> None:
+        """A B-tree index on one payload field (text for keyword/bool, float8 for integer/float)."""
+        if kind not in ("keyword", "integer", "float", "bool"):
+            raise InvalidArgumentError(f"payload index kind must be keyword, integer, float or bool, got {kind!r}")
+        conditions({field: ""})  # the field name is checked like a filter's
+        sql = self._psycopg.sql
+        path = sql.Literal("{" + ",".join(field.split(".")) + "}")
+        expression = sql.SQL("(payload #>> {})").format(path)
+        if kind in ("integer", "float"):
+            expression = sql.SQL("(_csrv2_number(payload #> {}))").format(path)
+            self._number_function()
+        self._sql(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+            sql.Identifier(f"{name}__{field}"[:63]), self._table(name), expression))  # fmt: skip
+
+    def _number_function(self) -> None:
+        self._sql("CREATE OR REPLACE FUNCTION _csrv2_number(value jsonb) RETURNS float8 IMMUTABLE LANGUAGE sql AS "
+                  "$$ SELECT CASE WHEN jsonb_typeof(value) = 'number' THEN value::float8 END $$")  # fmt: skip
+
+    # --------------------------------------------------------------------- data
+    def _upsert(self, name: str, batch: WriteBatch) -> None:
+        info = self.collection_info(name)
+        sql = self._psycopg.sql
+        for doc_id, payload in zip(batch.ids, batch.payloads, strict=True):
+            _no_nul(doc_id, "document id")
+            _no_nul(payload, f"document {doc_id!r}")
+        if batch.sparse is not None and self.hnsw:
+            heavy = int((batch.sparse.values != 0).sum(axis=1).max(initial=0))
+            if heavy > _MAX_HNSW_NONZEROS:
+                raise UnsupportedError(
+                    f"pgvector's HNSW index takes at most {_MAX_HNSW_NONZEROS} non-zeros, got {heavy}"
+                )
+        columns, rows = ["id", "payload"], []
+        if info.sparse_dim:
+            columns.append("sparse")
+        if info.dense_dim:
+            columns.append("dense")
+        sparse_rows = list(batch.sparse.rows()) if batch.sparse is not None else None
+        for i, doc_id in enumerate(batch.ids):
+            row: list[Any] = [doc_id, json.dumps(batch.payloads[i])]
+            if sparse_rows is not None:
+                row.append(_sparse_text(*sparse_rows[i], info.sparse_dim or 0))
+            if batch.dense is not None:
+                row.append(_dense_text(batch.dense[i]))
+            rows.append(row)
+        updates = sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:])
+        statement = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}").format(
+            self._table(name), sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(sql.Placeholder() * len(columns)), updates,
+        )  # fmt: skip
+        with self.client.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(statement, rows)
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        self.collection_info(name)
+        statement = self._psycopg.sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._table(name))
+        self._sql(statement, [[str(i) for i in ids]])
+
+    def get(self, name: str, ids: Sequence[str]) -> list[Hit]:
+        self.collection_info(name)
+        statement = self._psycopg.sql.SQL("SELECT id, payload FROM {} WHERE id = ANY(%s)").format(self._table(name))
+        rows = self._sql(statement, [[str(i) for i in ids]], fetch=True)
+        return in_order(ids, [Hit(r[0], 0.0, r[1]) for r in rows])
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        self.collection_info(name)
+        where, params = _where(filter, self._psycopg.sql)
+        statement = self._psycopg.sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self._table(name), where)
+        return int(self._sql(statement, params, fetch=True)[0][0])
+
+    def _dense_vectors(self, name: str, ids: list[str]) -> np.ndarray:
+        statement = self._psycopg.sql.SQL("SELECT id, dense::text FROM {} WHERE id = ANY(%s)").format(self._table(name))
+        found = {r[0]: json.loads(r[1]) for r in self._sql(statement, [ids], fetch=True)}
+        return np.asarray([found[i] for i in ids], dtype=np.float32)
+
+    # ------------------------------------------------------- reading back (migration)
+    def dense_source(self, name: str, vector: str | None = None) -> tuple[int, int]:
+        info = self.collection_info(name)
+        _, size = pick_vector(name, {"dense": info.dense_dim} if info.dense_dim else {}, vector)
+        return self.count(name), size
+
+    def read_dense(self, name: str, vector: str | None = None, batch_size: int = 256) -> Iterator[DensePoints]:
+        """Every row in id order, `batch_size` per page (keyset pagination: stable under concurrent reads)."""
+        self.dense_source(name, vector)
+        statement = self._psycopg.sql.SQL(
+            "SELECT id, dense::text, payload FROM {} WHERE id > %s ORDER BY id LIMIT %s"
+        ).format(self._table(name))  # fmt: skip
+        last = ""
+        while rows := self._sql(statement, [last, batch_size], fetch=True):
+            vectors = np.asarray([json.loads(r[1]) for r in rows], dtype=np.float32)
+            yield DensePoints([r[0] for r in rows], vectors, [r[2] for r in rows])
+            last = rows[-1][0]
+
+    # ------------------------------------------------------------------- search
+    def _search(self, name: str, query: SparseBatch | np.ndarray, limit: int, filter: Filter | None) -> list[list[Hit]]:
+        info = self.collection_info(name)
+        if isinstance(query, SparseBatch):
+            texts = [_sparse_text(i, v, info.sparse_dim or 0) for i, v in query.rows()]
+            column, cast = "sparse", "sparsevec"
+        else:
+            texts = [_dense_text(row) for row in query]
+            column, cast = "dense", "vector"
+        sql = self._psycopg.sql
+        where, params = _where(filter, sql)
+        statement = sql.SQL(
+            "SELECT id, payload, -({col} <#> %s::{cast}) AS score FROM {table} WHERE {where} AND {col} IS NOT NULL "
+            "ORDER BY {col} <#> %s::{cast} LIMIT %s"
+        ).format(col=sql.Identifier(column), cast=sql.SQL(cast), table=self._table(name), where=where)  # fmt: skip
+        out = []
+        for text in texts:
+            rows = self._sql(statement, [text, *params, text, limit], fetch=True)
+            hits = [Hit(r[0], float(r[2]), r[1]) for r in rows]
+            out.append([h for h in hits if h.score > 0] if column == "sparse" else hits)  # no shared latent: no hit
+        return out
+
+    def _hybrid_search(self, name: str, r: HybridRequest) -> list[list[Hit]]:
+        """Reciprocal rank fusion of the sparse and the dense top `depth`, done here (SQL has no fusion)."""
+        sparse = self._search(name, r.sparse, r.depth, r.filter)
+        dense = self._search(name, r.dense, r.depth, r.filter)
+        return [rrf_fuse([s, d], self.rrf_k, r.limit) for s, d in zip(sparse, dense, strict=True)]
+
+
+def _where(filter: Filter | None, sql: Any) -> tuple[Any, list[Any]]:
+    """Engine-neutral filter -> a parameterised SQL condition over the jsonb payload (TRUE when empty).
+
+    Equality compares jsonb values (type included: 1 and "1" differ); a payload field holding a list matches
+    when one element does, as on Qdrant. Ranges apply to numbers only."""
+    parts: list[Any] = []
+    params: list[Any] = []
+    for kind, key, value in conditions(filter):
+        path = "{" + ",".join(key.split(".")) + "}"
+        if kind in ("eq", "any"):
+            options = value if kind == "any" else [value]
+            parts.append(sql.SQL(
+                "(payload #> %s::text[] = ANY(%s::jsonb[]) OR (jsonb_typeof(payload #> %s::text[]) = 'array' AND "
+                "EXISTS (SELECT 1 FROM jsonb_array_elements(payload #> %s::text[]) e WHERE e = ANY(%s::jsonb[]))))"
+            ))  # fmt: skip
+            as_json = [json.dumps(v) for v in options]
+            params += [path, as_json, path, path, as_json]
+            continue
+        number = sql.SQL(
+            "(CASE WHEN jsonb_typeof(payload #> %s::text[]) = 'number' THEN (payload #> %s::text[])::float8 END)"
+        )
+        for op, bound in ((">=", value.gte), (">", value.gt), ("<=", value.lte), ("<", value.lt)):
+            if bound is not None:
+                parts.append(sql.SQL("{} {} %s").format(number, sql.SQL(op)))
+                params += [path, path, float(bound)]
+    return (sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")), params
