@@ -94,12 +94,22 @@ class PgvectorStore(StoreBase):
         self._psycopg = psycopg
         self.transient_errors = (ConnectionError, TimeoutError, psycopg.OperationalError)
         try:
-            self.client = ConnectionPool(dsn, min_size=min_size, max_size=max_size, timeout=timeout, open=False)
+            psycopg.connect(dsn, connect_timeout=int(timeout)).close()  # a wrong password or a server down: at once
+            self.client = ConnectionPool(
+                dsn, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
+                check=ConnectionPool.check_connection,  # a connection the server dropped is replaced, not handed out
+            )  # fmt: skip
             self.client.open(wait=True, timeout=timeout)
         except Exception as exc:
             why = redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
             raise EngineError(f"cannot reach PostgreSQL at {redact(dsn) or 'the PG* environment'}: {why}") from None
-        self._sql("CREATE EXTENSION IF NOT EXISTS vector")
+        if not self._sql("SELECT 1 FROM pg_extension WHERE extname = 'vector'", fetch=True):
+            try:
+                self._sql("CREATE EXTENSION IF NOT EXISTS vector")
+            except psycopg.Error as exc:
+                raise EngineError(f"the pgvector extension is not installed in this database and this user cannot "
+                                  f"install it ({str(exc).splitlines()[0]}); run CREATE EXTENSION vector as a "
+                                  "superuser") from None  # fmt: skip
         self._sql(f"CREATE TABLE IF NOT EXISTS {_META} (name text PRIMARY KEY, sparse_dim int, dense_dim int, "
                   "encoder text)")  # fmt: skip
 

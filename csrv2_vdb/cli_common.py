@@ -111,7 +111,8 @@ def user_errors() -> Iterator[None]:
         raise fail(f"the engine client failed ({type(exc).__name__}): {_first_line(exc)}") from exc
 
 
-_CLIENT_MODULES = ("grpc", "httpx", "httpcore", "elastic_transport", "elasticsearch", "pymilvus", "qdrant_client")
+_CLIENT_MODULES = ("grpc", "httpx", "httpcore", "elastic_transport", "elasticsearch", "pymilvus", "qdrant_client",
+                   "psycopg", "psycopg_pool")  # fmt: skip
 
 
 def _client_error(exc: Exception) -> bool:

@@ -110,14 +110,17 @@ def _corpus(path: Path, n: int) -> Path:
     return path
 
 
+CORPUS = 4 * MIN_FIT_ROWS  # enough documents that a query shares latents with several
+
+
 def test_index_without_a_head_fits_one_and_search_in_another_process_finds_it(tmp_path):
-    data = _corpus(tmp_path / "docs.jsonl", MIN_FIT_ROWS)
+    data = _corpus(tmp_path / "docs.jsonl", CORPUS)
     store = str(tmp_path / "db")
     result = runner.invoke(app, ["index", "--input", str(data), "--store", store, "--collection", "docs", "--k", "4",
                                  "--fit-steps", "30"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert f"fitting a label-free head on {MIN_FIT_ROWS} of {MIN_FIT_ROWS} documents" in result.output
-    assert "fitted in" in result.output and f"docs: {MIN_FIT_ROWS} documents" in result.output
+    assert f"fitting a label-free head on {CORPUS} of {CORPUS} documents" in result.output
+    assert "fitted in" in result.output and f"docs: {CORPUS} documents" in result.output
     args = [sys.executable, "-m", "csrv2_vdb.cli", "search", "radiation therapy", "--store", store, "--collection",
             "docs", "--limit", "3"]  # fmt: skip
     first = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -154,14 +157,14 @@ def test_langchain_paths_fit_store_and_find_the_same_head_as_the_cli(tmp_path):
     from csrv2_vdb.adapters import open_store
     from csrv2_vdb.integrations.langchain import CSRv2Retriever, CSRv2VectorStore
 
-    rows = [json.loads(line) for line in _corpus(tmp_path / "docs.jsonl", MIN_FIT_ROWS).read_text().splitlines()]
+    rows = [json.loads(line) for line in _corpus(tmp_path / "docs.jsonl", CORPUS).read_text().splitlines()]
     with open_store("qdrant-edge", str(tmp_path / "db")) as store:
         vectorstore = CSRv2VectorStore.from_texts(
             [r["text"] for r in rows], ids=[r["id"] for r in rows], store=store, collection="lc",
             fit_overrides={"min_steps": 30},
         )  # fmt: skip
         stored = load_head(store, "lc")
-        assert stored is not None and stored.source == f"fitted on {MIN_FIT_ROWS} documents of lc"
+        assert stored is not None and stored.source == f"fitted on {CORPUS} documents of lc"
         assert vectorstore.encoder.identity == stored.identity
         later = CSRv2VectorStore(store, "lc")
         retriever = CSRv2Retriever(store=store, collection="lc", k=3)
@@ -179,7 +182,7 @@ def test_langchain_paths_fit_store_and_find_the_same_head_as_the_cli(tmp_path):
 def test_batch_search_and_eval_of_a_served_collection(tmp_path):
     """search --queries writes one line per query in input order, the same hits as one-by-one search; eval
     --store scores the collection as served and records which head and collection it scored."""
-    data = _corpus(tmp_path / "docs.jsonl", MIN_FIT_ROWS)
+    data = _corpus(tmp_path / "docs.jsonl", CORPUS)
     store = str(tmp_path / "db")
     assert runner.invoke(app, ["index", "--input", str(data), "--store", store, "--collection", "docs",
                                "--fit-steps", "30"]).exit_code == 0  # fmt: skip
@@ -211,7 +214,7 @@ def test_the_llamaindex_retriever_over_a_collection_uses_its_stored_head(tmp_pat
     from csrv2_vdb.adapters import open_store
     from csrv2_vdb.integrations.llamaindex import CSRv2Retriever
 
-    data = _corpus(tmp_path / "docs.jsonl", MIN_FIT_ROWS)
+    data = _corpus(tmp_path / "docs.jsonl", CORPUS)
     assert runner.invoke(app, ["index", "--input", str(data), "--store", str(tmp_path / "db"), "--collection",
                                "docs", "--fit-steps", "30"]).exit_code == 0  # fmt: skip
     cli = runner.invoke(app, ["search", "pain management", "--store", str(tmp_path / "db"), "--collection", "docs",

@@ -149,8 +149,11 @@ def test_every_bridge_defaults_to_the_general_head(indexed):
     assert CSRv2SparseEmbedding().encoder.identity == general
     assert CSRv2SparseEmbeddingFunction().embedding.encoder.identity == general  # type: ignore[attr-defined]
     assert CSRv2SparseEmbeddings().encoder.identity == CSRv2MilvusSparseEmbedding().encoder.identity == general
-    retriever = CSRv2Retriever(indexed[0], "docs", similarity_top_k=3)
-    assert retriever.encoder.identity == general
+    assert CSRv2Retriever(indexed[0], "not_yet", similarity_top_k=3).encoder.identity == general  # no collection
+    from csrv2_vdb.errors import EncoderMismatchError
+
+    with pytest.raises(EncoderMismatchError, match="holds codes written by encoder"):
+        CSRv2Retriever(indexed[0], "docs", similarity_top_k=3)  # written by another head, none stored: refused
     doc_fn, query_fn = sparse_fns()
     assert len(doc_fn(TEXTS[:2])[0]) == 2 and query_fn([QUERY])[0][0]
     with pytest.raises(InvalidArgumentError, match="set it on the sparse embedding"):
