@@ -226,6 +226,15 @@ def head_for_index(
             else CSRv2Encoder(embedder, stored.head, k, stored.normalize if normalize is None else normalize)
         )
     norm = True if normalize is None else normalize
+    if collection in store.list_collections():  # written before heads were stored with collections
+        recorded = store.collection_info(collection).encoder
+        general = CSRv2Encoder(embedder, resolve_head(None), k, norm)
+        if recorded not in (None, general.identity):
+            raise EncoderMismatchError(
+                f"collection {collection!r} was written by encoder {recorded} and holds no stored head (it was "
+                "indexed before heads were stored with collections); name its head with --head"
+            )
+        return _stored(store, collection, general, dense_dim, DEFAULT_HEAD, log)
     if rows < MIN_FIT_ROWS:
         log(f"{rows} documents: fewer than {MIN_FIT_ROWS}, too few to fit a head on; using the general head "
             f"{DEFAULT_HEAD} (name one with --head for better quality)")  # fmt: skip

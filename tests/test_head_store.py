@@ -228,3 +228,20 @@ def test_the_llamaindex_retriever_over_a_collection_uses_its_stored_head(tmp_pat
         got = retriever.retrieve("pain management")
     assert [n.node.node_id for n in got] == [h["id"] for h in want]
     assert [n.score for n in got] == pytest.approx([h["score"] for h in want], rel=1e-5)
+
+
+def test_a_collection_indexed_before_heads_were_stored_keeps_its_head(tmp_path, head_dir):
+    """An old collection (no stored head) written by the general head adopts it; one written by another head is
+    refused at once, before any fit, and told to name its head."""
+    from csrv2_vdb.adapters import open_store
+
+    data = _corpus(tmp_path / "docs.jsonl", CORPUS)
+    store = str(tmp_path / "db")
+    with open_store("qdrant-edge", store) as db:
+        for name, head in (("old_general", None), ("old_other", head_dir)):
+            encoder = CSRv2Encoder.load(head)
+            db.create_collection(name, sparse_dim=encoder.dim, encoder=encoder.identity)
+    adopted = runner.invoke(app, ["index", "--input", str(data), "--store", store, "--collection", "old_general"])
+    assert adopted.exit_code == 0 and "fitting" not in adopted.output, adopted.output
+    refused = runner.invoke(app, ["index", "--input", str(data), "--store", store, "--collection", "old_other"])
+    assert refused.exit_code == 2 and "name its head with --head" in refused.output and "fitting" not in refused.output
