@@ -439,7 +439,10 @@ def migrate(
 def check(
     store: Annotated[str, typer.Option("--store", help="Where both collections live.")],
     collection: SourceOpt,
-    head: Annotated[str, typer.Option("--head", help="The head the target was written with.")],
+    head: Annotated[
+        str | None,
+        typer.Option("--head", help="The head the target was written with; default: the head stored with it."),
+    ] = None,
     vector: VectorOpt = None,
     target: TargetOpt = None,
     engine: EngineOpt = "qdrant-edge",
@@ -447,16 +450,14 @@ def check(
     api_key: ApiKeyOpt = None,
 ) -> None:
     """The fidelity report of a migrated collection: sparse recall@10 against the dense collection's own top-10."""
-    from csrv2_vdb.encoder import CSRv2Encoder, writes_normalized
-    from csrv2_vdb.head import resolve_head
+    from csrv2_vdb.head_store import encoder_for_collection, load_head
     from csrv2_vdb.migrate import dense_reader, fidelity_report, sample_points, target_name
-    from csrv2_vdb.store import check_encoder
 
     with user_errors(), _open(engine, store, api_key) as db:
         name = target_name(collection, target)
-        info = db.collection_info(name)
-        encoder = CSRv2Encoder(None, resolve_head(head), normalize=writes_normalized(info.encoder))
-        check_encoder(info, encoder.identity)
+        if head is None and load_head(db, name) is None:
+            raise fail(f"{name!r} holds no stored head (migrated before heads were stored): name it with --head")
+        encoder = encoder_for_collection(db, name, None, head=head)
         reader = dense_reader(db)
         _, held = sample_points(reader.read_dense(collection, vector), 0, holdout)
         fidelity = fidelity_report(reader, collection, db, name, encoder, held, vector=vector)

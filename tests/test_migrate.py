@@ -175,4 +175,6 @@ def test_cli_migrate_check_and_search(tmp_path, medical, head_dir):
     hits = [json.loads(line) for line in found.output.splitlines() if line.startswith("{")]
     assert 1 <= len(hits) <= 3 and all(h["id"].startswith("chunk-") and "title" in h["payload"] for h in hits)
     wrong = runner.invoke(app, ["check", *common, "--head", str(head_dir)])
-    assert wrong.exit_code == 2 and "written by encoder" in wrong.output
+    assert wrong.exit_code == 2 and "written with the head migrated from 'dense_src'" in wrong.output
+    stored = runner.invoke(app, ["check", *common, "--holdout", "25"])  # no --head: the head stored with it
+    assert stored.exit_code == 0 and stored.output == checked.output
