@@ -293,6 +293,7 @@ def _where(filter: Filter | None, sql: Any) -> tuple[Any, list[Any]]:
         path = "{" + ",".join(key.split(".")) + "}"
         if kind in ("eq", "any"):
             options = value if kind == "any" else [value]
+            _no_nul(options, f"filter on {key!r}")
             parts.append(sql.SQL(
                 "(payload #> %s::text[] = ANY(%s::jsonb[]) OR (jsonb_typeof(payload #> %s::text[]) = 'array' AND "
                 "EXISTS (SELECT 1 FROM jsonb_array_elements(payload #> %s::text[]) e WHERE e = ANY(%s::jsonb[]))))"

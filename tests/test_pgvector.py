@@ -247,3 +247,18 @@ def test_hnsw_is_opt_in_and_reports_recall_against_exact(tmp_path):
         found = approx.search("graph", queries, limit=10)
     recall = np.mean([len({h.id for h in f} & {h.id for h in t}) / len(t) for f, t in zip(found, truth, strict=True)])
     assert 0.5 <= recall <= 1.0, recall
+
+
+def test_the_nul_character_is_refused_by_name(tmp_path):
+    """PostgreSQL text and jsonb cannot hold \\x00: ids, payloads and filter values holding it are refused."""
+    from csrv2_vdb.errors import UnsupportedError
+
+    with open_store("pgvector", pg_url(tmp_path)) as store:
+        store.create_collection("c", sparse_dim=DIM)
+        with pytest.raises(UnsupportedError, match="NUL character"):
+            store.upsert("c", ["a"], vectors_for(["1"]), payloads=[{"s": "x\x00y"}])
+        with pytest.raises(UnsupportedError, match="NUL character"):
+            store.upsert("c", ["a\x00b"], vectors_for(["1"]))
+        with pytest.raises(UnsupportedError, match="NUL character"):
+            store.count("c", filter={"s": "x\x00y"})
+        assert store.count("c") == 0
