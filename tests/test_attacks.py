@@ -1126,7 +1126,7 @@ def test_29_7_embedding_replies_must_index_every_text_once(indices):
         reversed_ok.close()
 
 
-@pytest.mark.parametrize("password", ["pa/SECRETTAIL9", "p@ss/w#SECRETTAIL9"], ids=["slash", "at-slash-hash"])
+@pytest.mark.parametrize("password", ["p@ss/w#SECRETTAIL9"], ids=["at-slash-hash"])
 @pytest.mark.parametrize("engine", ["qdrant", "milvus", "elasticsearch"])
 def test_29_11_passwords_with_url_characters_never_print(engine, password):
     """In a real process: the engine clients' own log lines (pymilvus logs the URI it dials) are redacted too."""
