@@ -53,9 +53,13 @@ class StoredHead:
     fitted_at: str | None = None  # UTC, for heads fitted by `index`
     report: dict[str, Any] = field(default_factory=dict)  # the fit's report (rows, seconds, width, ...)
 
-    def encoder(self, embedder: Any = None, query_k: int | None = None) -> CSRv2Encoder:
-        """The encoder that wrote the collection (its k and normalisation), on `embedder`."""
-        return CSRv2Encoder(embedder, self.head, self.k, self.normalize, query_k)
+    def encoder(
+        self, embedder: Any = None, query_k: int | None = None, *, k: int | None = None, normalize: bool | None = None
+    ) -> CSRv2Encoder:
+        """The encoder that wrote the collection (its k and normalisation unless given), on `embedder`."""
+        return CSRv2Encoder(
+            embedder, self.head, self.k if k is None else k, self.normalize if normalize is None else normalize, query_k
+        )
 
     def describe(self) -> str:
         """One line naming the head for people: where it came from, k, normalisation, when fitted."""
@@ -183,7 +187,6 @@ def _unit(n: int) -> np.ndarray:
 # 0.359 / 0.728 vs 0.587 / 0.718 at 20 documents, 0.545 / 0.724 vs 0.243 / 0.513 at 50, 0.847 / 0.846 vs
 # 0.250 / 0.467 at 100, 0.481 / 0.518 vs 0.145 / 0.209 at 800 (docs/quality/fit-size.md).
 MIN_FIT_ROWS = 50
-FIT_SAMPLE = 50_000  # at most this many documents (a seeded sample) are embedded up front to fit on
 
 
 def head_for_index(
@@ -210,7 +213,8 @@ def head_for_index(
     """
     from csrv2_vdb.head import DEFAULT_HEAD, resolve_head
 
-    stored = load_head(store, collection) if collection in store.list_collections() else None
+    exists = collection in store.list_collections()
+    stored = load_head(store, collection) if exists else None
     if head is not None:
         encoder = CSRv2Encoder(embedder, resolve_head(head), k, True if normalize is None else normalize)
         if stored is not None:
@@ -219,14 +223,9 @@ def head_for_index(
         return _stored(store, collection, encoder, dense_dim, str(head), log)
     if stored is not None:
         log(f"{collection}: using the head stored with the collection, {stored.describe()}")
-        encoder = stored.encoder(embedder)
-        return (
-            encoder
-            if k is None and normalize in (None, stored.normalize)
-            else CSRv2Encoder(embedder, stored.head, k, stored.normalize if normalize is None else normalize)
-        )
+        return stored.encoder(embedder, k=k, normalize=normalize)
     norm = True if normalize is None else normalize
-    if collection in store.list_collections():  # written before heads were stored with collections
+    if exists:  # written before heads were stored with collections
         recorded = store.collection_info(collection).encoder
         general = CSRv2Encoder(embedder, resolve_head(None), k, norm)
         if recorded not in (None, general.identity):
@@ -296,8 +295,7 @@ def encoder_for_collection(
     info = store.collection_info(collection)
     stored = load_head(store, collection)
     if stored is not None and head is None:
-        encoder = CSRv2Encoder(embedder, stored.head, stored.k if k is None else k,
-                               stored.normalize if normalize is None else normalize, query_k)  # fmt: skip
+        encoder = stored.encoder(embedder, query_k, k=k, normalize=normalize)
     else:
         wanted = writes_normalized(info.encoder) if normalize is None and info.encoder else normalize
         encoder = CSRv2Encoder(embedder, resolve_head(head), k, True if wanted is None else wanted, query_k)
