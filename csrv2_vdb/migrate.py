@@ -29,7 +29,7 @@ from csrv2_vdb.bulk import BulkReport, bulk_index
 from csrv2_vdb.encoder import CSRv2Encoder
 from csrv2_vdb.errors import CheckpointError, CollectionExistsError, InvalidArgumentError, InvalidEmbeddingError
 from csrv2_vdb.head import SparseHead, resolve_head
-from csrv2_vdb.store import DensePoints, DenseReadable, Gettable, SparseStore
+from csrv2_vdb.store import DensePoints, DenseReadable, Gettable, Optimizable, SparseStore
 
 _ID = "\0id"  # record keys that no payload field can collide with
 _VECTOR = "\0vector"
@@ -268,6 +268,8 @@ def migrate(
         target_store, target, records(), encoder.encode_embeddings, batch_size=batch_size, checkpoint=checkpoint,
         run=identity, id_field=_ID, vector_field=_VECTOR, total=total, progress=progress, log=log,
     )  # fmt: skip
+    if isinstance(target_store, Optimizable):  # qdrant-edge merges segments, pgvector builds its HNSW index
+        target_store.optimize(target)
     report = MigrationReport(
         collection, target, target_store.count(target), encoder.identity, encoder.k,
         {"rows_written": written.rows_written, "batches_resumed": written.batches_skipped, "retries": written.retries,

@@ -88,3 +88,13 @@ def assert_real_plot(path: Path) -> None:
     pixels = matplotlib.image.imread(path)
     assert pixels.ndim == 3 and pixels.shape[0] >= 200 and pixels.shape[1] >= 300, pixels.shape
     assert float(pixels[..., :3].std()) > 0.01
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A PostgreSQL server of the test's own, which it may kill, restart or reconfigure (stopped after)."""
+    from tests.engines import OwnPgServer
+
+    server = OwnPgServer(tmp_path / "pg")
+    yield server
+    server.stop()

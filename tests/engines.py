@@ -8,12 +8,18 @@ cluster, in indices named csrv2-test-<random>-*.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import signal
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import psutil
 
 from csrv2_vdb.adapters import open_store
 from csrv2_vdb.store import SparseStore
@@ -55,7 +61,7 @@ def es_url(name: str) -> str:
 
 
 _pg: dict[str, Any] = {}
-_pg_databases: dict[Path, str] = {}
+_pg_databases: set[tuple[str, str]] = set()
 
 
 def pg_server_url() -> str:
@@ -72,18 +78,19 @@ def pg_server_url() -> str:
     return str(_pg["url"])
 
 
-def pg_url(root: Path) -> str:
-    """A database of its own for the test directory `root`, on the session's server."""
+def pg_url(root: Path, server: str = "") -> str:
+    """A database of its own for the test directory `root` on `server` (default: the session's server), named
+    after the directory, so that a test's worker processes find the same one."""
     import psycopg
 
-    server = pg_server_url()
-    if root not in _pg_databases:
-        name = f"t_{uuid.uuid4().hex[:12]}"
+    server = server or pg_server_url()
+    name = "t_" + hashlib.sha1(str(root).encode()).hexdigest()[:16]
+    if (server, name) not in _pg_databases:
         with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        _pg_databases[root] = name
-    parts = urlsplit(server)
-    return urlunsplit(parts._replace(path="/" + _pg_databases[root]))
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+                conn.execute(f'CREATE DATABASE "{name}"')
+        _pg_databases.add((server, name))
+    return urlunsplit(urlsplit(server)._replace(path="/" + name))
 
 
 def location(name: str, root: Path) -> tuple[str, str]:
@@ -100,3 +107,42 @@ def open_engine(name: str, root: Path) -> SparseStore:
         # one index namespace per test directory, so tests never see each other's collections
         options["index_prefix"] = _prefixes.setdefault(root, f"csrv2-test-{uuid.uuid4().hex[:8]}-")
     return open_store(*location(name, root), **options)
+
+
+class OwnPgServer:
+    """A PostgreSQL server of this test's own in `folder`, which the test may kill, restart or reconfigure."""
+
+    def __init__(self, folder: Path) -> None:
+        import pgserver
+
+        self.server = pgserver.get_server(folder, cleanup_mode=None)
+        self.folder = Path(self.server.pgdata)
+        self.url = self.server.get_uri()
+
+    def kill_9(self) -> None:
+        """SIGKILL the postmaster and wait until no server process runs (its backends exit with it)."""
+        os.kill(self.server.get_pid(), signal.SIGKILL)
+        deadline = time.time() + 20
+        while time.time() < deadline and any(
+            p.info["username"] == "pgserver" and p.info["status"] != psutil.STATUS_ZOMBIE
+            and str(self.folder) in " ".join(p.info["cmdline"] or [])
+            for p in psutil.process_iter(["username", "status", "cmdline"])
+        ):  # fmt: skip
+            time.sleep(0.05)
+
+    def start(self) -> None:
+        """Start it again after a kill: the stale lock files of a killed postmaster are removed first (its pid
+        may linger as a zombie where nothing reaps it, which PostgreSQL takes for a live server)."""
+        from pgserver.postgres_server import pg_ctl
+
+        (self.folder / "postmaster.pid").unlink(missing_ok=True)
+        for lock in self.folder.glob(".s.PGSQL.*"):
+            lock.unlink()
+        pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {self.folder}", "-l", str(self.folder / "log"), "start"],
+               pgdata=self.folder, user="pgserver", timeout=60)  # fmt: skip
+
+    def stop(self) -> None:
+        from pgserver.postgres_server import pg_ctl
+
+        with contextlib.suppress(Exception):  # already down (a test killed it)
+            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.folder, user="pgserver", timeout=60)

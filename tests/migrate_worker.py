@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from csrv2_vdb.encoder import CSRv2Encoder
+from csrv2_vdb.errors import CollectionNotFoundError
 from csrv2_vdb.migrate import migrate
 from tests.engines import location, open_engine
 
@@ -55,6 +56,14 @@ def make_source(engine: str, store, vectors: np.ndarray, payloads: list[dict]) -
                    for doc_id, v, p in zip(ids, vectors, payloads, strict=True)]  # fmt: skip
         helpers.bulk(store.client, actions)
         return "dense_src", None, ids
+    if engine == "pgvector":  # a table of the user's own: bigint key, a vector column, plain columns
+        with store.client.connection() as conn:
+            conn.execute(f"CREATE TABLE dense_src (doc bigint PRIMARY KEY, emb vector({vectors.shape[1]}), "
+                         "title text, n int, tags text[])")  # fmt: skip
+            rows = [(2000 + i, "[" + ",".join(map(repr, v.tolist())) + "]", p["title"], p["n"], p["tags"])
+                    for i, (v, p) in enumerate(zip(vectors, payloads, strict=True))]  # fmt: skip
+            conn.cursor().executemany("INSERT INTO dense_src VALUES (%s, %s, %s, %s, %s)", rows)
+        return "dense_src", None, [str(2000 + i) for i in range(len(vectors))]
     from pymilvus import DataType  # Milvus: INT64 primary key, a scalar field and dynamic fields
 
     schema = store.client.create_schema(auto_id=False, enable_dynamic_field=True)
@@ -79,9 +88,10 @@ def main() -> None:
 
     CSRv2Encoder.encode_embeddings = slow  # type: ignore[method-assign]
     with open_engine(engine, root) as store:
-        if "dense_src" in store.list_collections():
-            vector = "minilm" if engine == "qdrant-local" else None
-        else:
+        vector = "minilm" if engine == "qdrant-local" else None
+        try:
+            store.dense_source("dense_src", vector)  # made by the killed run (a user table is not listed)
+        except CollectionNotFoundError:
             vectors = np.load(root / "vectors.npy")
             _, vector, _ = make_source(engine, store, vectors, json.loads((root / "payloads.json").read_text()))
         report = migrate(

@@ -215,7 +215,7 @@ def test_benchmark_targets_name_engines_from_the_one_table():
 
     stores = [c for c in vars(targets).values() if isinstance(c, type) and issubclass(c, targets.StoreTarget)]
     engines = {c.engine for c in stores if c is not targets.StoreTarget}
-    assert engines == {"qdrant-edge", "milvus", "qdrant"} and engines <= set(ENGINES)
+    assert engines == {"qdrant-edge", "milvus", "qdrant", "pgvector"} and engines <= set(ENGINES)
 
 
 def test_runtime_bench_compares_torch_onnx_and_int8(data_slice):

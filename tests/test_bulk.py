@@ -43,7 +43,7 @@ def _assert_exactly_indexed(kind: str, location: str) -> None:
         assert row[0].payload == {"text": str(i), "n": i}
 
 
-@pytest.mark.parametrize("engine", ["milvus-lite", "qdrant-edge", "qdrant-local"])
+@pytest.mark.parametrize("engine", ["milvus-lite", "qdrant-edge", "qdrant-local", "pgvector"])
 def test_sigkill_mid_run_then_resume(engine, tmp_path):
     kind, where = location(engine, tmp_path)
     checkpoint = tmp_path / "run.checkpoint"

@@ -1,5 +1,5 @@
-"""`CSRv2VectorStore` passes langchain-tests' standard VectorStore suite (sync and async) on qdrant-edge and
-Milvus Lite, and answers like `CSRv2Retriever` over the same store."""
+"""`CSRv2VectorStore` passes langchain-tests' standard VectorStore suite (sync and async) on qdrant-edge,
+Milvus Lite and PostgreSQL + pgvector (a real server), and answers like `CSRv2Retriever` over the same store."""
 
 from __future__ import annotations
 
@@ -45,6 +45,10 @@ class TestQdrantEdgeVectorStore(_Suite):
 
 class TestMilvusLiteVectorStore(_Suite):
     engine = "milvus-lite"
+
+
+class TestPgvectorVectorStore(_Suite):
+    engine = "pgvector"
 
 
 @pytest.mark.parametrize("engine", ["qdrant-edge", "milvus-lite"])

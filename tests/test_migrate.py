@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,12 +21,12 @@ from csrv2_vdb.encoder import CSRv2Encoder
 from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.head import DEFAULT_HEAD, pretrained_head
 from csrv2_vdb.migrate import migrate, unit
-from tests.engines import open_engine
+from tests.engines import open_engine, pg_server_url, pg_url
 from tests.migrate_worker import make_source
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 300
-ENGINES = ["qdrant-edge", "qdrant-local", "milvus-lite", "elasticsearch-fake"]
+ENGINES = ["qdrant-edge", "qdrant-local", "milvus-lite", "elasticsearch-fake", "pgvector"]
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +98,12 @@ def test_migration_errors_name_what_is_wrong(tmp_path, medical):
             migrate(store, "nothing", head=DEFAULT_HEAD)
 
 
-def _worker(engine: str, root: Path, checkpoint: Path, delay: float) -> subprocess.Popen:
+def migrate_worker(engine: str, root: Path, checkpoint: Path, delay: float, pg: str = "") -> subprocess.Popen:
+    """tests/migrate_worker.py in a process of its own; `pg`: the PostgreSQL server it uses."""
     args = [engine, str(root), DEFAULT_HEAD, str(checkpoint), str(delay)]
+    env = {**os.environ, "CSRV2_PG_URL": pg or pg_server_url()} if engine == "pgvector" else None
     return subprocess.Popen([sys.executable, "-m", "tests.migrate_worker", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)  # fmt: skip
 
 
 @pytest.mark.parametrize("engine", ENGINES[:3])  # the Elasticsearch fake lives in the killed process: see below
@@ -109,7 +112,7 @@ def test_sigkill_mid_migration_then_rerun_ends_with_exactly_n_points(engine, tmp
     np.save(tmp_path / "vectors.npy", vectors)  # the worker creates the source (Milvus Lite allows one process)
     (tmp_path / "payloads.json").write_text(json.dumps(payloads))
     checkpoint = tmp_path / "migrate.checkpoint"
-    proc = _worker(engine, tmp_path, checkpoint, delay=0.3)
+    proc = migrate_worker(engine, tmp_path, checkpoint, delay=0.3)
     deadline = time.time() + 120
     while time.time() < deadline:
         if checkpoint.exists() and len(committed_batches(checkpoint)) >= 2:
@@ -120,12 +123,42 @@ def test_sigkill_mid_migration_then_rerun_ends_with_exactly_n_points(engine, tmp
     proc.wait()
     subprocess.run(["pkill", "-9", "-s", str(proc.pid)], check=False)  # Milvus Lite's engine process too
     assert 2 <= len(committed_batches(checkpoint)) < N // 20
-    again = _worker(engine, tmp_path, checkpoint, delay=0.0)
+    again = migrate_worker(engine, tmp_path, checkpoint, delay=0.0)
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     assert "points=300" in out and int(out.split("resumed=")[1]) >= 2, (out, err)
     with open_engine(engine, tmp_path) as store:
         assert store.count("dense_src_csrv2") == N
+
+
+def test_kill_9_of_the_postgresql_server_mid_migration_then_rerun_is_exact(own_server, tmp_path, medical):
+    """The server (and the migration) SIGKILLed mid-way, the server restarted, the same migration again: exactly
+    N rows, each code bit-exact against the head applied to the source's vectors."""
+    from tests.test_pgvector import stored_codes
+
+    vectors, payloads = medical
+    np.save(tmp_path / "vectors.npy", vectors)
+    (tmp_path / "payloads.json").write_text(json.dumps(payloads))
+    checkpoint = tmp_path / "migrate.checkpoint"
+    proc = migrate_worker("pgvector", tmp_path, checkpoint, delay=0.3, pg=own_server.url)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (checkpoint.exists() and len(committed_batches(checkpoint)) >= 2):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    own_server.kill_9()
+    proc.kill()
+    proc.communicate()
+    assert 2 <= len(committed_batches(checkpoint)) < N // 20
+    own_server.start()
+    again = migrate_worker("pgvector", tmp_path, checkpoint, delay=0.0, pg=own_server.url)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0 and "points=300" in out and int(out.split("resumed=")[1]) >= 2, (out, err)
+    stored = stored_codes(pg_url(tmp_path, own_server.url), "dense_src_csrv2")
+    expected = CSRv2Encoder(None, pretrained_head()).encode_embeddings(unit(vectors))
+    assert sorted(stored) == sorted(str(2000 + i) for i in range(N))
+    for i, (indices, values) in enumerate(expected.rows()):
+        want = sorted((int(a), float(np.float32(b))) for a, b in zip(indices, values, strict=True) if b)
+        assert sorted(zip(*stored[str(2000 + i)], strict=True)) == want
 
 
 def test_failure_mid_migration_then_rerun_on_elasticsearch(tmp_path, medical, monkeypatch):

