@@ -241,6 +241,15 @@ class ElasticsearchStore(StoreBase):
         found = [Hit(str(d["_id"]), 0.0, _payload(d)) for d in docs if d.get("found")]
         return in_order(ids, found)
 
+    def _sparse_codes(self, name: str, ids: list[str]) -> dict[str, tuple[list[int], list[float]]]:
+        docs = self.client.mget(index=self._index(name), ids=ids, source_includes=[SPARSE])["docs"]
+        out = {}
+        for d in docs:
+            if d.get("found"):
+                code = sorted((int(i), float(v)) for i, v in (d["_source"].get(SPARSE) or {}).items())
+                out[str(d["_id"])] = ([i for i, _ in code], [v for _, v in code])
+        return out
+
     def _dense_vectors(self, name: str, ids: list[str]) -> np.ndarray:
         docs = self.client.mget(index=self._index(name), ids=ids, source_includes=[DENSE])["docs"]
         by_id = {str(d["_id"]): d["_source"][DENSE] for d in docs if d.get("found")}

@@ -279,6 +279,16 @@ class MilvusStore(StoreBase):
         found = [hit_from_payload({k: v for k, v in r.items() if k not in _RESERVED}, 0.0, r[PK]) for r in rows]
         return in_order(ids, found)
 
+    def _sparse_codes(self, name: str, ids: list[str]) -> dict[str, tuple[list[int], list[float]]]:
+        with _engine_errors(f"read codes from {name!r}"):
+            rows = self.client.get(name, ids=[point_id(i) for i in ids], output_fields=["*"])
+        out = {}
+        for r in rows:
+            doc_id = hit_from_payload({k: v for k, v in r.items() if k not in _RESERVED}, 0.0, r[PK]).id
+            code = sorted((int(i), float(v)) for i, v in (r.get(SPARSE) or {}).items())
+            out[doc_id] = ([i for i, _ in code], [v for _, v in code])
+        return out
+
     def _dense_vectors(self, name: str, ids: list[str]) -> np.ndarray:
         keys = [point_id(i) for i in ids]
         with _engine_errors(f"read dense vectors from {name!r}"):

@@ -319,6 +319,14 @@ class PgvectorStore(StoreBase):
         statement = self._psycopg.sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self._table(name), where)
         return int(self._sql(statement, params, fetch=True)[0][0])
 
+    def _sparse_codes(self, name: str, ids: list[str]) -> dict[str, tuple[list[int], list[float]]]:
+        statement = self._psycopg.sql.SQL("SELECT id, sparse::text FROM {} WHERE id = ANY(%s) AND sparse IS NOT NULL")
+        out = {}
+        for doc_id, text in self._sql(statement.format(self._table(name)), [ids], fetch=True):
+            pairs = [p.split(":") for p in text.split("}")[0].lstrip("{").split(",") if p]  # {i:v,...}/dim, 1-based
+            out[doc_id] = ([int(i) - 1 for i, _ in pairs], [float(v) for _, v in pairs])
+        return out
+
     def _dense_vectors(self, name: str, ids: list[str]) -> np.ndarray:
         statement = self._psycopg.sql.SQL("SELECT id, dense::text FROM {} WHERE id = ANY(%s)").format(self._table(name))
         found = {r[0]: json.loads(r[1]) for r in self._sql(statement, [ids], fetch=True)}

@@ -183,6 +183,15 @@ class QdrantStore(StoreBase):
         points = self.client.retrieve(name, [point_id(i) for i in ids], with_payload=True, with_vectors=False)
         return in_order(ids, [hit_from_payload(p.payload or {}, 0.0, p.id) for p in points])
 
+    def _sparse_codes(self, name: str, ids: list[str]) -> dict[str, tuple[list[int], list[float]]]:
+        points = self.client.retrieve(name, [point_id(i) for i in ids], with_payload=True, with_vectors=[SPARSE])
+        out = {}
+        for p in points:
+            code = p.vector.get(SPARSE) if isinstance(p.vector, dict) else None
+            if code is not None:
+                out[hit_from_payload(p.payload or {}, 0.0, p.id).id] = (list(code.indices), list(code.values))
+        return out
+
     def count(self, name: str, filter: Filter | None = None) -> int:
         self.collection_info(name)
         return int(self.client.count(name, count_filter=_filter(filter), exact=True).count)

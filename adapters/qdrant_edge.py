@@ -251,6 +251,15 @@ class QdrantEdgeStore(StoreBase):
         points = self._shard(name).retrieve([self._point(name, i) for i in ids], True, False)
         return in_order(ids, [hit_from_payload(p.payload or {}, 0.0, p.id) for p in points])
 
+    def _sparse_codes(self, name: str, ids: list[str]) -> dict[str, tuple[list[int], list[float]]]:
+        points = self._shard(name).retrieve([self._point(name, i) for i in ids], True, True)
+        out = {}
+        for p in points:
+            code = p.vector.get(SPARSE) if isinstance(p.vector, dict) else None
+            if isinstance(code, qe.SparseVector):
+                out[hit_from_payload(p.payload or {}, 0.0, p.id).id] = (list(code.indices), list(code.values))
+        return out
+
     def count(self, name: str, filter: Filter | None = None) -> int:
         return int(self._shard(name).count(qe.CountRequest(exact=True, filter=_filter(filter))))
 

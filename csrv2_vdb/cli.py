@@ -241,16 +241,17 @@ def index(
 
 
 def _fit_rows(read: Any, field: str | None, model: Embedder | None, total: int, size: int) -> Any:
-    """Embeddings of a seeded sample of at most `size` records, to fit a head on (through the embedding cache,
-    so the write pass embeds them again for free)."""
+    """(embeddings, texts or None) of a seeded sample of at most `size` records, to fit a head on and label its
+    latents (through the embedding cache, so the write pass embeds them again for free)."""
     import numpy as np
 
     keep = set(np.random.default_rng(0).permutation(total)[:size].tolist()) if total > size else None
     chosen = [r for i, r in enumerate(read()) if keep is None or i in keep]
+    texts = [str(r["text"]) for r in chosen] if all(isinstance(r.get("text"), str) for r in chosen) else None
     if field is not None:
-        return np.asarray([r[field] for r in chosen], dtype=np.float32)
-    assert model is not None
-    return model.embed([r["text"] for r in chosen], "document")
+        return np.asarray([r[field] for r in chosen], dtype=np.float32), texts
+    assert model is not None and texts is not None
+    return model.embed(texts, "document"), texts
 
 
 @app.command()
@@ -300,13 +301,22 @@ def search(
         Path | None,
         typer.Option("--out", help='With --queries: JSON lines {"query_id", "hits": [{"id", "score"}]}, in order.'),
     ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help='Add to each hit "explain": the latents it shares with the query, each with its label and its '
+            "contribution (query value x document value; they add up to the score), largest first.",
+        ),
+    ] = False,
 ) -> None:
     """Search a sparse collection with a text query; prints JSON hits (id, score, payload). Without --head the
     collection's own head (stored with it by `index`) codes the query. With --queries FILE --out FILE, every
     query of the file is searched (the model loads once) and one line per query is written."""
     from csrv2_vdb.encoder import MRLEncoder, encode_hybrid
+    from csrv2_vdb.explain import explain_hits
     from csrv2_vdb.head import resolve_head
-    from csrv2_vdb.head_store import encoder_for_collection
+    from csrv2_vdb.head_store import encoder_for_collection, labels_for
 
     conditions = {}
     for item in filter or []:
@@ -318,6 +328,8 @@ def search(
         raise fail("give one QUERY, or --queries FILE with --out FILE")
     if queries is not None and rerank is not None:
         raise fail("--rerank searches one QUERY at a time; leave it out with --queries")
+    if explain and rerank is not None:
+        raise fail("--explain decomposes sparse scores; --rerank scores are dense cosines: leave one out")
     with user_errors():
         if head is not None:
             resolve_head(head)  # a bad head fails before any store is opened
@@ -327,34 +339,48 @@ def search(
         with _open(engine, store, api_key) as db:
             enc = encoder_for_collection(db, collection, model, head=head, k=k, normalize=normalize, query_k=query_k)
             info = db.collection_info(collection)
+            labels = labels_for(db, collection, head) if explain else None
             if queries is not None and out is not None:
-                written = _search_file(db, collection, enc, queries, out, limit, conditions or None)
+                written = _search_file(db, collection, enc, queries, out, limit, conditions or None, explain, labels)
                 say(f"{written} queries searched in {collection}; hits written to {out}")
                 return
             assert query is not None
+            explained: list[Any] = []
             if rerank is None:
-                hits = db.search(collection, enc.encode_queries([query]), limit=limit, filter=conditions or None)[0]
+                code = enc.encode_queries([query])
+                hits = db.search(collection, code, limit=limit, filter=conditions or None)[0]
+                if explain:
+                    explained = explain_hits(db, collection, code, [hits], labels)[0]
             else:
                 if info.dense_dim is None:
                     raise fail(f"--rerank: {collection!r} holds no dense vectors (index it with --dense-dims)")
                 sparse, dense = encode_hybrid(enc, MRLEncoder(enc.embedder, info.dense_dim), [query], "query")
                 hits = db.rerank_search(collection, sparse, dense, limit=limit, candidates=rerank,
                                         filter=conditions or None)[0]  # fmt: skip
-    for hit in hits:
-        typer.echo(json.dumps({"id": hit.id, "score": round(hit.score, 6), "payload": hit.payload}))
+    for i, hit in enumerate(hits):
+        line = {"id": hit.id, "score": round(hit.score, 6), "payload": hit.payload}
+        typer.echo(json.dumps(line | ({"explain": explained[i]} if explain else {})))
 
 
-def _search_file(db: Any, collection: str, enc: Any, queries: Path, out: Path, limit: int, conditions: Any) -> int:
+def _search_file(
+    db: Any, collection: str, enc: Any, queries: Path, out: Path, limit: int, conditions: Any, explain: bool = False,
+    labels: Any = None,
+) -> int:  # fmt: skip
     """Every query of the file, searched in order; one JSON line per query (written whole, then renamed)."""
+    from csrv2_vdb.explain import explain_hits
     from csrv2_vdb.records import iter_records
     from csrv2_vdb.retrieval import search_queries
 
     rows = list(iter_records(queries))
-    hits = search_queries(db, collection, [r["text"] for r in rows], encoder=enc, limit=limit, filter=conditions)
+    texts = [r["text"] for r in rows]
+    hits = list(search_queries(db, collection, texts, encoder=enc, limit=limit, filter=conditions))
+    # the same codes again (the embeddings come from the cache): what each hit's score decomposes over
+    why = explain_hits(db, collection, enc.encode_queries(texts), hits, labels) if explain else None
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w") as f:
-        for row, found in zip(rows, hits, strict=True):
-            answer = [{"id": h.id, "score": round(h.score, 6)} for h in found]
+        for i, (row, found) in enumerate(zip(rows, hits, strict=True)):
+            answer = [{"id": h.id, "score": round(h.score, 6)} | ({"explain": why[i][j]} if why else {})
+                      for j, h in enumerate(found)]  # fmt: skip
             f.write(json.dumps({"query_id": row["id"], "hits": answer}) + "\n")
     tmp.replace(out)
     return len(rows)
@@ -482,18 +508,11 @@ def filter_value(text: str) -> str | int | float | bool:
     return text
 
 
-@app.command()
-def heads() -> None:
-    """List the shipped heads: name, domain, what each was trained on, and its measured quality."""
-    from csrv2_vdb.head import DEFAULT_HEAD, head_card, pretrained_heads
+# `heads` (list, show) and `label`: the heads and what their latents mean (csrv2_vdb/cli_heads.py)
+from csrv2_vdb.cli_heads import heads_app, label  # noqa: E402
 
-    for name in pretrained_heads():
-        card = head_card(name)
-        typer.echo(f"{name}{' (default)' if name == DEFAULT_HEAD else ''}")
-        for label, key in (("domain", "domain"), ("trained on", "trained_on"), ("measured", "evaluation")):
-            typer.echo(f"  {label}: {card.get(key, '?')}")
-    typer.echo("All take all-MiniLM-L6-v2 embeddings (d=384). For best quality fit a head on your corpus: "
-               "csrv2-vdb train --input docs.jsonl --out my-head")  # fmt: skip
+app.add_typer(heads_app, name="heads")
+app.command()(label)
 
 
 # The harness commands (demo, eval, train, finetune, bench ...): the one import from the library into

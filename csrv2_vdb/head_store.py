@@ -5,8 +5,9 @@ engine (qdrant-edge, Qdrant, Milvus, Elasticsearch): written through the `Sparse
 so it needs no engine-specific metadata and travels with backups and replicas of the store. Its points:
 
     "chunk-00000", ...  the head's files (config.json + model.safetensors), base64, CHUNK_CHARS per point
+    "labels-00000", ... the latents' labels (csrv2_vdb.labels, JSON), when the head has them
     "manifest"          written last: the encoder identity, k, normalisation, where the head came from,
-                        when it was fitted, the fit's report, the chunk count and the SHA-256 of the files
+                        when it was fitted, the fit's report, the chunk counts and the SHA-256 of each part
 
 A head missing chunks (partial) or whose files do not hash to the manifest's digest (tampered) is refused by
 name, never replaced by another head. `SparseStore.drop_collection` drops the companion with the collection,
@@ -29,6 +30,7 @@ import numpy as np
 from csrv2_vdb.encoder import CSRv2Encoder
 from csrv2_vdb.errors import EncoderMismatchError, HeadLoadError
 from csrv2_vdb.head import CONFIG_NAME, WEIGHTS_NAME, SparseHead
+from csrv2_vdb.labels import LatentLabels
 from csrv2_vdb.store import HEAD_SUFFIX, Gettable, SparseStore
 
 CHUNK_CHARS = 48_000  # base64 characters per point: under Milvus's 64 KB limit on a JSON field
@@ -52,6 +54,7 @@ class StoredHead:
     source: str  # a head directory, a shipped head's name, or "fitted on N documents of <collection>"
     fitted_at: str | None = None  # UTC, for heads fitted by `index`
     report: dict[str, Any] = field(default_factory=dict)  # the fit's report (rows, seconds, width, ...)
+    labels: LatentLabels | None = None  # names of the latents (over the fit's texts, or `csrv2-vdb label`)
 
     def encoder(
         self, embedder: Any = None, query_k: int | None = None, *, k: int | None = None, normalize: bool | None = None
@@ -95,29 +98,80 @@ def save_head(
     *,
     fitted: bool = False,
     report: dict[str, Any] | None = None,
+    labels: LatentLabels | None = None,
 ) -> StoredHead:
-    """Store `encoder`'s head (and k, normalisation, source, report) with `collection`, replacing any before."""
-    text = base64.b64encode(_files(encoder.head)).decode("ascii")
-    chunks = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)]
+    """Store `encoder`'s head (and k, normalisation, source, report, labels) with `collection`, replacing any
+    before."""
     stored = StoredHead(
         encoder.head, encoder.k, encoder.normalize, encoder.identity, source,
-        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if fitted else None, dict(report or {}),
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if fitted else None, dict(report or {}), labels,
     )  # fmt: skip
-    manifest = {
-        "format": FORMAT, "identity": stored.identity, "k": stored.k, "normalize": stored.normalize,
-        "source": source, "fitted_at": stored.fitted_at, "report": json.dumps(stored.report), "chunks": len(chunks),
-        "sha256": hashlib.sha256(text.encode("ascii")).hexdigest(),
-    }  # fmt: skip
     name = companion(collection)
     if name in _all(store):
         store.drop_collection(name)
     store.create_collection(name, dense_dim=2)
-    ids = [f"chunk-{i:05d}" for i in range(len(chunks))]
-    for start in range(0, len(ids), 16):
-        part = ids[start : start + 16]
-        store.upsert(name, part, dense=_unit(len(part)), payloads=[{"data": chunks[int(i[6:])]} for i in part])
+    count, digest = _write_chunks(store, name, "chunk", base64.b64encode(_files(encoder.head)).decode("ascii"))
+    manifest = {
+        "format": FORMAT, "identity": stored.identity, "k": stored.k, "normalize": stored.normalize,
+        "source": source, "fitted_at": stored.fitted_at, "report": json.dumps(stored.report), "chunks": count,
+        "sha256": digest,
+    }  # fmt: skip
+    if labels is not None:
+        manifest["labels_chunks"], manifest["labels_sha256"] = _write_chunks(store, name, "labels", labels.to_json())
     store.upsert(name, [MANIFEST], dense=_unit(1), payloads=[manifest])  # last: a head without it is not there
     return stored
+
+
+def save_labels(store: SparseStore, collection: str, labels: LatentLabels) -> None:
+    """Store (or replace) the labels of the head stored with `collection`; the manifest is rewritten last."""
+    name = companion(collection)
+    manifest = _manifest(store, collection) if name in _all(store) else None
+    if manifest is None:
+        raise HeadLoadError(f"collection {collection!r} has no stored head to label")
+    if int(manifest.get("labels_chunks") or 0):
+        stale = [f"labels-{i:05d}" for i in range(int(manifest["labels_chunks"]))]
+        store.delete(name, stale)
+    manifest["labels_chunks"], manifest["labels_sha256"] = _write_chunks(store, name, "labels", labels.to_json())
+    store.upsert(name, [MANIFEST], dense=_unit(1), payloads=[manifest])
+
+
+def _write_chunks(store: SparseStore, name: str, prefix: str, text: str) -> tuple[int, str]:
+    """`text` as points `<prefix>-00000`, ... of CHUNK_CHARS characters: (chunk count, SHA-256 of the text)."""
+    chunks = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)]
+    ids = [f"{prefix}-{i:05d}" for i in range(len(chunks))]
+    for start in range(0, len(ids), 16):
+        part = ids[start : start + 16]
+        store.upsert(
+            name, part, dense=_unit(len(part)), payloads=[{"data": chunks[start + j]} for j in range(len(part))]
+        )
+    return len(chunks), hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _read_chunks(store: Any, name: str, prefix: str, count: int, digest: str, where: str, what: str) -> str:
+    """The text `_write_chunks` stored, checked whole against its SHA-256."""
+    ids = [f"{prefix}-{i:05d}" for i in range(count)]
+    chunks = {
+        h.id: h.payload.get("data") for start in range(0, count, 64) for h in store.get(name, ids[start : start + 64])
+    }
+    missing = [i for i in ids if not isinstance(chunks.get(i), str)]
+    if missing:
+        raise HeadLoadError(f"the {what} stored in {where} is partial: {len(missing)} of {count} chunks are missing "
+                            f"(first {missing[0]}); index again, or name the head with --head")  # fmt: skip
+    text = "".join(str(chunks[i]) for i in ids)
+    if hashlib.sha256(text.encode("utf-8", errors="replace")).hexdigest() != digest:
+        raise HeadLoadError(f"the {what} stored in {where} does not match its recorded SHA-256: it was changed "
+                            "after it was written; index again, or name the head with --head")  # fmt: skip
+    return text
+
+
+def _manifest(store: SparseStore, collection: str) -> dict[str, Any] | None:
+    """The stored head's manifest (None: no manifest point, a partial head)."""
+    name = companion(collection)
+    where = f"{name!r} (the head of {collection!r})"
+    if not isinstance(store, Gettable):
+        raise HeadLoadError(f"{type(store).__name__} cannot read the head stored in {where}")
+    found = store.get(name, [MANIFEST])
+    return dict(found[0].payload) if found else None
 
 
 def load_head(store: SparseStore, collection: str) -> StoredHead | None:
@@ -127,35 +181,23 @@ def load_head(store: SparseStore, collection: str) -> StoredHead | None:
     if name not in _all(store):
         return None
     where = f"{name!r} (the head of {collection!r})"
-    if not isinstance(store, Gettable):
-        raise HeadLoadError(f"{type(store).__name__} cannot read the head stored in {where}")
-    found = store.get(name, [MANIFEST])
-    if not found:
+    manifest = _manifest(store, collection)
+    if manifest is None:
         raise HeadLoadError(f"the head stored in {where} is partial: its manifest is missing (an interrupted write?); "
                             "index again, or name the head with --head")  # fmt: skip
-    manifest = found[0].payload
     try:
         count, digest = int(manifest["chunks"]), str(manifest["sha256"])
-        ids = [f"chunk-{i:05d}" for i in range(count)]
-        chunks = {
-            h.id: h.payload.get("data")
-            for start in range(0, count, 64)
-            for h in store.get(name, ids[start : start + 64])
-        }
+        labelled = int(manifest.get("labels_chunks") or 0), str(manifest.get("labels_sha256") or "")
     except (KeyError, TypeError, ValueError) as exc:
         raise HeadLoadError(f"the head stored in {where} has a damaged manifest ({exc!r})") from None
-    missing = [i for i in ids if not isinstance(chunks.get(i), str)]
-    if missing:
-        raise HeadLoadError(f"the head stored in {where} is partial: {len(missing)} of {count} chunks are missing "
-                            f"(first {missing[0]}); index again, or name the head with --head")  # fmt: skip
-    text = "".join(str(chunks[i]) for i in ids)
-    if hashlib.sha256(text.encode("ascii", errors="replace")).hexdigest() != digest:
-        raise HeadLoadError(f"the head stored in {where} does not match its recorded SHA-256: it was changed "
-                            "after it was written; index again, or name the head with --head")  # fmt: skip
+    text = _read_chunks(store, name, "chunk", count, digest, where, "head")
     head = _head_of(base64.b64decode(text), where)
+    labels = None
+    if labelled[0]:
+        labels = LatentLabels.from_json(_read_chunks(store, name, "labels", *labelled, where, "latent labels"))
     stored = StoredHead(
         head, int(manifest["k"]), bool(manifest["normalize"]), str(manifest["identity"]), str(manifest["source"]),
-        manifest.get("fitted_at"), json.loads(manifest.get("report") or "{}"),
+        manifest.get("fitted_at"), json.loads(manifest.get("report") or "{}"), labels,
     )  # fmt: skip
     if stored.encoder().identity != stored.identity:
         raise HeadLoadError(f"the head stored in {where} does not give its recorded identity {stored.identity}")
@@ -208,8 +250,9 @@ def head_for_index(
 
     A named `head` is used (and refused, naming both heads, when the collection already holds another); else
     the collection's own stored head; else, for a new collection of at least MIN_FIT_ROWS documents, a
-    label-free head fitted on them (`fit_rows()` gives their embeddings: all of them, or a seeded sample),
-    with `train --input`'s measured defaults; below that, the general head (said in the log).
+    label-free head fitted on them (`fit_rows()` gives their embeddings, all of them or a seeded sample, and
+    their texts or None), with `train --input`'s measured defaults, its latents labelled over those texts;
+    below that, the general head (said in the log).
     """
     from csrv2_vdb.head import DEFAULT_HEAD, resolve_head
 
@@ -242,7 +285,7 @@ def head_for_index(
     from csrv2_vdb.training.fit import fit_embeddings
 
     start = time.perf_counter()
-    x = fit_rows()
+    x, texts = fit_rows()
     embedded = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         overrides = {**({"k": k} if k is not None else {}), **(fit_overrides or {})}
@@ -254,7 +297,17 @@ def head_for_index(
     log(f"fitted in {seconds - embedded:.0f} s (+ {embedded:.0f} s embedding, shared with the write): h = "
         f"{fitted.hidden_dim}, k = {fitted.k}")  # fmt: skip
     encoder = CSRv2Encoder(embedder, fitted, k, norm)
-    return _stored(store, collection, encoder, dense_dim, f"fitted on {len(x)} documents of {collection}", log, report)
+    labels = None
+    if texts is not None:
+        from csrv2_vdb.labels import label_latents
+
+        started = time.perf_counter()
+        labels = label_latents(texts, encoder.encode_embeddings(x))
+        report["label_seconds"] = round(time.perf_counter() - started, 1)
+        log(f"labelled {len(labels.labels)} latents from their texts in {report['label_seconds']:.0f} s "
+            "(csrv2-vdb heads show --store ... --collection ...)")  # fmt: skip
+    source = f"fitted on {len(x)} documents of {collection}"
+    return _stored(store, collection, encoder, dense_dim, source, log, report, labels)
 
 
 def _stored(
@@ -265,12 +318,13 @@ def _stored(
     source: str,
     log: Any,
     report: dict[str, Any] | None = None,
+    labels: LatentLabels | None = None,
 ) -> CSRv2Encoder:
     """Create the collection for `encoder`'s codes and store its head with it."""
     store.create_collection(
         collection, sparse_dim=encoder.dim, dense_dim=dense_dim, encoder=encoder.identity, exist_ok=True
     )
-    save_head(store, collection, encoder, source, fitted=report is not None, report=report)
+    save_head(store, collection, encoder, source, fitted=report is not None, report=report, labels=labels)
     log(f"{collection}: head stored with the collection ({companion(collection)})")
     return encoder
 
@@ -320,3 +374,14 @@ def default_encoder(store: SparseStore, collection: str, embedder: Any = None) -
         return encoder_for_collection(store, collection, embedder)
     except CollectionNotFoundError:
         return CSRv2Encoder(embedder, resolve_head(None))
+
+
+def labels_for(
+    store: SparseStore, collection: str, head: str | Path | None = None, identity: str | None = None
+) -> LatentLabels | None:
+    """The latent labels that go with the codes of `collection`: a named head directory's labels.json, else the
+    stored head's (when `identity`, the encoder's, is that head's); None when there are none."""
+    if head is not None:
+        return LatentLabels.load(head) if Path(head).is_dir() else None
+    stored = load_head(store, collection)
+    return stored.labels if stored is not None and identity in (None, stored.identity) else None

@@ -7,12 +7,15 @@ hybrid and rerank) and asks the store; `index_texts` encodes and upserts documen
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder, encode_hybrid
 from csrv2_vdb.errors import InvalidArgumentError
+from csrv2_vdb.explain import explain_hits
 from csrv2_vdb.filters import Filter
-from csrv2_vdb.store import Hit, SparseStore, check_encoder
+from csrv2_vdb.labels import LatentLabels
+from csrv2_vdb.store import CodesReadable, Hit, SparseStore, check_encoder
 
 # sparse: the CSRv2 code; dense: the MRL vector; hybrid: both lists fused by the engine; rerank: the sparse
 # candidates rescored by the stored dense vectors (two-stage retrieval: a sparse index, dense precision).
@@ -32,9 +35,15 @@ def search_text(
     filter: Filter | None = None,
     active_dims: int | None = None,
     candidates: int | None = None,
+    explain: bool = False,
+    labels: LatentLabels | None = None,
 ) -> list[Hit]:
-    """Top `limit` hits for one text query; `candidates` is rerank's sparse depth (default: the store's)."""
+    """Top `limit` hits for one text query; `candidates` is rerank's sparse depth (default: the store's).
+    `explain` (sparse mode): each hit's payload gains "explain", the latents it shares with the query and their
+    contributions to the score (`csrv2_vdb.explain`), named by `labels`."""
     check_mode(mode, dense_encoder)
+    if explain and mode != "sparse":
+        raise InvalidArgumentError(f"explain decomposes sparse scores; search mode {mode!r} scores otherwise")
     if mode != "dense" and encoder is None:
         raise InvalidArgumentError(f"search mode {mode!r} needs a CSRv2Encoder (encoder=...)")
     if encoder is not None and mode != "dense":
@@ -49,7 +58,29 @@ def search_text(
         assert dense_encoder is not None
         return store.search(collection, dense_encoder.encode_queries([query]), limit=limit, filter=filter)[0]
     assert encoder is not None
-    return store.search(collection, encoder.encode_queries([query], k=active_dims), limit=limit, filter=filter)[0]
+    code = encoder.encode_queries([query], k=active_dims)
+    hits = store.search(collection, code, limit=limit, filter=filter)[0]
+    if not explain:
+        return hits
+    if not isinstance(store, CodesReadable):
+        raise InvalidArgumentError(f"{type(store).__name__} cannot read stored codes back, which explain needs")
+    why = explain_hits(store, collection, code, [hits], labels)[0]
+    return [replace(h, payload={**h.payload, "explain": w}) for h, w in zip(hits, why, strict=True)]
+
+
+class LabelsOnce:
+    """The latent labels of a collection's stored head, read from the engine on first use (explained hits)."""
+
+    def __init__(self) -> None:
+        self._read = False
+        self._labels: LatentLabels | None = None
+
+    def __call__(self, store: SparseStore, collection: str, encoder: CSRv2Encoder | None) -> LatentLabels | None:
+        if not self._read and encoder is not None:
+            from csrv2_vdb.head_store import labels_for
+
+            self._labels, self._read = labels_for(store, collection, identity=encoder.identity), True
+        return self._labels
 
 
 def check_mode(mode: object, dense_encoder: MRLEncoder | None) -> None:

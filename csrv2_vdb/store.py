@@ -249,6 +249,16 @@ class Gettable(Protocol):
         ...
 
 
+@runtime_checkable
+class CodesReadable(Protocol):
+    """Stores that return the sparse codes they hold (every adapter here): what explained hits and index
+    diagnostics read."""
+
+    def codes(self, name: str, ids: Sequence[str]) -> SparseBatch:
+        """The stored codes of `ids`, one row each in that order; an id the collection lacks is an error."""
+        ...
+
+
 def rrf_fuse(lists: Sequence[Sequence[Hit]], rrf_k: int, limit: int) -> list[Hit]:
     """Reciprocal rank fusion, for engines that cannot fuse: each id scores sum(1 / (rrf_k + rank)) over the
     lists (ranks from 1), best first, ties by id; the payload is the first list's that holds the id."""
@@ -498,6 +508,26 @@ class StoreBase:
 
     def _dense_vectors(self, name: str, ids: list[str]) -> np.ndarray:
         """The stored dense vectors of `ids` (all present), one row each, in that order."""
+        raise NotImplementedError
+
+    def codes(self, name: str, ids: Sequence[str]) -> SparseBatch:
+        """The stored sparse codes of `ids`, one row each in that order (as the engine keeps them: Lucene's
+        rounding on Elasticsearch, zeros dropped)."""
+        info = self.collection_info(name)
+        if not info.sparse_dim:
+            raise InvalidArgumentError(f"collection {name!r} holds no sparse codes")
+        wanted = [str(i) for i in ids]
+        found = self._sparse_codes(name, list(dict.fromkeys(wanted))) if wanted else {}
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise InvalidArgumentError(
+                f"collection {name!r} has no document {missing[0]!r}"
+                + (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else "")
+            )
+        return SparseBatch.from_rows([found[i] for i in wanted], info.sparse_dim)
+
+    def _sparse_codes(self, name: str, ids: list[str]) -> dict[str, tuple[list[int], list[float]]]:
+        """The stored codes of those `ids` that exist: id -> (indices, values)."""
         raise NotImplementedError
 
 

@@ -29,14 +29,14 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
 from langchain_qdrant import SparseEmbeddings, SparseVector
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, PrivateAttr, model_validator
 
 from csrv2_vdb.embedders import CallableEmbedder, Embedder, Kind
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
 from csrv2_vdb.errors import CollectionNotFoundError, InvalidArgumentError, UnsupportedError
 from csrv2_vdb.filters import Filter
 from csrv2_vdb.head import resolve_head
-from csrv2_vdb.retrieval import SearchMode, check_mode, index_texts, search_text
+from csrv2_vdb.retrieval import LabelsOnce, SearchMode, check_mode, index_texts, search_text
 from csrv2_vdb.store import Gettable, Hit, SparseStore
 
 
@@ -57,6 +57,8 @@ class CSRv2Retriever(BaseRetriever):
     search_mode: SearchMode = "sparse"
     filter: dict[str, Any] | None = None
     text_key: str = "text"
+    explain: bool = False  # metadata["explain"]: the latents each hit shares with the query (csrv2_vdb.explain)
+    _labels: LabelsOnce = PrivateAttr(default_factory=LabelsOnce)
 
     @model_validator(mode="after")
     def _default_encoder(self) -> CSRv2Retriever:
@@ -79,6 +81,8 @@ class CSRv2Retriever(BaseRetriever):
             filter=filter if filter is not None else self.filter,
             active_dims=self.active_dims,
             candidates=self.candidates,
+            explain=self.explain,
+            labels=self._labels(self.store, self.collection, self.encoder) if self.explain else None,
         )
 
     def _to_document(self, hit: Hit) -> Document:
@@ -210,8 +214,11 @@ class CSRv2VectorStore(VectorStore):
         candidates: int | None = None,
         embedder: Embedder | None = None,
         fit_overrides: dict[str, object] | None = None,
+        explain: bool = False,
     ) -> None:
         check_mode(search_mode, dense_encoder)
+        self.explain = explain  # metadata["explain"] on every hit (also per call: similarity_search(explain=True))
+        self._labels = LabelsOnce()
         self.store = store
         self.collection = collection
         self._encoder = encoder
@@ -258,7 +265,7 @@ class CSRv2VectorStore(VectorStore):
 
             embedder = self.embedder
             self._encoder = head_for_index(
-                self.store, self.collection, embedder, lambda: embedder.embed(texts, "document"), len(texts),
+                self.store, self.collection, embedder, lambda: (embedder.embed(texts, "document"), texts), len(texts),
                 dense_dim=self.dense_encoder.dims if self.dense_encoder else None, fit_overrides=self.fit_overrides,
                 log=lambda _: None,
             )  # fmt: skip
@@ -281,26 +288,32 @@ class CSRv2VectorStore(VectorStore):
             ids=chosen, metadatas=metadatas, text_key=self.text_key,
         )  # fmt: skip
 
-    def _hits(self, query: str, k: int, filter: Filter | None, mode: SearchMode | None) -> list[Hit]:
+    def _hits(
+        self, query: str, k: int, filter: Filter | None, mode: SearchMode | None, explain: bool | None = None
+    ) -> list[Hit]:
         if not self._exists():
             return []
+        explain = self.explain if explain is None else explain
         return search_text(
             self.store, self.collection, query, encoder=self.encoder, dense_encoder=self.dense_encoder,
             mode=mode or self.search_mode, limit=k, filter=filter, active_dims=self.active_dims,
-            candidates=self.candidates,
+            candidates=self.candidates, explain=explain,
+            labels=self._labels(self.store, self.collection, self.encoder) if explain else None,
         )  # fmt: skip
 
     def similarity_search(
         self, query: str, k: int = 4, filter: Filter | None = None, search_mode: SearchMode | None = None,
-        **kwargs: Any,
+        explain: bool | None = None, **kwargs: Any,
     ) -> list[Document]:  # fmt: skip
-        return [_document(h, self.text_key) for h in self._hits(query, k, filter, search_mode)]
+        """Top k documents; `explain`: metadata["explain"] lists each hit's shared latents and contributions."""
+        return [_document(h, self.text_key) for h in self._hits(query, k, filter, search_mode, explain)]
 
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: Filter | None = None, search_mode: SearchMode | None = None,
-        **kwargs: Any,
+        explain: bool | None = None, **kwargs: Any,
     ) -> list[tuple[Document, float]]:  # fmt: skip
-        return [(_document(h, self.text_key), h.score) for h in self._hits(query, k, filter, search_mode)]
+        hits = self._hits(query, k, filter, search_mode, explain)
+        return [(_document(h, self.text_key), h.score) for h in hits]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         """Scores of normalised codes are cosines in [0, 1] (codes are non-negative): already relevances."""

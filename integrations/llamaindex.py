@@ -30,7 +30,7 @@ from csrv2_vdb.embedders import Kind
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
 from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.filters import Filter
-from csrv2_vdb.retrieval import SearchMode, search_text
+from csrv2_vdb.retrieval import LabelsOnce, SearchMode, search_text
 from csrv2_vdb.store import Hit, SparseStore
 
 SparseFn = Callable[[list[str]], tuple[list[list[int]], list[list[float]]]]
@@ -55,6 +55,7 @@ class CSRv2Retriever(BaseRetriever):
         filters: Filter | None = None,
         text_key: str = "text",
         callback_manager: CallbackManager | None = None,
+        explain: bool = False,
     ) -> None:
         super().__init__(callback_manager=callback_manager)
         self.store = store
@@ -71,6 +72,8 @@ class CSRv2Retriever(BaseRetriever):
         self.search_mode: SearchMode = search_mode
         self.filters = filters
         self.text_key = text_key
+        self.explain = explain  # metadata["explain"]: the latents each hit shares with the query (csrv2_vdb.explain)
+        self._labels = LabelsOnce()
 
     def _node(self, hit: Hit) -> NodeWithScore:
         metadata = {key: value for key, value in hit.payload.items() if key != self.text_key}
@@ -89,6 +92,8 @@ class CSRv2Retriever(BaseRetriever):
             filter=self.filters,
             active_dims=self.active_dims,
             candidates=self.candidates,
+            explain=self.explain,
+            labels=self._labels(self.store, self.collection, self.encoder) if self.explain else None,
         )
         return [self._node(h) for h in hits]
 

@@ -170,6 +170,40 @@ def test_get_returns_stored_documents_by_id_in_the_order_asked(engine):
     assert store.get("g", []) == []
 
 
+def test_codes_returns_the_stored_codes_by_id(engine):
+    """What explained hits read: each document's code as the engine holds it (Lucene rounds values)."""
+    from csrv2_vdb.store import CodesReadable
+
+    store, _, name = engine
+    assert isinstance(store, CodesReadable)
+    codes = random_sparse(6, 64, 4)
+    store.create_collection("codes", sparse_dim=64)
+    store.upsert("codes", _ids(6), codes)
+    got = store.codes("codes", ["doc-4", "doc-1", "doc-4"])
+    want = codes[[4, 1, 4]]
+    np.testing.assert_allclose(got.to_dense(), want.to_dense(), rtol=SCORE_RTOL.get(name, 1e-6))
+    with pytest.raises(InvalidArgumentError, match="no document 'nope'"):
+        store.codes("codes", ["doc-0", "nope"])
+
+
+def test_explained_contributions_add_up_to_each_hits_score(engine, corpus):
+    """search --explain's decomposition, on what the engine stored and scored: the contributions (query value x
+    stored value over shared latents) sum to the engine's score."""
+    from csrv2_vdb.explain import explain_hits
+
+    store, _, name = engine
+    docs, queries = corpus
+    store.create_collection("why", sparse_dim=docs.dim)
+    store.upsert("why", _ids(2000), docs[:2000])
+    hits = store.search("why", queries[:5], limit=5)
+    explained = explain_hits(store, "why", queries[:5], hits)
+    for row, parts_of_row in zip(hits, explained, strict=True):
+        assert row
+        for hit, parts in zip(row, parts_of_row, strict=True):
+            total = sum(p["contribution"] for p in parts)
+            assert total == pytest.approx(hit.score, rel=max(SCORE_RTOL.get(name, 0), 1e-5))
+
+
 def test_reopen_keeps_everything(engine):
     store, reopen, _ = engine
     docs = random_sparse(500, 128, 4, seed=5)
