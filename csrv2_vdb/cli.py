@@ -475,8 +475,10 @@ def check(
     holdout: HoldoutOpt = 200,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """The fidelity report of a migrated collection: sparse recall@10 against the dense collection's own top-10."""
-    from csrv2_vdb.head_store import encoder_for_collection, load_head
+    """The fidelity report of a migrated collection: sparse recall@10 against the dense collection's own top-10;
+    and, when its head has latent labels, its latent usage (dead and hot latents, postings a query reads)."""
+    from csrv2_vdb.diagnostics import LatentUsage
+    from csrv2_vdb.head_store import encoder_for_collection, labels_for, load_head
     from csrv2_vdb.migrate import dense_reader, fidelity_report, sample_points, target_name
 
     with user_errors(), _open(engine, store, api_key) as db:
@@ -487,8 +489,12 @@ def check(
         reader = dense_reader(db)
         _, held = sample_points(reader.read_dense(collection, vector), 0, holdout)
         fidelity = fidelity_report(reader, collection, db, name, encoder, held, vector=vector)
+        labels, size = labels_for(db, name, head, encoder.identity), db.count(name)
     for line in fidelity.lines():
         typer.echo(line)
+    if labels is not None:
+        for line in LatentUsage.from_labels(labels).lines(size, labels):
+            typer.echo(line)
 
 
 _INT = re.compile(r"[+-]?\d+")

@@ -7,7 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from csrv2_vdb.cli_common import ApiKeyOpt, EmbedCacheOpt, EmbedderOpt, EngineOpt, fail, say, user_errors
+from csrv2_vdb.cli_common import (
+    ApiKeyOpt,
+    EmbedCacheOpt,
+    EmbedderOpt,
+    EngineOpt,
+    fail,
+    open_embedder_cached,
+    say,
+    user_errors,
+)
 from csrv2_vdb.labels import LatentLabels
 
 heads_app = typer.Typer(help="The shipped heads (no subcommand), or one head and its latents' labels (show).")
@@ -17,6 +26,7 @@ StoreOpt = Annotated[
 ]
 CollectionOpt = Annotated[str | None, typer.Option("--collection", help="The collection whose stored head to use.")]
 TopOpt = Annotated[int, typer.Option("--top", help="Latents listed: the ones that fire on the most texts.")]
+SampleOpt = Annotated[int, typer.Option("--sample", help="Use at most this many texts of --input (a seeded sample).")]
 
 
 @heads_app.callback(invoke_without_command=True)
@@ -43,40 +53,83 @@ def show(
     engine: EngineOpt = "qdrant-edge",
     api_key: ApiKeyOpt = None,
     top: TopOpt = 20,
+    input: Annotated[
+        Path | None,
+        typer.Option("--input", help="A corpus to label and measure the head over now (nothing is saved)."),
+    ] = None,
+    sample: SampleOpt = 20_000,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a PNG of latent usage (sorted document frequency, log).")
+    ] = None,
+    embedder: EmbedderOpt = None,
+    embed_cache: EmbedCacheOpt = None,
 ) -> None:
-    """One head: its size and k, and the labels of its most used latents (terms, texts fired on, an example);
-    a head without labels says how to make them."""
+    """One head: its size and k, the labels of its most used latents (terms, texts fired on, an example), and
+    its latent usage (dead and hot latents, postings a query reads, the latency per engine that follows); a
+    head without labels says how to make them."""
+    from csrv2_vdb.diagnostics import LatentUsage
     from csrv2_vdb.head import resolve_head
 
+    size = None
     with user_errors():
         if head is not None:
             loaded, labels = resolve_head(head), (LatentLabels.load(head) if Path(head).is_dir() else None)
             typer.echo(f"head {head}")
+            encoder = None
         else:
-            stored = _stored(store, collection, engine, api_key)
+            stored, size = _stored(store, collection, engine, api_key)
             loaded, labels = stored.head, stored.labels
-            typer.echo(f"head of {collection!r}: {stored.describe()}")
+            typer.echo(f"head of {collection!r} ({size:,} documents): {stored.describe()}")
+            encoder = stored.encoder
+        if input is not None:
+            from csrv2_vdb.encoder import CSRv2Encoder
+
+            model = open_embedder_cached(embedder, embed_cache)
+            coder = encoder(model) if encoder is not None else CSRv2Encoder(model, loaded)
+            labels = _label_over(input, coder, sample)
     typer.echo(f"  {loaded.input_dim} -> {loaded.hidden_dim} latents, k = {loaded.k}")
     if labels is None:
         where = f"--head {head}" if head else f"--store {store} --collection {collection}"
         typer.echo(f"  no latent labels; make them with: csrv2-vdb label {where} --input corpus.jsonl")
         return
     _print_labels(labels, top)
+    usage = LatentUsage.from_labels(labels)
+    for line in usage.lines(size, labels):
+        typer.echo(f"  {line}")
+    if plot is not None:
+        say(f"latent usage plotted in {usage.plot(plot)}")
 
 
-def _stored(store: str | None, collection: str | None, engine: str, api_key: str | None) -> Any:
-    """The head stored with the collection (an error when either option is missing or it has none)."""
+def _label_over(input: Path, encoder: Any, sample: int) -> LatentLabels:
+    """Labels of `encoder`'s latents over (a seeded sample of at most `sample` texts of) the corpus `input`."""
+    import numpy as np
+
+    from csrv2_vdb.labels import label_latents
+    from csrv2_vdb.records import iter_records
+
+    if sample < 2:
+        raise fail(f"--sample must be at least 2, got {sample}")
+    rows = [r["text"] for r in iter_records(input)]
+    if len(rows) > sample:
+        rows = [rows[i] for i in sorted(np.random.default_rng(0).permutation(len(rows))[:sample])]
+    say(f"labelling {encoder.dim:,} latents over {len(rows):,} texts (k = {encoder.k})")
+    return label_latents(rows, encoder.encode_documents(rows))
+
+
+def _stored(store: str | None, collection: str | None, engine: str, api_key: str | None) -> tuple[Any, int]:
+    """(the head stored with the collection, its document count); an error when either option is missing or
+    it has none."""
     from csrv2_vdb.cli import _open
     from csrv2_vdb.head_store import load_head
 
     if store is None or collection is None:
         raise fail("name a head (NAME or DIR), or --store and --collection for a collection's stored head")
     with _open(engine, store, api_key) as db:
-        db.collection_info(collection)  # a missing collection is named as such
+        size = db.count(collection)  # a missing collection is named as such
         stored = load_head(db, collection)
     if stored is None:
         raise fail(f"{collection!r} holds no stored head (indexed before heads were stored); name its head")
-    return stored
+    return stored, size
 
 
 def _print_labels(labels: LatentLabels, top: int) -> None:
@@ -102,40 +155,27 @@ def label(
     collection: CollectionOpt = None,
     engine: EngineOpt = "qdrant-edge",
     api_key: ApiKeyOpt = None,
-    sample: Annotated[int, typer.Option("--sample", help="Label over at most this many texts (a seeded sample).")] = (
-        20_000
-    ),
+    sample: SampleOpt = 20_000,
     embedder: EmbedderOpt = None,
     embed_cache: EmbedCacheOpt = None,
     top: TopOpt = 10,
 ) -> None:
     """Name each latent of a head by the terms that set the texts it fires on apart (class-based TF-IDF), with
     its document frequency and two example texts; saved beside the head, or with a collection's stored head."""
-    import numpy as np
-
-    from csrv2_vdb.cli_common import open_embedder_cached
     from csrv2_vdb.encoder import CSRv2Encoder
     from csrv2_vdb.head import resolve_head
-    from csrv2_vdb.labels import label_latents
-    from csrv2_vdb.records import iter_records
 
     if (head is None) == (store is None or collection is None):
         raise fail("give --head NAME|DIR, or --store and --collection (the collection's stored head), not both")
     if head is not None and out is None and not Path(head).is_dir():
         raise fail(f"{head!r} is a shipped head: say where labels.json goes with --out DIR")
-    if sample < 2:
-        raise fail(f"--sample must be at least 2, got {sample}")
     with user_errors():
-        rows = [r["text"] for r in iter_records(input)]
-        if len(rows) > sample:
-            rows = [rows[i] for i in sorted(np.random.default_rng(0).permutation(len(rows))[:sample])]
         model = open_embedder_cached(embedder, embed_cache)
         if head is not None:
             encoder = CSRv2Encoder(model, resolve_head(head))
         else:
-            encoder = _stored(store, collection, engine, api_key).encoder(model)
-        say(f"labelling {encoder.dim:,} latents over {len(rows):,} texts (k = {encoder.k})")
-        labels = label_latents(rows, encoder.encode_documents(rows))
+            encoder = _stored(store, collection, engine, api_key)[0].encoder(model)
+        labels = _label_over(input, encoder, sample)
         if head is not None:
             folder = out or Path(head)
             folder.mkdir(parents=True, exist_ok=True)

@@ -71,9 +71,13 @@ def test_the_latent_that_fires_most_on_a_topic_is_labelled_with_its_words(plante
 
 def test_heads_show_and_label_commands(planted, tmp_path):
     store, corpus, _, _ = planted
-    shown = runner.invoke(app, ["heads", "show", "--store", str(store), "--collection", "docs", "--top", "5"])
+    plot = tmp_path / "usage.png"
+    shown = runner.invoke(app, ["heads", "show", "--store", str(store), "--collection", "docs", "--top", "5",
+                                "--plot", str(plot)])  # fmt: skip
     assert shown.exit_code == 0, shown.output
     assert "fitted on 300 documents of docs" in shown.output and "c-tf-idf over 300 texts" in shown.output
+    assert "dead; the top 1 % hold" in shown.output and "at    1,000,000 documents" in shown.output
+    assert plot.read_bytes()[:4] == b"\x89PNG"
     assert any(w in shown.output for words in TOPICS.values() for w in words.split())
 
     # a head directory without labels says how to make them; `label` writes labels.json beside it
@@ -147,3 +151,24 @@ def test_labels_without_texts_or_with_mismatched_codes_are_clear():
     assert set(labels.labels) == {0, 1} and labels.label(2) == "" and labels.labels[1].df == 2  # a zero is no firing
     assert tokens("The Moon's orbit, 2024!") == ["moon's", "orbit"]
     assert LatentLabels.from_json(labels.to_json()).labels == labels.labels
+
+
+def test_latent_usage_counts_what_an_inverted_index_reads():
+    """Postings per document-like query from document frequencies equal the brute-force count over the
+    documents used as queries; dead and hot latents are found."""
+    from csrv2_vdb.diagnostics import LatentUsage
+
+    rng = np.random.default_rng(3)
+    n, dim = 400, 64
+    # latent 0 fires on every document (hot); the last 8 latents on none (dead)
+    indices = np.stack([[0, *(1 + rng.choice(dim - 9, 2, replace=False))] for _ in range(n)])
+    codes = SparseBatch(indices, rng.random((n, 3)) + 0.1, dim)
+    labels = label_latents([f"text {i}" for i in range(n)], codes, min_df=1)
+    usage = LatentUsage.from_labels(labels)
+    df = np.bincount(indices.ravel(), minlength=dim)
+    brute = np.mean([df[row].sum() for row in indices])
+    assert usage.postings_per_query() == pytest.approx(brute)
+    assert usage.postings_per_query(4000) == pytest.approx(10 * brute)
+    assert usage.dead == 8 and usage.hot == [0]
+    lines = usage.lines(400, labels)
+    assert "56 of 64 latents fire, 8 dead" in lines[0] and lines[1].startswith("hot latents (over 10x")
