@@ -474,13 +474,30 @@ def check(
     engine: EngineOpt = "qdrant-edge",
     holdout: HoldoutOpt = 200,
     api_key: ApiKeyOpt = None,
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="Drift instead: documents added (or to be added) to --collection, measured against the ones its "
+            "head was fitted on (recall@10 against dense, reconstruction error, latent usage); says when a refit "
+            "would pay.",
+        ),
+    ] = None,
+    embedder: EmbedderOpt = None,
+    embed_cache: EmbedCacheOpt = None,
 ) -> None:
     """The fidelity report of a migrated collection: sparse recall@10 against the dense collection's own top-10;
-    and, when its head has latent labels, its latent usage (dead and hot latents, postings a query reads)."""
+    and, when its head has latent labels, its latent usage (dead and hot latents, postings a query reads).
+    With --input: drift of new documents against the head's fit (--collection is then the sparse collection)."""
     from csrv2_vdb.diagnostics import LatentUsage
     from csrv2_vdb.head_store import encoder_for_collection, labels_for, load_head
     from csrv2_vdb.migrate import dense_reader, fidelity_report, sample_points, target_name
 
+    if input is not None:
+        with user_errors():
+            for line in _drift(engine, store, api_key, collection, input, embedder, embed_cache).lines():
+                typer.echo(line)
+        return
     with user_errors(), _open(engine, store, api_key) as db:
         name = target_name(collection, target)
         if head is None and load_head(db, name) is None:
@@ -495,6 +512,33 @@ def check(
     if labels is not None:
         for line in LatentUsage.from_labels(labels).lines(size, labels):
             typer.echo(line)
+
+
+def _drift(
+    engine: str, store: str, api_key: str | None, collection: str, input: Path, embedder: str | None, cache: str | None
+) -> Any:
+    """check --input: the new documents' codes against the fit's (csrv2_vdb.drift)."""
+    import numpy as np
+
+    from csrv2_vdb.diagnostics import LatentUsage
+    from csrv2_vdb.drift import code_fidelity, drift_report
+    from csrv2_vdb.head_store import load_head
+    from csrv2_vdb.records import iter_records
+
+    with _open(engine, store, api_key) as db:
+        db.collection_info(collection)
+        stored = load_head(db, collection)
+    fit = (stored.report or {}).get("fit_fidelity") if stored else None
+    if stored is None or fit is None or stored.labels is None:
+        raise fail(f"{collection!r} holds no head fitted by `index` with its fit's figures (indexed with --head, "
+                   "or before drift was recorded); drift compares against them")  # fmt: skip
+    texts = [r["text"] for r in iter_records(input)]
+    x = open_embedder_cached(embedder, cache).embed(texts, "document")
+    codes = stored.encoder().encode_embeddings(x)
+    active = codes.values > 0
+    new_df = np.bincount(codes.indices[active], minlength=codes.dim).astype(np.float64)
+    new = code_fidelity(stored.head, stored.k, x)
+    return drift_report(fit, LatentUsage.from_labels(stored.labels), new, new_df)
 
 
 _INT = re.compile(r"[+-]?\d+")

@@ -297,6 +297,9 @@ def head_for_index(
     log(f"fitted in {seconds - embedded:.0f} s (+ {embedded:.0f} s embedding, shared with the write): h = "
         f"{fitted.hidden_dim}, k = {fitted.k}")  # fmt: skip
     encoder = CSRv2Encoder(embedder, fitted, k, norm)
+    from csrv2_vdb.drift import code_fidelity
+
+    report["fit_fidelity"] = code_fidelity(fitted, encoder.k, x)  # what `check --input` compares new documents to
     labels = None
     if texts is not None:
         from csrv2_vdb.labels import label_latents

@@ -172,3 +172,29 @@ def test_latent_usage_counts_what_an_inverted_index_reads():
     assert usage.dead == 8 and usage.hot == [0]
     lines = usage.lines(400, labels)
     assert "56 of 64 latents fire, 8 dead" in lines[0] and lines[1].startswith("hot latents (over 10x")
+
+
+def _corpus(path, topics: list[str], per_topic: int, seed: int):
+    rng = np.random.default_rng(seed)
+    rows = [{"id": f"{t}-{seed}-{i}", "text": " ".join(rng.choice(TOPICS[t].split(), 12))}
+            for t in topics for i in range(per_topic)]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_check_input_reports_drift_and_when_a_refit_would_pay(tmp_path):
+    """A head fitted on three topics: new texts of those topics need no refit; texts of two unseen topics do."""
+    seen = ["astronomy", "cooking", "football"]
+    store = str(tmp_path / "store")
+    fitted = _corpus(tmp_path / "fit.jsonl", seen, 60, seed=1)
+    result = runner.invoke(app, ["index", "--input", str(fitted), "--store", store, "--collection", "three",
+                                 "--fit-steps", "400"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    same = _corpus(tmp_path / "same.jsonl", seen, 60, seed=2)
+    unseen = _corpus(tmp_path / "unseen.jsonl", ["finance", "botany"], 90, seed=3)
+    calm = runner.invoke(app, ["check", "--store", store, "--collection", "three", "--input", str(same)])
+    assert calm.exit_code == 0, calm.output
+    assert "drift: 180 new documents against the 180" in calm.output and "no refit needed" in calm.output
+    moved = runner.invoke(app, ["check", "--store", store, "--collection", "three", "--input", str(unseen)])
+    assert moved.exit_code == 0, moved.output
+    assert "a refit would pay" in moved.output, moved.output
