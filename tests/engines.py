@@ -146,3 +146,16 @@ class OwnPgServer:
 
         with contextlib.suppress(Exception):  # already down (a test killed it)
             pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.folder, user="pgserver", timeout=60)
+
+    def kill_9_mid_run(self, proc: Any, checkpoint: Path, batches: int, timeout: float = 300) -> None:
+        """Wait until `proc` (a bulk run writing to this server) has committed `batches` batches to `checkpoint`,
+        then SIGKILL the server and `proc` (a machine going down)."""
+        from csrv2_vdb.bulk import committed_batches
+
+        deadline = time.time() + timeout
+        while time.time() < deadline and not (checkpoint.exists() and len(committed_batches(checkpoint)) >= batches):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        self.kill_9()
+        proc.kill()
+        proc.communicate()

@@ -140,14 +140,7 @@ def test_kill_9_of_the_postgresql_server_mid_migration_then_rerun_is_exact(own_s
     np.save(tmp_path / "vectors.npy", vectors)
     (tmp_path / "payloads.json").write_text(json.dumps(payloads))
     checkpoint = tmp_path / "migrate.checkpoint"
-    proc = migrate_worker("pgvector", tmp_path, checkpoint, delay=0.3, pg=own_server.url)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (checkpoint.exists() and len(committed_batches(checkpoint)) >= 2):
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
-    own_server.kill_9()
-    proc.kill()
-    proc.communicate()
+    own_server.kill_9_mid_run(migrate_worker("pgvector", tmp_path, checkpoint, 0.3, own_server.url), checkpoint, 2)
     assert 2 <= len(committed_batches(checkpoint)) < N // 20
     own_server.start()
     again = migrate_worker("pgvector", tmp_path, checkpoint, delay=0.0, pg=own_server.url)

@@ -53,13 +53,7 @@ def test_kill_9_of_the_postmaster_during_index_then_restart_and_rerun_is_exact(o
             own_server.url, "--collection", "docs", "--head", str(head_dir), "--batch-size", "50", "--checkpoint",
             str(checkpoint)]  # fmt: skip
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (checkpoint.exists() and len(committed_batches(checkpoint)) >= 3):
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    own_server.kill_9()
-    proc.kill()
-    proc.communicate()
+    own_server.kill_9_mid_run(proc, checkpoint, 3)
     assert 3 <= len(committed_batches(checkpoint)) < n // 50
     own_server.start()
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
