@@ -286,9 +286,10 @@ def evaluate(
     collection: Annotated[str | None, typer.Option("--collection", help="The collection --store holds.")] = None,
     engine: EngineOpt = "qdrant-edge",
 ) -> None:
-    """Your data (--corpus/--queries): nDCG@10, recall@10, MRR@10 of a head at each k against MRL and dense,
-    scored through an embedded engine. A served collection (--store/--collection/--queries): its documents as
-    stored, queries coded by its own head. Without them: the paper's comparison (CSRv2 vs CSR vs MRL)."""
+    """Your data (--corpus/--queries): nDCG@10, recall@10, MRR@10 of a head at each k against truncated dense
+    vectors (rows "MRL" for models trained for it, "truncated" otherwise) and dense, through an embedded
+    engine. A served collection (--store/--collection/--queries): its documents as stored, queries coded by its
+    own head. Without them: the paper's comparison (CSRv2 vs CSR vs MRL)."""
     from csrv2_vdb.backbone import Backbone
 
     k_values, dim_values = _ints(ks, "--ks"), _ints(dims, "--dims")

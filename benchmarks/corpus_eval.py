@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from csrv2_vdb.benchmarks.reports import log_ticks, pyplot, write_csv
+from csrv2_vdb.embedders import truncation_name
 from csrv2_vdb.encoder import CSRv2Encoder, mrl_truncate
 from csrv2_vdb.errors import InvalidRecordError
 from csrv2_vdb.records import json_line, numbered_lines, read_records
@@ -108,7 +109,7 @@ def _read_qrels(path: Path) -> dict[str, set[str]]:
 
 @dataclass
 class EvalRow:
-    method: str  # sparse, MRL or dense
+    method: str  # sparse, MRL (a model trained for truncation), truncated (any other model) or dense
     dims: int  # active dims k, or dense dims
     ndcg_at_10: float
     recall_at_10: float
@@ -171,8 +172,9 @@ def run_corpus_eval(
             configs.append((LONGER, k, spec, docs, at_k.encode_embeddings(query_x[queries], longer), None))
         hybrid = {**spec, "dense_dim": embedder.dim}
         configs += [(f"rerank@{n}", k, hybrid, (docs, doc_x), (qs, query_x[queries]), n) for n in rerank]
+    truncated = truncation_name(embedder)  # "truncated" unless the model was trained for it (MRL)
     for m in [*dims, embedder.dim]:
-        method = "dense" if m == embedder.dim else "MRL"
+        method = "dense" if m == embedder.dim else truncated
         configs.append((method, m, {"dense_dim": m}, mrl_truncate(doc_x, m), mrl_truncate(query_x[queries], m), None))
     for method, size, spec, docs, qs, depth in configs:
         name = f"csrv2_eval_{re.sub(r'[^a-z0-9]+', '_', method.lower())}_{size}"

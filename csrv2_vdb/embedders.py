@@ -53,6 +53,18 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray: ...
 
 
+# Models trained with a Matryoshka loss (their first dims are meant to stand alone), as their model cards say;
+# truncating any other model's vectors is plain truncation, and evaluations label it so.
+MATRYOSHKA_MODELS = ("text-embedding-3-", "nomic-embed-text-v1.5", "mxbai-embed-large-v1", "gte-modernbert",
+                     "snowflake-arctic-embed-m-v1.5", "jina-embeddings-v3", "embeddinggemma")  # fmt: skip
+
+
+def truncation_name(embedder: Embedder) -> str:
+    """ "MRL" for a model trained for truncation (MATRYOSHKA_MODELS), else "truncated" (e.g. all-MiniLM-L6-v2)."""
+    identity = embedder.identity.lower()
+    return "MRL" if any(name in identity for name in MATRYOSHKA_MODELS) else "truncated"
+
+
 def check_kind(kind: object) -> Kind:
     if kind not in KINDS:
         raise InvalidArgumentError(f"kind must be 'query' or 'document', got {kind!r}")

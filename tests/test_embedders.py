@@ -246,3 +246,13 @@ def test_cli_index_from_an_embedding_field_then_search_by_text(tmp_path, backbon
     refused = CliRunner().invoke(app, ["index", "--input", str(bad), "--embeddings", "embedding", "--store", store,
                                        "--collection", "docs2"])  # fmt: skip
     assert refused.exit_code == 2 and "bad.jsonl:1: 'embedding' must be a non-empty list of numbers" in refused.output
+
+
+def test_truncation_is_called_mrl_only_for_models_trained_for_it():
+    from csrv2_vdb.embedders import CallableEmbedder, truncation_name
+
+    def vectors(texts, kind):
+        return [[1.0, 0.0]] * len(texts)
+
+    assert truncation_name(CallableEmbedder(vectors, 2, "text-embedding-3-small")) == "MRL"
+    assert truncation_name(CallableEmbedder(vectors, 2, "sentence-transformers/all-MiniLM-L6-v2")) == "truncated"
