@@ -103,9 +103,11 @@ def index_texts(
     text_key: str = "text",
     batch_size: int = 256,
 ) -> list[str]:
-    """Encode and upsert texts (payload = metadata + the text under `text_key`); returns the ids used."""
+    """Encode and upsert texts (payload = metadata + the text under `text_key`); returns the ids used. A
+    collection this call creates stores `encoder`'s head with it, so that any later reader finds it."""
     ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(texts))]
     metadatas = list(metadatas) if metadatas is not None else [{} for _ in texts]
+    new = collection not in store.list_collections()
     store.create_collection(
         collection,
         sparse_dim=encoder.dim,
@@ -113,6 +115,10 @@ def index_texts(
         exist_ok=True,
         encoder=encoder.identity,
     )
+    if new:
+        from csrv2_vdb.head_store import save_head
+
+        save_head(store, collection, encoder, f"the encoder given to the first write ({encoder.identity})")
     for start in range(0, len(texts), batch_size):
         part = slice(start, start + batch_size)
         batch = list(texts[part])

@@ -150,3 +150,15 @@ def test_vectorstore_dense_hybrid_and_rerank_modes_answer_like_the_retriever(tmp
             CSRv2VectorStore(store, "both", encoder, search_mode="hybrid")
         with pytest.raises(InvalidArgumentError, match="search_mode must be one of"):
             CSRv2VectorStore(store, "both", encoder, dense_encoder=dense, search_mode="fused")  # type: ignore[arg-type]
+
+
+def test_a_collection_first_written_with_a_given_encoder_stores_that_head(tmp_path):
+    """The head travels with the collection on every write path: an explicit encoder's too."""
+    from csrv2_vdb.head_store import load_head
+
+    encoder = suite_encoder(_Suite.get_embeddings())
+    with open_engine("qdrant-edge", tmp_path) as store:
+        CSRv2VectorStore(store, "given", encoder).add_texts(["alpha", "beta"], ids=["a", "b"])
+        stored = load_head(store, "given")
+        assert stored is not None and stored.identity == encoder.identity and stored.k == encoder.k
+        assert "the encoder given to the first write" in stored.source
