@@ -136,3 +136,46 @@ class CSRv2SparseDocumentEmbedder(_CSRv2Component):
             for d, (i, v) in zip(documents, codes, strict=True)
         ]
         return {"documents": out}
+
+
+@component
+class CSRv2Explainer:
+    """Retrieved documents -> copies with `meta["explain"]`: the latents each shares with the query, with their
+    labels and contributions (query value x document value, largest first; they add up to the score of a
+    sparse inner-product retriever). Documents must carry their `sparse_embedding` (Qdrant's retrievers:
+    `return_embedding=True`). Labels come from `head`'s labels.json when it is a directory that has one."""
+
+    def __init__(self, head: str | None = None) -> None:
+        self.head = head
+        self._labels: Any = None
+
+    def warm_up(self) -> None:
+        from pathlib import Path
+
+        from csrv2_vdb.labels import LatentLabels
+
+        if self._labels is None and self.head is not None and Path(self.head).is_dir():
+            self._labels = LatentLabels.load(self.head)
+
+    @component.output_types(documents=list[Document])
+    def run(self, sparse_embedding: SparseEmbedding, documents: list[Document]) -> dict[str, list[Document]]:
+        from csrv2_vdb.errors import InvalidArgumentError
+        from csrv2_vdb.explain import contributions
+
+        self.warm_up()
+        query = (sparse_embedding.indices, sparse_embedding.values)
+        out = []
+        for d in documents:
+            if d.sparse_embedding is None:
+                raise InvalidArgumentError(f"document {d.id!r} carries no sparse_embedding to explain; ask the "
+                                           "retriever for it (return_embedding=True)")  # fmt: skip
+            code = (d.sparse_embedding.indices, d.sparse_embedding.values)
+            out.append(dataclasses.replace(d, meta={**d.meta, "explain": contributions(query, code, self._labels)}))
+        return {"documents": out}
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(self, head=self.head)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        return default_from_dict(cls, data)

@@ -55,6 +55,30 @@ def test_sparse_pipeline_answers_like_the_retriever(store):
         assert [d.score for d in got] == pytest.approx([d.metadata["score"] for d in want], rel=1e-5)
 
 
+def test_the_explainer_adds_contributions_that_add_up_to_the_retrievers_score(store):
+    """CSRv2Explainer after a sparse retriever: meta["explain"] per document, summing to the engine's score; a
+    document without its sparse embedding is refused by name."""
+    from csrv2_vdb.errors import InvalidArgumentError
+    from csrv2_vdb.integrations.haystack import CSRv2Explainer
+
+    querying = Pipeline()
+    querying.add_component("sparse", CSRv2SparseTextEmbedder())
+    querying.add_component("retriever", QdrantSparseEmbeddingRetriever(
+        document_store=store, top_k=3, scale_score=False, return_embedding=True))  # fmt: skip
+    querying.add_component("explain", CSRv2Explainer())
+    querying.connect("sparse.sparse_embedding", "retriever.query_sparse_embedding")
+    querying.connect("sparse.sparse_embedding", "explain.sparse_embedding")
+    querying.connect("retriever.documents", "explain.documents")
+    explained = querying.run({"sparse": {"text": QUERIES[0]}})["explain"]["documents"]
+    assert explained
+    for d in explained:
+        parts = d.meta["explain"]
+        assert parts and sum(p["contribution"] for p in parts) == pytest.approx(d.score, rel=1e-5)
+    bare = dataclasses.replace(explained[0], sparse_embedding=None)
+    with pytest.raises(InvalidArgumentError, match="return_embedding=True"):
+        CSRv2Explainer().run(sparse_embedding=explained[0].sparse_embedding, documents=[bare])
+
+
 @component
 class DenseTextEmbedder:
     """A dense query embedder (Haystack 3 ships its sentence-transformers embedders separately): the backbone."""
