@@ -22,7 +22,9 @@ from csrv2_vdb.head_store import (
     encoder_for_collection,
     load_head,
     save_head,
+    save_labels,
 )
+from csrv2_vdb.labels import LatentLabel, LatentLabels
 from tests.engines import ENGINES, open_engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +34,10 @@ runner = CliRunner()
 def _encoder(seed: int = 0, k: int = 4) -> CSRv2Encoder:
     torch.manual_seed(seed)
     return CSRv2Encoder(None, SparseHead(8, 64, k=k), normalize=True)
+
+
+def _labels(word: str) -> LatentLabels:
+    return LatentLabels({3: LatentLabel(3, [word, "b"], 2, [f"{word} one", "two"])}, 5, 64)
 
 
 @pytest.fixture(params=sorted(ENGINES))
@@ -45,7 +51,7 @@ def test_a_stored_head_reopens_identical_and_is_dropped_with_its_collection(engi
     store = open_engine(engine, tmp_path)
     try:
         store.create_collection("docs", sparse_dim=64, encoder=encoder.identity)
-        save_head(store, "docs", encoder, "a test head", report={"rows": 5})
+        save_head(store, "docs", encoder, "a test head", report={"rows": 5}, labels=_labels("café"))
         assert store.list_collections() == ["docs"]  # the companion is not listed
     finally:
         store.close()
@@ -54,6 +60,11 @@ def test_a_stored_head_reopens_identical_and_is_dropped_with_its_collection(engi
         stored = load_head(store, "docs")
         assert stored is not None and stored.identity == encoder.identity and stored.k == 4
         assert stored.source == "a test head" and stored.report == {"rows": 5}
+        assert stored.labels is not None and stored.labels.labels == _labels("café").labels  # UTF-8 intact
+        save_labels(store, "docs", _labels("naïve…"))  # relabelled: the manifest is rewritten last
+        relabelled = load_head(store, "docs")
+        assert relabelled is not None and relabelled.labels is not None
+        assert relabelled.labels.labels == _labels("naïve…").labels and relabelled.identity == stored.identity
         again = stored.encoder()
         assert np.array_equal(again.encode_embeddings(x).indices, encoder.encode_embeddings(x).indices)
         assert np.array_equal(again.encode_embeddings(x).values, encoder.encode_embeddings(x).values)
@@ -78,6 +89,10 @@ def test_a_partial_or_tampered_head_is_refused_never_replaced(engine, tmp_path):
             encoder_for_collection(store, "docs", None)
         store.delete(name, ["chunk-00000"])
         with pytest.raises(HeadLoadError, match="partial: 1 of 1 chunks are missing"):
+            load_head(store, "docs")
+        save_head(store, "docs", encoder, "a test head", labels=_labels("x"))
+        store.upsert(name, ["labels-00000"], dense=np.asarray([[1.0, 0.0]], np.float32), payloads=[{"data": "{}"}])
+        with pytest.raises(HeadLoadError, match=r"latent labels stored in .* does not match"):
             load_head(store, "docs")
         store.delete(name, ["manifest"])
         with pytest.raises(HeadLoadError, match="partial: its manifest is missing"):
