@@ -119,6 +119,13 @@ def test_explained_hits_add_up_and_are_the_same_from_the_cli_and_the_frameworks(
         assert parts and sum(p["contribution"] for p in parts) == pytest.approx(hit["score"], rel=1e-4, abs=1e-6)
         assert [p["contribution"] for p in parts] == sorted((p["contribution"] for p in parts), reverse=True)
     assert any(w in TOPICS["astronomy"] for w in cli[0]["explain"][0]["label"].split(", "))
+    queries, hits = store.parent / "queries.jsonl", store.parent / "hits.jsonl"
+    queries.write_text(json.dumps({"id": "q1", "text": query}) + "\n")
+    batch = runner.invoke(app, ["search", "--store", str(store), "--collection", "docs", "--queries", str(queries),
+                                "--out", str(hits), "--limit", "5", "--explain"])  # fmt: skip
+    assert batch.exit_code == 0, batch.output
+    from_file = json.loads(hits.read_text())["hits"]
+    assert [(h["id"], _rounded(h["explain"])) for h in from_file] == [(h["id"], _rounded(h["explain"])) for h in cli]
 
     with open_store("qdrant-edge", str(store)) as db:
         vectorstore = CSRv2VectorStore(db, "docs")
