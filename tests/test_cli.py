@@ -27,8 +27,8 @@ def _commands() -> dict:
     root = typer.main.get_command(app)
     out = {}
     for name, command in root.commands.items():  # type: ignore[attr-defined]
-        subs = getattr(command, "commands", None)
-        out.update({f"{name} {sub}": c for sub, c in subs.items()} if subs else {name: command})
+        out[name] = command  # a group too: `heads` alone lists the shipped heads
+        out.update({f"{name} {sub}": c for sub, c in (getattr(command, "commands", None) or {}).items()})
     return out
 
 

@@ -152,8 +152,10 @@ def test_every_bridge_defaults_to_the_general_head(indexed):
     assert CSRv2Retriever(indexed[0], "not_yet", similarity_top_k=3).encoder.identity == general  # no collection
     from csrv2_vdb.errors import EncoderMismatchError
 
+    # written through index_texts with a named head: the collection carries it, so no name means that head
+    assert CSRv2Retriever(indexed[0], "docs", similarity_top_k=3).encoder.identity == shared_encoder().identity
     with pytest.raises(EncoderMismatchError, match="holds codes written by encoder"):
-        CSRv2Retriever(indexed[0], "docs", similarity_top_k=3)  # written by another head, none stored: refused
+        CSRv2Retriever(indexed[0], "docs", encoder=CSRv2Encoder.load(), similarity_top_k=3).retrieve(QUERY)
     doc_fn, query_fn = sparse_fns()
     assert len(doc_fn(TEXTS[:2])[0]) == 2 and query_fn([QUERY])[0][0]
     with pytest.raises(InvalidArgumentError, match="set it on the sparse embedding"):
