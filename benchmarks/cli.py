@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from csrv2_vdb.cli_common import (
+    BalanceOpt,
     CacheOpt,
     DataOpt,
     EmbedCacheOpt,
@@ -127,6 +128,7 @@ def train(
         ),
     ] = None,
     max_rows: Annotated[int, typer.Option("--max-rows", help="Train on a seeded sample of at most N rows.")] = 200_000,
+    balance: BalanceOpt = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed; default: the config's.")] = None,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")] = 200,
     resume: Annotated[
@@ -162,7 +164,15 @@ def train(
         if method == "mrl":
             raise fail("--method mrl trains on a --task; a head for your data is csrv2, csr or plain")
         with user_errors():
-            overrides = {"method": method, "k": k, "epochs": epochs, "lr": lr, "seed": seed, "hidden_dim": hidden_dim}
+            overrides = {
+                "method": method,
+                "k": k,
+                "epochs": epochs,
+                "lr": lr,
+                "seed": seed,
+                "hidden_dim": hidden_dim,
+                "balance_coef": balance,
+            }
             try:
                 result = fit_head(
                     input, out, embedder=lambda: open_embedder_cached(embedder, embed_cache), config=config,
@@ -535,9 +545,15 @@ def bench_retrieval(
         Path | None,
         typer.Option("--query-file", help="Queries for --corpus (texts or embeddings); default: rows held out of it."),
     ] = None,
-    head: Annotated[str, typer.Option("--head", help="The shipped head that codes documents and queries.")] = (
-        "minilm-medical-csrv2-k8"
-    ),
+    head: Annotated[
+        str, typer.Option("--head", help="The head (shipped name or directory) that codes documents and queries.")
+    ] = "minilm-medical-csrv2-k8",
+    compare_head: Annotated[
+        str | None,
+        typer.Option(
+            "--compare-head", help="A second head (name or directory): each k also timed on its codes (sparse-kK-cmp)."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for retrieval-<n>.json/.md/.png.")] = Path(
         "docs/benchmarks"
     ),
@@ -566,6 +582,7 @@ def bench_retrieval(
         n=n, ks=_ints(ks, "--ks"), dims=_ints(dims, "--dims"), targets=chosen, queries=queries, batch=batch,
         repeats=repeats, components=components, floor_rows=min(1_000, n), real_rows=real_rows,
         even_control=even_control, full=full, rerank=_ints(rerank, "--rerank") if rerank else (), head=head,
+        compare_head=compare_head,
         sparse_hnsw=_ints(sparse_hnsw, "--sparse-hnsw") if sparse_hnsw else (),
         corpus=str(corpus) if corpus else None, query_file=str(query_file) if query_file else None,
     )  # fmt: skip
@@ -700,6 +717,37 @@ def bench_fit_size(
     ]
     text = "\n".join([f"`{_command_line()}`", "", *quality_tables(shown)])
     _save(out, "fit-size", [asdict(r) for r in rows], text)
+
+
+@bench_app.command("balance")
+def bench_balance(
+    coefs: Annotated[
+        str, typer.Option("--coefs", help="Weights of the load-balancing term to compare (0: off, the default).")
+    ] = "0,0.01,0.03,0.1",
+    out: Annotated[Path, typer.Option("--out", help="Folder for balance.json/.md and the fitted heads.")] = Path(
+        "docs/quality"
+    ),
+    data: DataOpt = None,
+    cache: CacheOpt = Path(".cache/csrv2-vdb"),
+) -> None:
+    """Fitting with a latent load-balancing term: quality (nDCG@10) and postings read per query, side by side."""
+    from dataclasses import asdict
+
+    from csrv2_vdb.backbone import Backbone
+    from csrv2_vdb.benchmarks.datasets import find_data_dir
+    from csrv2_vdb.benchmarks.quality import balance_rows, quality_tables
+
+    try:
+        weights = tuple(float(c) for c in coefs.split(",") if c.strip())
+    except ValueError:
+        weights = ()
+    if not weights or min(weights) < 0:
+        raise fail(f"--coefs must be weights >= 0, got {coefs!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    with user_errors():
+        rows = balance_rows(data or find_data_dir(), Backbone(), cache, weights, out / "balance-heads")
+    text = "\n".join([f"`{_command_line()}`", "", *quality_tables(rows)])
+    _save(out, "balance", [asdict(r) for r in rows], text)
 
 
 @bench_app.command("engine-options")

@@ -338,3 +338,41 @@ def fit_size_rows(
         rows += head_rows("general", general, qx, dx, qrels, name, (2, 8))
         rows += head_rows("fitted on the corpus", fitted, qx, dx, qrels, name, (2, 8))
     return rows
+
+
+BALANCE_COEFS = (0.0, 0.01, 0.03, 0.1)
+
+
+def balance_rows(
+    data_dir: Path, backbone: Backbone, cache: Path, coefs: tuple[float, ...] = BALANCE_COEFS, out: Path | None = None
+) -> list[QualityRow]:
+    """Label-free heads fitted with the latent load-balancing term at several weights (`train --input`'s defaults
+    otherwise) on the medical chunks and on the package corpus: nDCG@10 at k = 2 and 8 with queries as served
+    (cosine, the default), and the postings an exact search reads per query. Medical "tune" questions were
+    looked at while choosing the weights, "final" and the packages were not. With `out`, each head is saved
+    there as `<corpus>-balance-<coef>` (for `bench retrieval --head/--compare-head`)."""
+    from csrv2_vdb.benchmarks.speed.corpus import latent_usage
+
+    medical, packages = {h: medical_eval_set(data_dir, h) for h in ("tune", "final")}, package_eval_set(data_dir)
+    sets = {"medical": (medical["tune"].doc_texts, {f"medical-{h}": e for h, e in medical.items()}),
+            "packages": (packages.doc_texts, {"packages": packages})}  # fmt: skip
+    rows: list[QualityRow] = []
+    for corpus, (doc_texts, evals) in sets.items():
+        doc_x = cached_embed(backbone, doc_texts, "document", cache)
+        rule = default_config(TrainingSet(doc_x, None, "label-free", ""))
+        for coef in coefs:
+            head = train_head(doc_x, replace(rule, balance_coef=coef)).head
+            if out is not None:
+                head.save(out / f"{corpus}-balance-{coef:g}")
+            name = f"balance {coef:g}"
+            for eval_set, data in evals.items():
+                query_x = cached_embed(backbone, data.query_texts, "query", cache)
+                rows += [r for r in head_rows(name, head, query_x, doc_x, data.qrels, eval_set, (2, 8))
+                         if r.method == "sparse-cos" + LONGER_SUFFIX and r.metric.startswith("ndcg")]  # fmt: skip
+                for k in (2, 8):
+                    used = latent_usage(
+                        head.encode(doc_x, k), head.encode(query_x, default_query_k(k, head.hidden_dim))
+                    )
+                    rows.append(QualityRow(name, eval_set, "postings/query", "sparse", k, used["postings_per_query"]))
+                    rows.append(QualityRow(name, eval_set, "top-1% share", "sparse", k, used["top1pct_postings_share"]))
+    return rows

@@ -15,6 +15,7 @@ import typer
 
 from csrv2_vdb.cli_common import (
     ApiKeyOpt,
+    BalanceOpt,
     CollectionOpt,
     EmbedCacheOpt,
     EmbedderOpt,
@@ -167,6 +168,7 @@ def index(
         int | None,
         typer.Option("--fit-steps", help="Without --head: optimizer steps of the fit (default 1500, measured)."),
     ] = None,
+    balance: BalanceOpt = None,
 ) -> None:
     """Encode documents and upsert them; re-running overwrites, and a killed run resumes from its checkpoint.
 
@@ -196,7 +198,7 @@ def index(
                 sparse_enc = head_for_index(
                     db, collection, model, lambda: _fit_rows(read, field, model, total, fit_sample), total,
                     head=head, k=k, normalize=normalize, dense_dim=dense_beside.dims if dense_beside else None,
-                    fit_overrides={"min_steps": fit_steps} if fit_steps else None, log=say,
+                    fit_overrides=_fit_overrides(fit_steps, balance), log=say,
                 )  # fmt: skip
                 ready: Any = sparse_enc
                 encoder_id, active = sparse_enc.identity, sparse_enc.k
@@ -238,6 +240,12 @@ def index(
         f"{collection}: {count} documents in {store} ({report.rows_written} written at "
         f"{report.rows_per_second:.0f} rows/s, {report.batches_skipped} batches resumed, {report.retries} retries)"
     )
+
+
+def _fit_overrides(steps: int | None, balance: float | None) -> dict[str, object] | None:
+    """index's fit settings that differ from train --input's defaults (None: none do)."""
+    given = {"min_steps": steps or None, "balance_coef": balance}
+    return {name: value for name, value in given.items() if value is not None} or None
 
 
 def _fit_rows(read: Any, field: str | None, model: Embedder | None, total: int, size: int) -> Any:

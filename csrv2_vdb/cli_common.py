@@ -40,6 +40,15 @@ NormalizeOpt = Annotated[
     ),
 ]
 KOpt = Annotated[int | None, typer.Option("--k", help="Active dims per vector; default: the head's own k.")]
+BalanceOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--balance",
+        min=0.0,
+        help="Weight of a term that evens out latent use while fitting (shorter posting lists); default 0 (off): "
+        "measured in docs/quality.md, 'Balance as a lever'.",
+    ),
+]
 EmbedderOpt = Annotated[
     str | None,
     typer.Option(

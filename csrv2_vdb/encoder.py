@@ -116,9 +116,9 @@ class CSRv2Encoder:
         else `default_query_k(k)` (for wrappers that code documents at a k of their own)."""
         return self.query_k if k is None or k == self.k else default_query_k(k, self.dim)
 
-    def encode_queries(self, texts: Sequence[str], k: int | None = None) -> SparseBatch:
-        """Queries at `k` active dims, default `query_k`."""
-        return self.encode_texts(texts, "query", self.query_k if k is None else k)
+    def encode_queries(self, texts: Sequence[str], query_k: int | None = None) -> SparseBatch:
+        """Queries at `query_k` active dims, default the encoder's `query_k` (documents' k is `encode_documents`'s)."""
+        return self.encode_texts(texts, "query", self.query_k if query_k is None else query_k)
 
     def encode_documents(self, texts: Sequence[str], k: int | None = None) -> SparseBatch:
         return self.encode_texts(texts, "document", k)

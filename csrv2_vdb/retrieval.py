@@ -58,7 +58,7 @@ def search_text(
         assert dense_encoder is not None
         return store.search(collection, dense_encoder.encode_queries([query]), limit=limit, filter=filter)[0]
     assert encoder is not None
-    code = encoder.encode_queries([query], k=active_dims)
+    code = encoder.encode_queries([query], query_k=active_dims)
     hits = store.search(collection, code, limit=limit, filter=filter)[0]
     if not explain:
         return hits

@@ -162,7 +162,7 @@ class CSRv2SparseEmbeddings(SparseEmbeddings):
         return [SparseVector(indices=i, values=v) for i, v in rows]
 
     def embed_query(self, text: str) -> SparseVector:
-        ((indices, values),) = self.encoder.encode_queries([text], k=self.encoder.query_k_for(self.k)).rows()
+        ((indices, values),) = self.encoder.encode_queries([text], query_k=self.encoder.query_k_for(self.k)).rows()
         return SparseVector(indices=indices, values=values)
 
 

@@ -73,10 +73,10 @@ def test_encoder_adaptive_k_and_mismatch(backbone):
     enc = CSRv2Encoder(backbone, head)
     docs = enc.encode_documents(TEXTS)
     assert docs.dim == 1536 and docs.width == 8
-    one = enc.encode_queries(TEXTS, k=1)
+    one = enc.encode_queries(TEXTS, query_k=1)
     assert one.width == 1 and (one.nnz <= 1).all()
     with pytest.raises(InvalidKError):
-        enc.encode_queries(TEXTS, k=1537)
+        enc.encode_queries(TEXTS, query_k=1537)
     with pytest.raises(DimensionMismatchError, match="takes 768-dim"):
         CSRv2Encoder(backbone, SparseHead(768, k=8))
 

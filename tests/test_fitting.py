@@ -206,7 +206,7 @@ def test_queries_get_more_active_dims_than_documents(tmp_path):
     texts = [f"text {i}" for i in range(20)]
     assert encoder.query_k == 8 and (encoder.encode_documents(texts).values > 0).sum(1).max() == 2
     assert (encoder.encode_queries(texts).values > 0).sum(1).min() == 8  # the head's ReLU codes fill all 8 here
-    assert (encoder.encode_queries(texts, k=2).values > 0).sum(1).max() == 2  # an explicit k is taken as given
+    assert (encoder.encode_queries(texts, query_k=2).values > 0).sum(1).max() == 2  # an explicit k is taken as given
     assert CSRv2Encoder(embedder, head, query_k=2).query_k == 2
     assert CSRv2Encoder(embedder, head, query_k=2).normalized_as(False).query_k == 2
     assert encoder.query_k_for(None) == 8 and encoder.query_k_for(4) == 16

@@ -121,7 +121,7 @@ def test_core_sparse_embedding_matches_the_encoder_sync_async_and_batched():
     encoder = shared_encoder()
     embedding = CSRv2SparseEmbedding(encoder=encoder, k=8, embed_batch_size=2)
     query = embedding.get_query_embedding(QUERY)  # documents at 8, queries at default_query_k(8) = 16
-    assert len(query) == 16 and query == encoder.encode_queries([QUERY], k=16).to_dicts()[0]
+    assert len(query) == 16 and query == encoder.encode_queries([QUERY], query_k=16).to_dicts()[0]
     assert asyncio.run(embedding.aget_query_embedding(QUERY)) == embedding.get_query_embedding(QUERY)
     docs = encoder.encode_documents(TEXTS, k=8).to_dicts()
 

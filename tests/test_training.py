@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from csrv2_vdb.errors import InvalidEmbeddingError
-from csrv2_vdb.training.losses import nmse, reconstruction_losses
+from csrv2_vdb.training.losses import balance_loss, nmse, reconstruction_losses
 from csrv2_vdb.training.trainer import HeadTrainConfig, train_head
 
 
@@ -49,6 +49,28 @@ def test_losses_have_the_three_terms_and_aux_needs_dead_latents():
         losses, _ = reconstruction_losses(head, x, 2)
     assert set(losses) == {"k", "4k", "aux"} and torch.isfinite(losses["aux"])
     assert float(nmse(x.mean(0, keepdim=True).expand_as(x), x)) == pytest.approx(1.0)
+
+
+def test_balance_term_is_one_for_even_use_and_h_for_one_latent():
+    values = torch.ones(8, 2)
+    even = torch.arange(16).reshape(8, 2)  # 16 latents, each used once
+    assert float(balance_loss(values, even, 16)) == pytest.approx(1.0)
+    assert float(balance_loss(values, torch.zeros(8, 2, dtype=torch.long), 16)) == pytest.approx(16.0)
+
+
+def test_balance_coef_evens_out_latent_use():
+    """A head fitted with the balance term spreads codes over more latents: fewer postings per query."""
+    from csrv2_vdb.benchmarks.speed.corpus import latent_usage
+
+    x = _low_rank(n=1500, rank=4)  # few directions: plain reconstruction piles codes on a few latents
+    config = HeadTrainConfig(k=2, hidden_dim=128, k_aux=32, lr=1e-3, epochs=4, batch_size=128)
+    used = {}
+    for coef in (0.0, 0.3):
+        result = train_head(x, HeadTrainConfig(**{**config.__dict__, "balance_coef": coef}), progress=False)
+        codes = result.head.encode(x, 2)
+        used[coef] = latent_usage(codes, codes[:300])["postings_per_query"]
+        assert ("balance" in result.epoch_losses[-1]) == (coef > 0)
+    assert used[0.3] < 0.8 * used[0.0], used
 
 
 def test_nan_training_data_is_rejected():

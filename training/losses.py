@@ -5,6 +5,10 @@
   dead latents; the term is left out while no latent is dead).
 - CSR: in-batch contrastive loss on L2-normalised sparse codes, positives = the same sample.
 - CSRv2: supervised contrastive loss, positives = every other sample with the same label.
+- Balance (opt-in, `balance_coef`): the load-balancing term of Switch Transformers (Fedus et al. 2021,
+  eq. 4: h * sum_j f_j P_j) over latents: f_j the share of the batch's top-k slots latent j fills, P_j its
+  share of the code mass. It is 1 when latents are used evenly and h when one takes everything; postings
+  read per query grow with sum_j f_j^2, so lowering it shortens the lists a query walks.
 Both contrastive terms use the reference code's "sum inside the log" form with tau = 0.2.
 """
 
@@ -47,6 +51,14 @@ def reconstruction_losses(
         residual = x - out_k.recon.detach() + head.pre_bias.detach()
         losses["aux"] = aux_coef * nmse(head.decode(aux_values, aux_indices), residual).nan_to_num(0.0)
     return losses, out_k
+
+
+def balance_loss(values: torch.Tensor, indices: torch.Tensor, hidden_dim: int) -> torch.Tensor:
+    """h * sum_j f_j P_j over a batch of top-k codes (1: even use); gradients flow through P (the values)."""
+    flat = indices.reshape(-1)
+    share = torch.bincount(flat, minlength=hidden_dim).to(values.dtype) / max(flat.numel(), 1)
+    mass = torch.zeros(hidden_dim, dtype=values.dtype).index_add(0, flat, values.reshape(-1))
+    return hidden_dim * (share * mass / mass.sum().clamp_min(1e-12)).sum()
 
 
 def _contrastive(z: torch.Tensor, positives: torch.Tensor, tau: float) -> torch.Tensor:

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from csrv2_vdb.errors import InvalidArgumentError, InvalidEmbeddingError
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.training.labels import LabelBatchSampler
-from csrv2_vdb.training.losses import inbatch_contrastive, label_contrastive, reconstruction_losses
+from csrv2_vdb.training.losses import balance_loss, inbatch_contrastive, label_contrastive, reconstruction_losses
 from csrv2_vdb.training.schedule import annealed_k
 
 Method = Literal["plain", "csr", "csrv2"]
@@ -56,6 +56,7 @@ class HeadTrainConfig:
     also_ks: list[int] = field(default_factory=list)  # more k reconstructed at each step (one head, many k)
     init: Literal["random", "samples"] = "random"  # "samples": latents start at centred training rows
     min_steps: int = 0  # more epochs when `epochs` would give fewer optimizer steps (small training sets)
+    balance_coef: float = 0.0  # weight of the latent load-balancing term (losses.balance_loss); 0: off
     seed: int = 1227
 
     def epochs_for(self, steps_per_epoch: int) -> int:
@@ -245,6 +246,8 @@ def _step(
         else:
             contrastive = inbatch_contrastive(z, z, config.tau)
         losses["cl"] = config.cl_coef * contrastive
+    if config.balance_coef > 0:
+        losses["balance"] = config.balance_coef * balance_loss(out.values, out.indices, head.hidden_dim)
     loss = sum(losses.values(), torch.zeros(()))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -82,6 +82,7 @@ def headline_table(report: dict[str, Any]) -> list[str]:
     rows = []
     for name, target in report["targets"].items():
         extra = ["dense-384-hnsw / sparse-k2", "dense-384-ivf_flat / sparse-k2", "dense-16 / sparse-k2-even"]
+        extra += [key for key in target["ratios"] if key.endswith("-cmp")]  # the head over the --compare-head
         for key in [*PAPER, *extra]:
             if key in target["ratios"]:
                 r = target["ratios"][key]
@@ -154,7 +155,9 @@ def markdown(report: dict[str, Any], command: str) -> str:
         f"## Retrieval at N = {settings['n']:,}",
         "",
         f"Reproduce: `{command}` ({report['elapsed_s'] / 60:.0f} min for this run). {_source(work)}, codes "
-        f"from the `{work['head']}` head (h = {work['hidden_dim']}); {settings['queries']} single queries and one "
+        f"from the `{work['head']}` head (h = {work['hidden_dim']})"
+        + (f", `-cmp` rows from `{settings['compare_head']}`" if settings.get("compare_head") else "")
+        + f"; {settings['queries']} single queries and one "
         f"batch of {settings['batch']} per config and round, {settings['repeats']} rounds.",
         "",
         *_end_to_end(report),

@@ -42,7 +42,7 @@ from csrv2_vdb.benchmarks.speed.targets import (
 )
 from csrv2_vdb.encoder import default_query_k, mrl_truncate
 from csrv2_vdb.errors import DimensionMismatchError, InvalidRecordError
-from csrv2_vdb.head import SparseHead, pretrained_head
+from csrv2_vdb.head import SparseHead, resolve_head
 from csrv2_vdb.records import read_rows
 from csrv2_vdb.training.data import load_training_set
 
@@ -60,7 +60,8 @@ class RetrievalConfig:
     repeats: int = 3
     floor_rows: int = 1_000  # size of the tiny collections that measure per-query engine overhead
     limit: int = 10
-    head: str = "minilm-medical-csrv2-k8"
+    head: str = "minilm-medical-csrv2-k8"  # a shipped head's name or a head directory
+    compare_head: str | None = None  # a second head: every k also coded by it ("sparse-k{k}-cmp"), same documents
     real_rows: int | None = None  # real chunks (mixture fit) and questions (usage check) to embed; None: all
     components: int = 256  # mixture components (1: a single Gaussian with the data's mean and covariance)
     even_control: bool = False  # also index the smallest k's codes with uniformly drawn latents
@@ -99,7 +100,9 @@ def configs_for(settings: RetrievalConfig, full_dim: int) -> list[Config]:
     if settings.full:
         out += [Config("dense", full_dim, index) for index in ("flat", "hnsw", "ivf_flat")]
     if settings.even_control:
-        out.append(Config("sparse", min(settings.ks), "inverted", even=True))
+        out.append(Config("sparse", min(settings.ks), "inverted", variant="even"))
+    if settings.compare_head:
+        out += [Config("sparse", k, "inverted", variant="cmp") for k in settings.ks]
     out += [
         Config("sparse", min(settings.ks), "inverted", rows=settings.floor_rows),
         Config("dense", min(settings.dims), "flat", rows=settings.floor_rows),
@@ -113,7 +116,8 @@ def build_workload(
     """Documents and held-out queries in every representation, and what they look like."""
     backbone = Backbone()
     n_queries = max(settings.queries, settings.batch)
-    head = pretrained_head(settings.head)
+    head = resolve_head(settings.head)
+    other = resolve_head(settings.compare_head) if settings.compare_head else None
     source: dict[str, Any]
     if settings.corpus:
         real, real_questions, source = corpus_workload(settings, backbone, head, cache_dir, n_queries, console)
@@ -148,6 +152,10 @@ def build_workload(
             codes, query_codes = even_codes(codes, settings.seed), even_codes(query_codes, settings.seed + 1)
             docs[f"sparse-k{k}-even"], queries[f"sparse-k{k}-even"] = codes, query_codes
             usage[f"k{k}"]["even control"] = latent_usage(codes, query_codes)
+        if other is not None:
+            codes, query_codes = encode_chunked(other, dense_docs, k), other.encode(dense_queries, k)
+            docs[f"sparse-k{k}-cmp"], queries[f"sparse-k{k}-cmp"] = codes, query_codes
+            usage[f"k{k}"]["compare head"] = latent_usage(codes, query_codes)
     for d in settings.dims:
         if d < backbone.dim:
             docs[f"dense-{d}"], queries[f"dense-{d}"] = mrl_truncate(dense_docs, d), mrl_truncate(dense_queries, d)
@@ -331,14 +339,17 @@ def _ratio(results: dict[str, Any], over: str, under: str) -> dict[str, Any]:
 
 
 def ratios(results: dict[str, Any], configs: list[Config]) -> dict[str, Any]:
-    """Each comparator over each sparse k, and each longer-query config over the same collection with queries at
-    k (what longer queries cost)."""
+    """Each comparator over each sparse k, each longer-query config over the same collection with queries at
+    k (what longer queries cost), and each k's codes over the compare head's (above 1: the compare head faster)."""
     sparse = [name for name in results if name.startswith(("sparse-", "rerank-")) and "-n" not in name]
     others = [name for name in results if name.startswith("dense-") and "-n" not in name]
     out = {f"{o} / {s}": _ratio(results, o, s) for s in sparse for o in others}
     for c in configs:
         if c.query_k and c.name in results:
             out[f"{c.name} / {c.indexed.name}"] = _ratio(results, c.name, c.indexed.name)
+        if c.variant == "cmp" and c.name in results:
+            base = replace(c, variant="").name
+            out[f"{base} / {c.name}"] = _ratio(results, base, c.name)
     return out
 
 

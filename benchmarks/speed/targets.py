@@ -54,7 +54,7 @@ class Config:
     size: int
     index: Index
     rows: int | None = None  # only the first `rows` documents (the small "floor" collections)
-    even: bool = False  # control: the same codes with latents drawn uniformly (no posting-list skew)
+    variant: str = ""  # sparse: "even" (the codes on uniformly drawn latents), "cmp" (the --compare-head's codes)
     query_k: int | None = None  # sparse: queries at this many active dims against the documents at `size`
 
     @property
@@ -62,7 +62,11 @@ class Config:
         """The representation: which documents and queries the config indexes and asks."""
         if self.kind in ("dense", "rerank"):
             return f"{self.kind}-{'k' if self.kind == 'rerank' else ''}{self.size}"
-        return f"sparse-k{self.size}" + ("-even" if self.even else "") + (f"-q{self.query_k}" if self.query_k else "")
+        return (
+            f"sparse-k{self.size}"
+            + (f"-{self.variant}" if self.variant else "")
+            + (f"-q{self.query_k}" if self.query_k else "")
+        )
 
     @property
     def indexed(self) -> Config:
