@@ -25,8 +25,9 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff format --check $(PACKAGE_DIRS) tests examples
 	$(BIN)/mypy $(PACKAGE_DIRS)
 
+# One test process per core (pytest-xdist): most tests wait on engines, servers and child processes.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 # The Elasticsearch tests against a real cluster: CSRV2_ES_URL=http://host:9200 make test-es
 test-es: $(VENV)/.test-installed

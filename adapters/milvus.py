@@ -23,6 +23,7 @@ import json
 import re
 import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +61,9 @@ _RESERVED = {PK, SPARSE, DENSE}
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 _TRANSIENT_GRPC = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 _RATE_LIMIT = 8  # Milvus's ErrorCode.RATE_LIMIT
+# Milvus Lite's server answers 0.5 s after it starts; under load its segment core may not be initialised yet
+# and the first collection call fails with this (pymilvus issue 2981): worth waiting for, nothing else is.
+_LITE_STARTING = "Mmap manager has not been init"
 InvertedIndexAlgo = Literal["DAAT_MAXSCORE", "DAAT_WAND", "TAAT_NAIVE"]
 UPSERT_BYTES = 4 * 2**20  # vector bytes per upsert call (see _upsert)
 _PK_SCHEME = "uuid5"  # recorded in the collection description: pk = point_id(document id)
@@ -167,8 +171,15 @@ class MilvusStore(StoreBase):
             index.add_index(
                 field_name=DENSE, index_type=self.dense_index, metric_type="IP", params=self.dense_index_params
             )
-        with _engine_errors(f"create collection {name!r}"):
-            self.client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+        for delay in (0.25, 0.5, 1.0, 2.0, 0.0):
+            try:
+                with _engine_errors(f"create collection {name!r}"):
+                    self.client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+                return
+            except EngineError as exc:  # Milvus Lite answers before its segment core is up on a busy machine
+                if not delay or _LITE_STARTING not in str(exc):
+                    raise
+                time.sleep(delay)
 
     def _drop(self, name: str) -> None:
         self.client.drop_collection(name)

@@ -724,13 +724,14 @@ def bench_balance(
     coefs: Annotated[
         str, typer.Option("--coefs", help="Weights of the load-balancing term to compare (0: off, the default).")
     ] = "0,0.01,0.03,0.1",
-    out: Annotated[Path, typer.Option("--out", help="Folder for balance.json/.md and the fitted heads.")] = Path(
-        "docs/quality"
-    ),
+    out: Annotated[Path, typer.Option("--out", help="Folder for balance.json/.md.")] = Path("docs/quality"),
     data: DataOpt = None,
     cache: CacheOpt = Path(".cache/csrv2-vdb"),
 ) -> None:
-    """Fitting with a latent load-balancing term: quality (nDCG@10) and postings read per query, side by side."""
+    """Fitting with a latent load-balancing term: quality (nDCG@10) and postings read per query, side by side.
+
+    The fitted heads are kept in <cache>/balance-heads/<corpus>-balance-<coef> for `bench retrieval --head
+    ... --compare-head ...` (search latency at 1M)."""
     from dataclasses import asdict
 
     from csrv2_vdb.backbone import Backbone
@@ -745,7 +746,7 @@ def bench_balance(
         raise fail(f"--coefs must be weights >= 0, got {coefs!r}")
     out.mkdir(parents=True, exist_ok=True)
     with user_errors():
-        rows = balance_rows(data or find_data_dir(), Backbone(), cache, weights, out / "balance-heads")
+        rows = balance_rows(data or find_data_dir(), Backbone(), cache, weights, cache / "balance-heads")
     text = "\n".join([f"`{_command_line()}`", "", *quality_tables(rows)])
     _save(out, "balance", [asdict(r) for r in rows], text)
 

@@ -125,6 +125,27 @@ def test_milvus_errors_are_classified_not_all_retried(tmp_path):
         assert report.retries == 1 and db.count("c") == 5
 
 
+def test_milvus_lite_still_starting_is_waited_for_only_on_create(tmp_path):
+    """Milvus Lite may answer before its segment core is up (pymilvus issue 2981): create waits; others do not."""
+    from pymilvus import MilvusException
+
+    with open_store("milvus", str(tmp_path / "m.db")) as db:
+        real, calls = db.client.create_collection, {"n": 0}
+
+        def starting(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] < 3:
+                raise MilvusException(2000, 'Assert "init_flag_ == true"  => Mmap manager has not been init.')
+            return real(*args, **kwargs)
+
+        db.client.create_collection = starting  # type: ignore[method-assign]
+        db.create_collection("c", sparse_dim=16)
+        assert calls["n"] == 3 and db.list_collections() == ["c"]
+        db.client.create_collection = lambda *a, **k: (_ for _ in ()).throw(MilvusException(2000, "segcore error"))
+        with pytest.raises(EngineError, match="segcore error"):
+            db.create_collection("d", sparse_dim=16)
+
+
 def vectors_for_16(texts: list[str]) -> SparseBatch:
     return _one_hot(len(texts))
 

@@ -110,7 +110,7 @@ def test_bench_retrieval_small_run_on_every_target(tmp_path, data_dir) -> None:
     assert_real_plot(out / "retrieval-3k.png")
     assert not (tmp_path / "work" / "qdrant-edge").exists()  # engines' files removed after the run
     expected = {"sparse-k2", "sparse-k8", "sparse-k2-even", "dense-8", "dense-32", "dense-384"}
-    expected |= {"sparse-k2-cmp", "sparse-k8-cmp"}  # the same documents coded by --compare-head
+    expected |= {"sparse-k2-cmp", "sparse-k8-cmp", "sparse-k2-cmp-q8", "sparse-k8-cmp-q16"}  # by --compare-head
     expected |= {"sparse-k2-q8", "sparse-k8-q16"}  # the same collections, queries at default_query_k
     expected |= {"sparse-k2-n1000", "dense-8-n1000"}
     ann = {"qdrant-edge": "dense-384-hnsw", "milvus-lite": "dense-384-ivf_flat", "numpy": None}
@@ -135,9 +135,10 @@ def test_bench_retrieval_small_run_on_every_target(tmp_path, data_dir) -> None:
         ratio = target["ratios"]["dense-384 / sparse-k2"]["p50_latency"]
         assert ratio["min"] <= ratio["median"] <= ratio["max"]
         assert "build_s" not in configs["sparse-k2-q8"] and "build_s" in configs["sparse-k2"]  # not built twice
-        assert "sparse-k8 / sparse-k8-cmp" in target["ratios"]
-        # (5 sparse + rerank) x (dense 8, 32, 384, the ANN), and each longer-query config against its k
-        assert len(target["ratios"]) == (5 + engine) * (3 + bool(ann[name])) + 2
+        assert {"sparse-k8 / sparse-k8-cmp", "sparse-k2-q8 / sparse-k2-cmp-q8"} <= set(target["ratios"])
+        # (9 sparse, 4 of them the compare head's, + rerank) x (dense 8, 32, 384, the ANN), each longer-query
+        # config against its k (2 per head), and each of the 4 compare-head configs against the head's
+        assert len(target["ratios"]) == (9 + engine) * (3 + bool(ann[name])) + 4 + 4
         assert target["ratios"]["sparse-k2-q8 / sparse-k2"]["p50_latency"]["median"] > 0
     assert "### Longer queries" in (out / "retrieval-3k.md").read_text()
     assert "numpy" in report["targets"] and report["targets"]["numpy"]["configs"]["dense-384"][

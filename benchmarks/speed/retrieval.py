@@ -101,8 +101,9 @@ def configs_for(settings: RetrievalConfig, full_dim: int) -> list[Config]:
         out += [Config("dense", full_dim, index) for index in ("flat", "hnsw", "ivf_flat")]
     if settings.even_control:
         out.append(Config("sparse", min(settings.ks), "inverted", variant="even"))
-    if settings.compare_head:
+    if settings.compare_head:  # the same collections and queries as served, coded by the second head
         out += [Config("sparse", k, "inverted", variant="cmp") for k in settings.ks]
+        out += [replace(c, variant="cmp") for c in longer_query_configs(settings)]
     out += [
         Config("sparse", min(settings.ks), "inverted", rows=settings.floor_rows),
         Config("dense", min(settings.dims), "flat", rows=settings.floor_rows),
@@ -161,9 +162,11 @@ def build_workload(
             docs[f"dense-{d}"], queries[f"dense-{d}"] = mrl_truncate(dense_docs, d), mrl_truncate(dense_queries, d)
     docs[f"dense-{backbone.dim}"], queries[f"dense-{backbone.dim}"] = dense_docs, dense_queries
     asks = {key: key for key in docs}  # which documents each set of queries searches
-    for config in longer_query_configs(settings):
-        queries[config.key] = head.encode(dense_queries, config.query_k)
-        asks[config.key] = config.indexed.key
+    for config in configs_for(settings, backbone.dim):
+        if config.query_k:
+            coder = other if config.variant == "cmp" and other is not None else head
+            queries[config.key] = coder.encode(dense_queries, config.query_k)
+            asks[config.key] = config.indexed.key
     exact = {}
     for key, doc_key in tqdm(asks.items(), desc="exact top-k"):
         exact[key] = ExactIndex(docs[doc_key]).search(queries[key], settings.limit)
