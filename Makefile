@@ -25,9 +25,10 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff format --check $(PACKAGE_DIRS) tests examples
 	$(BIN)/mypy $(PACKAGE_DIRS)
 
-# One test process per core (pytest-xdist): most tests wait on engines, servers and child processes.
+# One test process per core (pytest-xdist): most tests wait on engines, servers and child processes; the
+# Ray tests share one process (xdist_group "ray": `ray stop` ends every cluster of the machine).
 test: lint
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 # The Elasticsearch tests against a real cluster: CSRV2_ES_URL=http://host:9200 make test-es
 test-es: $(VENV)/.test-installed

@@ -193,6 +193,36 @@ def with_retries(
 Item = tuple[int, list[str], Any, list[dict], str]  # batch number, ids, vectors, payloads, content digest
 
 
+class BatchWriter:
+    """Upserts a batch with retries, records it in the checkpoint once acknowledged and counts it (what each
+    writer thread runs; `committed` alone when someone else wrote it, e.g. a Ray worker)."""
+
+    def __init__(
+        self, store: SparseStore, collection: str, state: Checkpoint, report: BulkReport, bar: Any,
+        max_retries: int = 5, backoff: float = 0.5,
+    ) -> None:  # fmt: skip
+        self.store, self.collection, self.state, self.report, self.bar = store, collection, state, report, bar
+        self.max_retries, self.backoff = max_retries, backoff
+        self._lock = threading.Lock()
+
+    def write(self, item: Item) -> None:
+        number, ids, vectors, payloads, digest = item
+
+        def upsert() -> None:
+            self.store.upsert(self.collection, ids, vectors, payloads=payloads)
+
+        retries = with_retries(upsert, self.store.transient_errors, self.max_retries, self.backoff)
+        self.committed(number, digest, len(ids), retries)
+
+    def committed(self, number: int, digest: str, rows: int, retries: int) -> None:
+        self.state.commit(number, digest)
+        with self._lock:
+            self.report.rows_written += rows
+            self.report.batches_written += 1
+            self.report.retries += retries
+            self.bar.update(rows)
+
+
 class _Writers:
     """Threads that upsert queued batches, retry transient failures and commit each batch to the checkpoint.
 
@@ -258,11 +288,51 @@ class _Writers:
             thread.join()
 
 
+def already_written(state: Checkpoint, store: SparseStore, collection: str, batch: Batch) -> bool:
+    """Whether a resumed run may skip `batch`: the checkpoint holds it with this content and the store its ids."""
+    return state.done.get(batch.number) == batch.digest and _held(store, collection, batch.ids)
+
+
 def _held(store: SparseStore, collection: str, ids: list[str]) -> bool:
     """Whether the store holds every id (a store that cannot say is taken not to: the batch is rewritten)."""
     if not isinstance(store, Gettable):
         return False
     return len(store.get(collection, ids)) == len(set(ids))
+
+
+@dataclass
+class Batch:
+    """One numbered batch of records, ready to encode: ids, texts (or precomputed embeddings), payloads."""
+
+    number: int
+    ids: list[str]
+    inputs: Any
+    payloads: list[dict]
+    digest: str
+
+
+def prepared_batches(
+    records: Iterable[Mapping[str, Any]], batch_size: int, id_field: str, text_field: str, vector_field: str | None
+) -> Iterator[Batch]:
+    """`records` in numbered batches; a repeated id inside one batch keeps its last record, as sequential upserts
+    would."""
+    for number, rows in enumerate(_batches(records, batch_size)):
+        rows = list({str(r[id_field]): r for r in rows}.values())
+        ids = [str(r[id_field]) for r in rows]
+        payloads = [{k: v for k, v in r.items() if k not in (id_field, vector_field)} for r in rows]
+        inputs = [r[text_field] for r in rows] if vector_field is None else _embeddings(rows, vector_field)
+        yield Batch(number, ids, inputs, payloads, batch_digest(ids, inputs, payloads))
+
+
+def run_checkpoint(
+    checkpoint: str | Path | None, run: Mapping[str, Any] | None, collection: str, batch_size: int, id_field: str,
+    text_field: str, vector_field: str | None,
+) -> Checkpoint:  # fmt: skip
+    """The checkpoint of a bulk run: the caller's `run` identity plus everything that numbers its batches (the same
+    for `bulk_index` and the Ray executor, so either resumes the other's run)."""
+    identity = {**(run or {}), "collection": collection, "batch_size": batch_size, "id_field": id_field,
+                "text_field": text_field, "vector_field": vector_field}  # fmt: skip
+    return Checkpoint(Path(checkpoint) if checkpoint else None, identity)
 
 
 def bulk_index(
@@ -295,49 +365,26 @@ def bulk_index(
     if batch_size < 1 or writers < 1:
         raise InvalidArgumentError(f"batch_size and writers must be at least 1, got {batch_size} and {writers}")
     say = log or (tqdm.write if progress else (lambda _: None))
-    identity = {**(run or {}), "collection": collection, "batch_size": batch_size, "id_field": id_field,
-                "text_field": text_field, "vector_field": vector_field}  # fmt: skip
-    state = Checkpoint(Path(checkpoint) if checkpoint else None, identity)
+    state = run_checkpoint(checkpoint, run, collection, batch_size, id_field, text_field, vector_field)
     if state.done:
         say(f"resuming from checkpoint {state.path}: {len(state.done)} batches recorded as written")
     report = BulkReport()
-    lock = threading.Lock()
     bar = tqdm(total=total, desc=f"index {collection}", unit="row", disable=not progress, smoothing=0.1)
     not_held = 0  # batches the checkpoint recorded but the input or the store no longer matches
-
-    def write(item: Item) -> None:
-        number, ids, vectors, payloads, digest = item
-
-        def upsert() -> None:
-            store.upsert(collection, ids, vectors, payloads=payloads)
-
-        retries = with_retries(upsert, store.transient_errors, max_retries, backoff)
-        state.commit(number, digest)
-        with lock:
-            report.rows_written += len(ids)
-            report.batches_written += 1
-            report.retries += retries
-            bar.update(len(ids))
-
-    pool = _Writers(write, writers)
+    writer = BatchWriter(store, collection, state, report, bar, max_retries, backoff)
+    pool = _Writers(writer.write, writers)
     start = time.perf_counter()
     try:
-        for number, batch in enumerate(_batches(records, batch_size)):
+        for batch in prepared_batches(records, batch_size, id_field, text_field, vector_field):
             if pool.failures:
                 break
-            # A repeated id inside one batch keeps its last record, as sequential upserts would.
-            batch = list({str(r[id_field]): r for r in batch}.values())
-            ids = [str(r[id_field]) for r in batch]
-            payloads = [{k: v for k, v in r.items() if k not in (id_field, vector_field)} for r in batch]
-            inputs = [r[text_field] for r in batch] if vector_field is None else _embeddings(batch, vector_field)
-            digest = batch_digest(ids, inputs, payloads)
-            if number in state.done:
-                if state.done[number] == digest and _held(store, collection, ids):
+            if batch.number in state.done:
+                if already_written(state, store, collection, batch):
                     report.batches_skipped += 1
-                    bar.update(len(batch))
+                    bar.update(len(batch.ids))
                     continue
                 not_held += 1
-            if not pool.submit((number, ids, encode(inputs), payloads, digest)):
+            if not pool.submit((batch.number, batch.ids, encode(batch.inputs), batch.payloads, batch.digest)):
                 break
     finally:
         pool.close()

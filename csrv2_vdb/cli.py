@@ -169,6 +169,24 @@ def index(
         typer.Option("--fit-steps", help="Without --head: optimizer steps of the fit (default 1500, measured)."),
     ] = None,
     balance: BalanceOpt = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="local (this process) or ray: embed and encode on a Ray cluster's actors (pip install "
+            "'csrv2-vdb[ray]'); same batches, checkpoint and codes.",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="With --executor ray: a running cluster (auto, host:6379); default: local."),
+    ] = None,
+    num_workers: Annotated[
+        int, typer.Option("--num-workers", help="With --executor ray: actors, each holding one copy of the model.")
+    ] = 2,
+    gpus_per_worker: Annotated[
+        float, typer.Option("--gpus-per-worker", help="With --executor ray: GPUs per actor (> 0: the model on CUDA).")
+    ] = 0.0,
 ) -> None:
     """Encode documents and upsert them; re-running overwrites, and a killed run resumes from its checkpoint.
 
@@ -187,6 +205,10 @@ def index(
         raise fail("--dense-dims stores dense vectors beside the sparse codes; --mrl-dims indexes dense only")
     if fit_sample < 2:
         raise fail(f"--fit-sample must be at least 2, got {fit_sample}")
+    if executor not in ("local", "ray"):
+        raise fail(f"--executor must be local or ray, got {executor!r}")
+    if executor == "ray" and (mrl_dims is not None or dense_dims is not None):
+        raise fail("--executor ray writes sparse codes only; --mrl-dims and --dense-dims run with --executor local")
     checkpoint = checkpoint or input.with_name(f"{input.name}.{collection}.checkpoint")
     with user_errors():
         read, field = _records(input, embeddings)
@@ -226,10 +248,18 @@ def index(
                 "embedder": vectors_by, "input": str(input.resolve()),
             }  # fmt: skip
             try:
-                report = bulk_index(
-                    db, collection, read(), encode, batch_size=batch_size, checkpoint=checkpoint,
-                    run=run, writers=writers, vector_field=field, total=total, log=say,
-                )  # fmt: skip
+                if executor == "ray":
+                    from csrv2_vdb.ray_index import RayOptions
+
+                    report = _ray_index(db, engine, store, api_key, collection, read(), sparse_enc, embedder,
+                                        RayOptions(ray_address, num_workers, gpus_per_worker=gpus_per_worker),
+                                        batch_size=batch_size, checkpoint=checkpoint, run=run, writers=writers,
+                                        vector_field=field, total=total, log=say)  # fmt: skip
+                else:
+                    report = bulk_index(
+                        db, collection, read(), encode, batch_size=batch_size, checkpoint=checkpoint,
+                        run=run, writers=writers, vector_field=field, total=total, log=say,
+                    )  # fmt: skip
             except KeyboardInterrupt:
                 say(f"interrupted: committed batches are recorded in {checkpoint}; re-run the same command to resume")
                 raise typer.Exit(130) from None
@@ -240,6 +270,24 @@ def index(
         f"{collection}: {count} documents in {store} ({report.rows_written} written at "
         f"{report.rows_per_second:.0f} rows/s, {report.batches_skipped} batches resumed, {report.retries} retries)"
     )
+
+
+def _ray_index(
+    db: Any, engine: str, store: str, api_key: str | None, collection: str, records: Any, encoder: Any,
+    embedder: str | None, options: Any, **bulk: Any,
+) -> Any:  # fmt: skip
+    """ray_bulk_index: server engines are written by the actors themselves, embedded ones by this process."""
+    import importlib.util
+
+    from csrv2_vdb.ray_index import StoreSpec, ray_bulk_index
+
+    if importlib.util.find_spec("ray") is None:
+        raise fail("--executor ray needs Ray: pip install 'csrv2-vdb[ray]'")
+    server = engine in ("pgvector", "elasticsearch") or "://" in store
+    credential = {"token" if engine == "milvus" else "api_key": api_key} if api_key else {}
+    spec = StoreSpec(engine, store, credential) if server else None
+    return ray_bulk_index(db, collection, records, encoder, embedder=embedder, options=options, worker_store=spec,
+                          **bulk)  # fmt: skip
 
 
 def _fit_overrides(steps: int | None, balance: float | None) -> dict[str, object] | None:

@@ -1,0 +1,226 @@
+"""Bulk indexing on a local Ray cluster (`csrv2_vdb.ray_index`): the same rows, codes and resume as `bulk_index`.
+
+The cluster is started by the tests (`ray.init` with 2 CPUs; `ray start` for two nodes on 127.0.0.1). Rows carry
+precomputed 32-dim embeddings, so 20,000 of them cost the actors little; one test runs texts through the real
+backbone in the actors. All Ray tests run in one pytest-xdist worker (`xdist_group`): `ray stop` ends every
+cluster of the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from csrv2_vdb.bulk import bulk_index, committed_batches
+from csrv2_vdb.encoder import CSRv2Encoder
+from csrv2_vdb.head import SparseHead
+from csrv2_vdb.ray_index import RayOptions, StoreSpec, ray_bulk_index
+from tests.engines import location, open_engine
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.xdist_group("ray")
+
+N, DIM, BATCH = 20_000, 32, 200
+
+
+def _rows(path: Path, n: int = N) -> Path:
+    """n records: id, a unit 32-dim embedding, a payload; ids 10..19 appear twice (the last record wins)."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(n, DIM)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    with open(path, "w") as f:
+        for i in range(n):
+            doc = f"doc-{i if i < n - 10 else i - (n - 20)}"  # the last 10 rows repeat doc-10..19
+            f.write(json.dumps({"id": doc, "embedding": x[i].tolist(), "n": i, "tag": ["a", "b"][i % 2]}) + "\n")
+    return path
+
+
+def _records(path: Path):
+    with open(path) as f:
+        for line in f:
+            yield json.loads(line)
+
+
+def _encoder() -> CSRv2Encoder:
+    torch.manual_seed(3)
+    return CSRv2Encoder(None, SparseHead(DIM, 128, k=8), k=8)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray
+
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                       object_store_memory=256 * 2**20)  # fmt: skip
+    yield context.address_info["address"]
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory) -> Path:
+    return _rows(tmp_path_factory.mktemp("ray-rows") / "rows.jsonl")
+
+
+def _same(store, a: str, b: str) -> None:
+    """Collections `a` and `b` hold the same ids, payloads and codes, bit for bit."""
+    ids = [f"doc-{i}" for i in range(N - 10)]
+    assert store.count(a) == store.count(b) == N - 10
+    for start in range(0, len(ids), 2000):
+        chunk = ids[start : start + 2000]
+        assert [h.payload for h in store.get(a, chunk)] == [h.payload for h in store.get(b, chunk)]
+        left, right = store.codes(a, chunk), store.codes(b, chunk)
+        np.testing.assert_array_equal(left.indices, right.indices)
+        np.testing.assert_array_equal(left.values, right.values)
+    assert store.get(b, ["doc-15"])[0].payload["n"] == N - 5  # the repeated id: its last record
+
+
+@pytest.mark.parametrize("engine", ["qdrant-edge", "milvus-lite", "pgvector"])
+def test_ray_writes_what_bulk_index_writes_row_for_row(cluster, rows, tmp_path, engine):
+    """Embedded engines through the driver, the PostgreSQL server from the workers directly."""
+    encoder = _encoder()
+    store = open_engine(engine, tmp_path)
+    try:
+        for name in ("direct", "ray"):
+            store.create_collection(name, sparse_dim=128, encoder=encoder.identity)
+        bulk_index(store, "direct", _records(rows), encoder.encode_embeddings, batch_size=BATCH,
+                   vector_field="embedding", progress=False)  # fmt: skip
+        kind, where = location(engine, tmp_path)
+        report = ray_bulk_index(
+            store, "ray", _records(rows), encoder, vector_field="embedding", batch_size=BATCH, progress=False,
+            options=RayOptions(address=cluster, num_workers=2), checkpoint=tmp_path / "ray.ckpt",
+            worker_store=StoreSpec(kind, where) if engine == "pgvector" else None,
+        )  # fmt: skip
+        assert report.rows_written == N and report.batches_written == N // BATCH and report.batches_skipped == 0
+        assert not (tmp_path / "ray.ckpt").exists()  # a finished run removes its checkpoint
+        _same(store, "direct", "ray")
+    finally:
+        store.close()
+
+
+def _encoder_pids() -> list[int]:
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if "ray::_Encoder" in " ".join(p.info["cmdline"] or [])]
+
+
+def test_a_worker_sigkilled_mid_run_is_restarted_and_nothing_is_lost(cluster, rows, tmp_path):
+    encoder = _encoder()
+    checkpoint = tmp_path / "run.ckpt"
+    killed: list[int] = []
+
+    def kill_one_worker() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if checkpoint.exists() and len(committed_batches(checkpoint)) >= 10 and (pids := _encoder_pids()):
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+                return
+            time.sleep(0.01)
+
+    with open_engine("qdrant-edge", tmp_path) as store:
+        for name in ("direct", "ray"):
+            store.create_collection(name, sparse_dim=128, encoder=encoder.identity)
+        bulk_index(store, "direct", _records(rows), encoder.encode_embeddings, batch_size=BATCH,
+                   vector_field="embedding", progress=False)  # fmt: skip
+        killer = threading.Thread(target=kill_one_worker)
+        killer.start()
+        report = ray_bulk_index(store, "ray", _records(rows), encoder, vector_field="embedding", batch_size=BATCH,
+                                progress=False, checkpoint=checkpoint,
+                                options=RayOptions(address=cluster, num_workers=2, in_flight=4))  # fmt: skip
+        killer.join()
+        assert killed, "no worker was killed: the run ended before 10 batches were committed"
+        assert report.rows_written == N
+        _same(store, "direct", "ray")
+
+
+DRIVER = """
+import json, sys
+from csrv2_vdb.adapters import open_store
+from csrv2_vdb.ray_index import RayOptions, ray_bulk_index
+from tests.test_ray import _encoder, _records
+from pathlib import Path
+address, store_dir, rows, checkpoint = sys.argv[1:5]
+with open_store("qdrant-edge", store_dir) as store:
+    report = ray_bulk_index(store, "ray", _records(Path(rows)), _encoder(), vector_field="embedding",
+                            batch_size=200, checkpoint=checkpoint, progress=False,
+                            options=RayOptions(address=address, num_workers=2))
+print(json.dumps({"rows": report.rows_written, "skipped": report.batches_skipped}))
+"""
+
+
+def _driver(address: str, store_dir: Path, rows: Path, checkpoint: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", DRIVER, address, str(store_dir), str(rows), str(checkpoint)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+
+
+def test_the_driver_sigkilled_then_rerun_writes_only_what_is_missing(cluster, rows, tmp_path):
+    encoder = _encoder()
+    store_dir, checkpoint = tmp_path / "edge", tmp_path / "run.ckpt"
+    with open_engine("qdrant-edge", tmp_path) as store:
+        store.create_collection("ray", sparse_dim=128, encoder=encoder.identity)
+    proc = _driver(cluster, store_dir, rows, checkpoint)
+    deadline = time.time() + 180
+    while time.time() < deadline and not (checkpoint.exists() and len(committed_batches(checkpoint)) >= 20):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(committed_batches(checkpoint))
+    assert 20 <= done < N // BATCH
+    rerun = _driver(cluster, store_dir, rows, checkpoint)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["skipped"] >= done - 2 and result["rows"] == N - BATCH * result["skipped"]
+    with open_engine("qdrant-edge", tmp_path) as store:
+        store.create_collection("direct", sparse_dim=128, encoder=encoder.identity)
+        bulk_index(store, "direct", _records(rows), encoder.encode_embeddings, batch_size=BATCH,
+                   vector_field="embedding", progress=False)  # fmt: skip
+        _same(store, "direct", "ray")
+
+
+def test_cli_index_executor_ray_embeds_texts_in_the_actors_like_the_local_path(cluster, tmp_path):
+    """Texts through the real backbone in a Ray actor: the codes of `index --executor ray` match the local path's
+    (indices equal; values to float rounding, the actor's torch runs on one thread)."""
+    from typer.testing import CliRunner
+
+    from csrv2_vdb.adapters import open_store
+    from csrv2_vdb.cli import app
+
+    docs = tmp_path / "docs.jsonl"
+    topics = ["skin cancer surgery", "radiation therapy", "lung screening", "chemotherapy drugs", "lymph nodes"]
+    with open(docs, "w") as f:
+        for i in range(30):
+            f.write(json.dumps({"id": f"d{i}", "text": f"Note {i} on {topics[i % 5]} and its side effects."}) + "\n")
+    for where, extra in (("local", []), ("ray", ["--executor", "ray", "--ray-address", cluster, "--num-workers", "1"])):
+        result = CliRunner().invoke(app, ["index", "--input", str(docs), "--store", str(tmp_path / where),
+                                          "--collection", "c", "--batch-size", "8", *extra])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "30 documents" in result.output
+    ids = [f"d{i}" for i in range(30)]
+    with open_store("qdrant-edge", str(tmp_path / "local")) as a:
+        local = a.codes("c", ids)
+    with open_store("qdrant-edge", str(tmp_path / "ray")) as b:
+        remote = b.codes("c", ids)
+    np.testing.assert_array_equal(local.indices, remote.indices)
+    np.testing.assert_allclose(local.values, remote.values, rtol=1e-4, atol=1e-6)
+
+
+def test_executor_ray_refuses_dense_options_with_a_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from csrv2_vdb.cli import app
+
+    result = CliRunner().invoke(app, ["index", "--input", str(tmp_path / "x.jsonl"), "--store", str(tmp_path / "s"),
+                                      "--collection", "c", "--executor", "ray", "--mrl-dims", "64"])  # fmt: skip
+    assert result.exit_code != 0 and "sparse codes only" in result.output
