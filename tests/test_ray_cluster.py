@@ -37,7 +37,7 @@ def test_two_nodes_started_with_ray_start_write_what_bulk_index_writes(tmp_path)
                         *node], env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
         subprocess.run([ray, "start", f"--address={address}", *node], env=env, check=True, capture_output=True,
                        timeout=120)  # fmt: skip
-        count = f"import ray; ray.init(address={address!r}, log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))"
+        count = f"import ray; ray.init(address={address!r}); print(sum(n['Alive'] for n in ray.nodes()))"
         nodes = subprocess.run([sys.executable, "-c", count], env=env, capture_output=True, text=True, timeout=120)
         assert nodes.stdout.strip().splitlines()[-1] == "2", nodes.stderr
         rows = _rows(tmp_path / "rows.jsonl")
