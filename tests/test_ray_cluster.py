@@ -56,3 +56,19 @@ def test_two_nodes_started_with_ray_start_write_what_bulk_index_writes(tmp_path)
             _same(store, "direct", "ray")
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_bench_ray_compares_both_paths_on_the_same_texts(tmp_path, data_dir):
+    from typer.testing import CliRunner
+
+    from csrv2_vdb.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "ray", "--rows", "24", "--workers", "1", "--out", str(tmp_path),
+                                      "--data", str(data_dir)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "ray.json").read_text())
+    assert report["rows"] == 24 and report["local_rows_per_s"] > 0 and report["ray_rows_per_s"] > 0
+    assert report["overhead"] == pytest.approx(1 - report["ray_rows_per_s"] / report["local_rows_per_s"])
+    hours = report["projection"]["hours_on"]
+    assert hours["64"] == pytest.approx(4 * hours["256"])  # JSON keys; the projection scales with workers
+    assert "Ray's overhead on the same cores" in (tmp_path / "ray.md").read_text()
