@@ -28,7 +28,7 @@ lint: $(VENV)/.test-installed
 # One test process per core (pytest-xdist): most tests wait on engines, servers and child processes; the
 # Ray tests share one process (xdist_group "ray": `ray stop` ends every cluster of the machine).
 test: lint
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup
+	$(BIN)/python -m pytest -q -n logical --dist loadgroup
 
 # The Elasticsearch tests against a real cluster: CSRV2_ES_URL=http://host:9200 make test-es
 test-es: $(VENV)/.test-installed
