@@ -109,7 +109,7 @@ class _Encoder:
 def ray_bulk_index(
     store: SparseStore,
     collection: str,
-    records: Iterable[Mapping[str, Any]],
+    records: Iterable[Mapping[str, Any]] | Any,
     encoder: CSRv2Encoder,
     *,
     embedder: str | None = None,
@@ -130,11 +130,14 @@ def ray_bulk_index(
 ) -> BulkReport:
     """`bulk_index` with the encoding spread over Ray actors (see the module docstring).
 
-    `encoder` gives the head, k and normalisation (its embedder stays here: each actor opens `embedder`, an
-    `open_embedder` spec, None: the offline backbone); `store` must already hold `collection`. With
-    `worker_store` the actors write to the store themselves (server engines); otherwise this process does.
+    `records`: mappings (id, text or `vector_field`, payload fields), or a `ray.data.Dataset` of such rows (read
+    in order, so that a re-run numbers its batches alike). `encoder` gives the head, k and normalisation (its
+    embedder stays here: each actor opens `embedder`, an `open_embedder` spec, None: the offline backbone);
+    `store` must already hold `collection`. With `worker_store` the actors write to the store themselves
+    (server engines); otherwise this process does.
     """
     import ray
+    import ray.data
     from ray.util import ActorPool
 
     options = options or RayOptions()
@@ -146,6 +149,9 @@ def ray_bulk_index(
         say(f"resuming from checkpoint {state.path}: {len(state.done)} batches recorded as written")
     if not ray.is_initialized():
         ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
+    if isinstance(records, ray.data.Dataset):
+        ray.data.DataContext.get_current().execution_options.preserve_order = True
+        records = records.iter_rows()
     actor: Any = ray.remote(_Encoder).options(
         num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker,
         max_restarts=options.max_restarts, max_task_retries=options.max_restarts,

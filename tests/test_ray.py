@@ -224,3 +224,18 @@ def test_executor_ray_refuses_dense_options_with_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["index", "--input", str(tmp_path / "x.jsonl"), "--store", str(tmp_path / "s"),
                                       "--collection", "c", "--executor", "ray", "--mrl-dims", "64"])  # fmt: skip
     assert result.exit_code != 0 and "sparse codes only" in result.output
+
+
+def test_a_ray_dataset_is_read_in_order_and_written_like_the_file(cluster, rows, tmp_path):
+    import ray.data
+
+    encoder = _encoder()
+    with open_engine("qdrant-edge", tmp_path) as store:
+        for name in ("direct", "ray"):
+            store.create_collection(name, sparse_dim=128, encoder=encoder.identity)
+        bulk_index(store, "direct", _records(rows), encoder.encode_embeddings, batch_size=BATCH,
+                   vector_field="embedding", progress=False)  # fmt: skip
+        report = ray_bulk_index(store, "ray", ray.data.read_json(str(rows)), encoder, vector_field="embedding",
+                                batch_size=BATCH, progress=False, options=RayOptions(address=cluster))  # fmt: skip
+        assert report.rows_written == N
+        _same(store, "direct", "ray")
