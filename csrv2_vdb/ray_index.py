@@ -150,6 +150,12 @@ def ray_bulk_index(
     if not ray.is_initialized():
         ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
     if isinstance(records, ray.data.Dataset):
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if options.num_workers * options.cpus_per_worker >= cpus:
+            raise InvalidArgumentError(
+                f"{options.num_workers} workers of {options.cpus_per_worker:g} CPU take all {cpus:g} CPUs of the "
+                "cluster, and the Dataset's read tasks need some too (they would wait forever): use fewer workers"
+            )
         ray.data.DataContext.get_current().execution_options.preserve_order = True
         records = records.iter_rows()
     actor: Any = ray.remote(_Encoder).options(

@@ -24,6 +24,7 @@ import torch
 
 from csrv2_vdb.bulk import bulk_index, committed_batches
 from csrv2_vdb.encoder import CSRv2Encoder
+from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.ray_index import RayOptions, StoreSpec, ray_bulk_index
 from tests.engines import location, open_engine
@@ -235,7 +236,10 @@ def test_a_ray_dataset_is_read_in_order_and_written_like_the_file(cluster, rows,
             store.create_collection(name, sparse_dim=128, encoder=encoder.identity)
         bulk_index(store, "direct", _records(rows), encoder.encode_embeddings, batch_size=BATCH,
                    vector_field="embedding", progress=False)  # fmt: skip
-        report = ray_bulk_index(store, "ray", ray.data.read_json(str(rows)), encoder, vector_field="embedding",
-                                batch_size=BATCH, progress=False, options=RayOptions(address=cluster))  # fmt: skip
+        data = ray.data.read_json(str(rows))
+        with pytest.raises(InvalidArgumentError, match="read tasks need some too"):  # 2 workers, 2 CPUs: a deadlock
+            ray_bulk_index(store, "ray", data, encoder, vector_field="embedding", options=RayOptions(num_workers=2))
+        report = ray_bulk_index(store, "ray", data, encoder, vector_field="embedding", batch_size=BATCH,
+                                progress=False, options=RayOptions(address=cluster, num_workers=1))  # fmt: skip
         assert report.rows_written == N
         _same(store, "direct", "ray")
