@@ -162,7 +162,8 @@ def ray_bulk_index(
         num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker,
         max_restarts=options.max_restarts, max_task_retries=options.max_restarts,
     )  # fmt: skip
-    codes = CSRv2Encoder(None, encoder.head, encoder.k, encoder.normalize)
+    # held here for the whole run: a restarted actor is built again from this object
+    codes = ray.put(CSRv2Encoder(None, encoder.head, encoder.k, encoder.normalize))
     device = "cuda" if options.gpus_per_worker > 0 else "cpu"
     actors = [actor.remote(codes, embedder, device, worker_store, collection) for _ in range(options.num_workers)]
     pool = ActorPool(actors)
