@@ -5,7 +5,8 @@
 
 - The same run as `bulk_index`: the same batches (`batch_size` rows, numbered in input order), digests and
   checkpoint file (`run_checkpoint`), so a re-run after the driver died writes only the batches it did not
-  commit, and either executor resumes the other's run. The codes are the same bit for bit on the CPU.
+  commit, and either executor resumes the other's run. The codes are the same bit for bit on the CPU with the same
+  number of torch threads (an actor of one CPU runs one; float sums depend on it, by about 1e-7).
 - Writes: embedded engines (qdrant-edge, Milvus Lite, Qdrant's local mode) allow one writing process, so the
   actors hand codes back and the driver writes them (it is the one writer). Server engines (PostgreSQL,
   Qdrant, Milvus, Elasticsearch by URL) are written by the actors directly (`worker_store`): only the batch's
@@ -109,7 +110,7 @@ class _Encoder:
 def ray_bulk_index(
     store: SparseStore,
     collection: str,
-    records: Iterable[Mapping[str, Any]] | Any,
+    records: Iterable[Mapping[str, Any]] | str | Path | Any,
     encoder: CSRv2Encoder,
     *,
     embedder: str | None = None,
@@ -130,8 +131,9 @@ def ray_bulk_index(
 ) -> BulkReport:
     """`bulk_index` with the encoding spread over Ray actors (see the module docstring).
 
-    `records`: mappings (id, text or `vector_field`, payload fields), or a `ray.data.Dataset` of such rows (read
-    in order, so that a re-run numbers its batches alike). `encoder` gives the head, k and normalisation (its
+    `records`: mappings (id, text or `vector_field`, payload fields), a file of them (.jsonl, .parquet, .csv, .txt,
+    read as `index --input` reads it), or a `ray.data.Dataset` of such rows (read in order, so that a re-run
+    numbers its batches alike). `encoder` gives the head, k and normalisation (its
     embedder stays here: each actor opens `embedder`, an `open_embedder` spec, None: the offline backbone);
     `store` must already hold `collection`. With `worker_store` the actors write to the store themselves
     (server engines); otherwise this process does.
@@ -149,6 +151,10 @@ def ray_bulk_index(
         say(f"resuming from checkpoint {state.path}: {len(state.done)} batches recorded as written")
     if not ray.is_initialized():
         ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
+    if isinstance(records, (str, Path)):
+        from csrv2_vdb.records import iter_records
+
+        records = iter_records(Path(records), vector_field=vector_field)
     if isinstance(records, ray.data.Dataset):
         cpus = ray.cluster_resources().get("CPU", 0)
         if options.num_workers * options.cpus_per_worker >= cpus:

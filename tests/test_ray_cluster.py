@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from csrv2_vdb.bulk import bulk_index
 from tests.engines import open_engine
-from tests.test_ray import BATCH, DRIVER, _encoder, _records, _rows, _same
+from tests.test_ray import DRIVER, _encoder, _index_direct, _records, _rows, _same
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.xdist_group("ray")
@@ -48,11 +47,10 @@ def test_two_nodes_started_with_ray_start_write_what_bulk_index_writes(tmp_path)
                                  str(tmp_path / "run.ckpt")], env=env, capture_output=True, text=True, timeout=300,
                                 cwd=Path(__file__).resolve().parents[1])  # fmt: skip
         assert driver.returncode == 0, driver.stderr[-3000:]
-        assert json.loads(driver.stdout.strip().splitlines()[-1]) == {"rows": 20_000, "skipped": 0}
+        assert json.loads(driver.stdout.strip().splitlines()[-1]) == {"rows": 20_010, "skipped": 0}
         with open_engine("qdrant-edge", tmp_path) as store:
             store.create_collection("direct", sparse_dim=128, encoder=encoder.identity)
-            bulk_index(store, "direct", _records(rows), encoder.encode_embeddings, batch_size=BATCH,
-                       vector_field="embedding", progress=False)  # fmt: skip
+            _index_direct(store, _records(rows), encoder)
             _same(store, "direct", "ray")
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
