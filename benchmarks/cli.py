@@ -818,7 +818,7 @@ def bench_pg_write(
 def bench_ray(
     rows: Annotated[int, typer.Option("--rows", help="Medical chunks embedded and written by each path.")] = 2000,
     workers: Annotated[int, typer.Option("--workers", help="Ray actors (one CPU core each by default).")] = 2,
-    gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", help="GPUs per actor (0: CPU).")] = 0.0,
+    gpus_per_worker: Annotated[float, typer.Option("--gpus", help="GPUs per worker (0: CPU).")] = 0.0,
     out: Annotated[Path, typer.Option("--out", help="Folder for ray.json/.md.")] = Path("docs/benchmarks"),
     data: DataOpt = None,
 ) -> None:
@@ -827,7 +827,7 @@ def bench_ray(
     from csrv2_vdb.benchmarks.speed.ray_bench import markdown, run_ray_bench
 
     if min(rows, workers) < 1 or gpus_per_worker < 0:
-        raise fail("--rows and --workers must be at least 1, --gpus-per-worker at least 0")
+        raise fail("--rows and --workers must be at least 1, --gpus at least 0")
     out.mkdir(parents=True, exist_ok=True)
     with user_errors():
         result = run_ray_bench(data or find_data_dir(), rows, workers, gpus_per_worker)

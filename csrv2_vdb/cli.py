@@ -173,8 +173,8 @@ def index(
         str,
         typer.Option(
             "--executor",
-            help="local (this process) or ray: embed and encode on a Ray cluster's actors (pip install "
-            "'csrv2-vdb[ray]'); same batches, checkpoint and codes.",
+            help="local (this process) or ray: embed and encode on a Ray cluster's actors (the ray extra of "
+            "csrv2-vdb); same batches, checkpoint and codes.",
         ),
     ] = "local",
     ray_address: Annotated[
@@ -185,7 +185,7 @@ def index(
         int, typer.Option("--num-workers", help="With --executor ray: actors, each holding one copy of the model.")
     ] = 2,
     gpus_per_worker: Annotated[
-        float, typer.Option("--gpus-per-worker", help="With --executor ray: GPUs per actor (> 0: the model on CUDA).")
+        float, typer.Option("--gpus", help="With --executor ray: GPUs per worker (> 0: the model on CUDA).")
     ] = 0.0,
 ) -> None:
     """Encode documents and upsert them; re-running overwrites, and a killed run resumes from its checkpoint.

@@ -1,6 +1,6 @@
 """Ray executor against in-process `bulk_index`, on the same machine and texts: what distributing costs.
 
-    csrv2-vdb bench ray [--rows 1000] [--workers 2] [--gpus-per-worker 0]
+    csrv2-vdb bench ray [--rows 2000] [--workers 2] [--gpus 0]
 
 Both paths embed the same 150-word GraphRAG-Bench medical chunks with the offline backbone, code them with
 the general head at k = 8 and write them to qdrant-edge; in-process uses torch's threads on every core, Ray
