@@ -25,10 +25,11 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff format --check $(PACKAGE_DIRS) tests examples
 	$(BIN)/mypy $(PACKAGE_DIRS)
 
-# One test process per core (pytest-xdist): most tests wait on engines, servers and child processes; the
-# Ray tests share one process (xdist_group "ray": `ray stop` ends every cluster of the machine).
+# One test process per core (pytest-xdist): most tests wait on engines, servers and child processes. Each
+# file runs whole in one process (module fixtures built once, tests in file order; tests/test_ray.py ends
+# with `ray stop`, which must not meet another process's cluster).
 test: lint
-	$(BIN)/python -m pytest -q -n logical --dist loadgroup
+	$(BIN)/python -m pytest -q -n logical --dist loadfile
 
 # The Elasticsearch tests against a real cluster: CSRV2_ES_URL=http://host:9200 make test-es
 test-es: $(VENV)/.test-installed

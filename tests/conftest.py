@@ -14,15 +14,6 @@ from csrv2_vdb.benchmarks.datasets import find_data_dir
 from csrv2_vdb.sparse import SparseBatch
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test`: --dist loadgroup) each module runs whole in one process, in order: its
-    module fixtures are built once and its tests may build on each other's state, as when run alone. Modules
-    that share an `xdist_group` mark (the Ray tests) run together."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def embedding_cache_dir(tmp_path_factory) -> Path:
     """The CLI's default embedding cache lives in a temporary folder, not in the user's home."""

@@ -177,6 +177,7 @@ def test_encode_writes_k_sparse_rows(workspace):
 
 
 def test_cli_errors_are_messages_not_tracebacks(workspace, tmp_path):
+    assert _index(workspace).exit_code == 0  # the store exists (upserts: harmless after test_train_index_search)
     missing = runner.invoke(
         app,
         ["search", "x", "--head", str(workspace / "head"), "--store", str(workspace / "db"), "--collection", "nope"],

@@ -2,8 +2,8 @@
 
 The cluster is started by the tests (`ray.init` with 2 CPUs; `ray start` for two nodes on 127.0.0.1). Rows carry
 precomputed 32-dim embeddings, so 20,000 of them cost the actors little; one test runs texts through the real
-backbone in the actors. All Ray tests run in one pytest-xdist worker (`xdist_group`): `ray stop` ends every
-cluster of the machine.
+backbone in the actors. `make test` runs each test file in one pytest-xdist process (--dist loadfile), so no
+other process uses Ray while the last tests here run `ray stop`, which ends every Ray process of the machine.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +31,6 @@ from csrv2_vdb.ray_index import RayOptions, StoreSpec, ray_bulk_index
 from tests.engines import location, open_engine
 
 pytest.importorskip("ray")
-pytestmark = pytest.mark.xdist_group("ray")
 
 N, DIM, BATCH = 20_000, 32, 200
 
@@ -256,3 +256,63 @@ def test_a_ray_dataset_is_read_in_order_and_written_like_the_file(cluster, rows,
                                 progress=False, options=RayOptions(address=cluster, num_workers=1))  # fmt: skip
         assert report.rows_written == N + 10
         _same(store, "direct", "ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_nodes_started_with_ray_start_write_what_bulk_index_writes(tmp_path):
+    """Two nodes from `ray start` on 127.0.0.1 (one CPU each, so the two actors run on different nodes), the
+    driver in its own process as on a real cluster. Last in this module: `ray stop` ends every Ray process."""
+    import ray as ray_api
+
+    ray_api.shutdown()  # this module's local cluster is done with
+    ray = Path(sys.executable).with_name("ray")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # token auth would need the token on every node
+    address = f"127.0.0.1:{_free_port()}"
+    node = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--object-store-memory=200000000", "--disable-usage-stats"]
+    try:
+        subprocess.run([ray, "start", "--head", f"--port={address.split(':')[1]}", "--include-dashboard=false",
+                        *node], env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run([ray, "start", f"--address={address}", *node], env=env, check=True, capture_output=True,
+                       timeout=120)  # fmt: skip
+        count = f"import ray; ray.init(address={address!r}); print(sum(n['Alive'] for n in ray.nodes()))"
+        nodes = subprocess.run([sys.executable, "-c", count], env=env, capture_output=True, text=True, timeout=120)
+        assert nodes.stdout.strip().splitlines()[-1] == "2", nodes.stderr
+        rows = _rows(tmp_path / "rows.jsonl")
+        encoder = _encoder()
+        with open_engine("qdrant-edge", tmp_path) as store:
+            store.create_collection("ray", sparse_dim=128, encoder=encoder.identity)
+        driver = subprocess.run([sys.executable, "-c", DRIVER, address, str(tmp_path / "edge"), str(rows),
+                                 str(tmp_path / "run.ckpt")], env=env, capture_output=True, text=True, timeout=300,
+                                cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+        assert driver.returncode == 0, driver.stderr[-3000:]
+        assert json.loads(driver.stdout.strip().splitlines()[-1]) == {"rows": 20_010, "skipped": 0}
+        with open_engine("qdrant-edge", tmp_path) as store:
+            store.create_collection("direct", sparse_dim=128, encoder=encoder.identity)
+            _index_direct(store, _records(rows), encoder)
+            _same(store, "direct", "ray")
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_bench_ray_compares_both_paths_on_the_same_texts(tmp_path, data_dir):
+    import ray
+    from typer.testing import CliRunner
+
+    ray.shutdown()  # the bench starts a local cluster of its own
+
+    from csrv2_vdb.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "ray", "--rows", "24", "--workers", "1", "--out", str(tmp_path),
+                                      "--data", str(data_dir)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "ray.json").read_text())
+    assert report["rows"] == 24 and report["local_rows_per_s"] > 0 and report["ray_rows_per_s"] > 0
+    assert report["overhead"] == pytest.approx(1 - report["ray_rows_per_s"] / report["local_rows_per_s"])
+    hours = report["projection"]["hours_on"]
+    assert hours["64"] == pytest.approx(4 * hours["256"])  # JSON keys; the projection scales with workers
+    assert "Ray's overhead on the same cores" in (tmp_path / "ray.md").read_text()
