@@ -155,6 +155,10 @@ def _retrieval_on(tmp_path, *corpus_args: str) -> tuple[int, str, dict]:
                                       "--name", "run", "--work", str(tmp_path / "work"), "--cache",
                                       str(tmp_path / "cache")])  # fmt: skip
     report = json.loads((out / "run.json").read_text()) if result.exit_code == 0 else {}
+    if result.exc_info and result.exit_code == 1:  # an unexpected exception: show where it came from
+        import traceback
+
+        return 1, result.output + "".join(traceback.format_exception(*result.exc_info)), report
     return result.exit_code, result.output, report
 
 
