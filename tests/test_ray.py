@@ -75,8 +75,15 @@ def _encoder() -> CSRv2Encoder:
 def cluster():
     import ray
 
-    context = ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                       object_store_memory=256 * 2**20)  # fmt: skip
+    for attempt in range(3):  # Ray's GCS may miss its start-up deadline on a busy 2-core machine: try again
+        try:
+            context = ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                               object_store_memory=256 * 2**20)  # fmt: skip
+            break
+        except RuntimeError:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield context.address_info["address"]
     ray.shutdown()
 
