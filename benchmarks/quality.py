@@ -360,13 +360,14 @@ def balance_rows(
     for corpus, (doc_texts, evals) in sets.items():
         doc_x = cached_embed(backbone, doc_texts, "document", cache)
         rule = default_config(TrainingSet(doc_x, None, "label-free", ""))
+        queries = {name: cached_embed(backbone, data.query_texts, "query", cache) for name, data in evals.items()}
         for coef in coefs:
             head = train_head(doc_x, replace(rule, balance_coef=coef)).head
             if out is not None:
                 head.save(out / f"{corpus}-balance-{coef:g}")
             name = f"balance {coef:g}"
             for eval_set, data in evals.items():
-                query_x = cached_embed(backbone, data.query_texts, "query", cache)
+                query_x = queries[eval_set]
                 rows += [r for r in head_rows(name, head, query_x, doc_x, data.qrels, eval_set, (2, 8))
                          if r.method == "sparse-cos" + LONGER_SUFFIX and r.metric.startswith("ndcg")]  # fmt: skip
                 for k in (2, 8):
