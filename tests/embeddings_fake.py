@@ -116,15 +116,18 @@ def _handler(fake: FakeEmbeddings) -> type[BaseHTTPRequestHandler]:
                 fake.in_flight += 1
                 fake.peak = max(fake.peak, fake.in_flight)
                 over = fake.in_flight > fake.max_concurrent
+            reply: tuple[int, dict[str, Any], dict[str, str]]
             try:
                 if over:
-                    self._send(429, {"error": {"message": "Too many concurrent requests"}}, {"Retry-After": "0.2"})
-                    return
-                time.sleep(fake.delay)
-                self._send(*fake.answer({k.lower(): v for k, v in self.headers.items()}, raw))
+                    reply = (429, {"error": {"message": "Too many concurrent requests"}}, {"Retry-After": "0.2"})
+                else:
+                    time.sleep(fake.delay)
+                    reply = fake.answer({k.lower(): v for k, v in self.headers.items()}, raw)
             finally:
+                # leave the count before replying: a client may send its next request as soon as it reads this one
                 with fake.lock:
                     fake.in_flight -= 1
+            self._send(*reply)
 
         def _send(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
             data = json.dumps(body).encode()
