@@ -9,6 +9,7 @@ pgvector      PgvectorStore(dsn)               PostgreSQL with pgvector (a conne
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from csrv2_vdb.credentials import credentials_from_env, redact, remember_secret
@@ -18,7 +19,7 @@ from csrv2_vdb.store import SparseStore
 ENGINES = ("qdrant-edge", "qdrant", "milvus", "elasticsearch", "pgvector")
 
 
-def open_store(engine: str, location: str, **options: Any) -> SparseStore:
+def open_store(engine: str, location: str | os.PathLike[str], **options: Any) -> SparseStore:
     """Open a store by engine name.
 
     location: a directory (qdrant-edge); a URL, ":memory:" or a local path (qdrant); a URI or .db file
@@ -26,6 +27,7 @@ def open_store(engine: str, location: str, **options: Any) -> SparseStore:
     CSRV2_QDRANT_API_KEY, CSRV2_MILVUS_TOKEN, CSRV2_ES_API_KEY or CSRV2_ES_USERNAME/CSRV2_ES_PASSWORD.
     """
     options = {**options, **credentials_from_env(engine, options)}
+    location = os.fspath(location)  # a pathlib.Path is as good as its string
     if "://" in location:
         remember_secret(location)  # a password in the URL
     try:

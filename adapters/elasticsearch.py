@@ -175,12 +175,14 @@ class ElasticsearchStore(StoreBase):
         _, size = pick_vector(name, self._dense_fields(name), vector)
         return int(self.client.count(index=self._index(name))["count"]), size
 
-    def read_dense(self, name: str, vector: str | None = None, batch_size: int = 256) -> Iterator[DensePoints]:
+    def read_dense(
+        self, name: str, vector: str | None = None, batch_size: int = 256, *, vectors: bool = True
+    ) -> Iterator[DensePoints]:
         """Every document of a point in time, in _shard_doc order with search_after; the other fields (but the
         vector fields) are the payload. The vector is read from _source, so an index that keeps vectors out of
         _source (`index.mapping.exclude_source_vectors`) cannot be migrated this way."""
         fields = self._dense_fields(name)
-        field, _ = pick_vector(name, fields, vector)
+        field = pick_vector(name, fields, vector)[0] if vectors else None
         skip = {*fields, SPARSE}
         pit = self.client.open_point_in_time(index=self._index(name), keep_alive="5m")["id"]
         after: list[Any] | None = None
@@ -195,14 +197,14 @@ class ElasticsearchStore(StoreBase):
                 hits = response["hits"]["hits"]
                 if not hits:
                     return
-                if any(field not in h["_source"] for h in hits):
+                if field is not None and any(field not in h["_source"] for h in hits):
                     raise InvalidEmbeddingError(
                         f"documents of {name!r} have no {field!r} in _source (vectors excluded from _source, or "
                         "documents without a vector); every document needs one to migrate"
                     )
                 payloads = [{k: v for k, v in h["_source"].items() if k not in skip} for h in hits]
-                vectors = np.asarray([h["_source"][field] for h in hits], dtype=np.float32)
-                yield DensePoints([str(h["_id"]) for h in hits], vectors, payloads)
+                rows = [h["_source"][field] for h in hits] if field is not None else np.empty((len(hits), 0))
+                yield DensePoints([str(h["_id"]) for h in hits], np.asarray(rows, dtype=np.float32), payloads)
                 after = hits[-1]["sort"]
         finally:
             self.client.close_point_in_time(id=pit)

@@ -203,15 +203,16 @@ class MilvusStore(StoreBase):
         return CollectionInfo(name, sparse_dim, int(dense["params"]["dim"]) if dense else None, meta.get("encoder"))
 
     # ------------------------------------------------------- reading back (migration)
-    def _schema(self, name: str, vector: str | None) -> tuple[str, str, int, set[str]]:
-        """(primary key field, dense vector field, its size, every vector field) of any collection."""
+    def _schema(self, name: str, vector: str | None, dense: bool = True) -> tuple[str, str, int, set[str]]:
+        """(primary key field, dense vector field, its size, every vector field) of any collection (without
+        `dense`: no dense field, "" and 0)."""
         if not self.client.has_collection(self.check_name(name)):
             raise self.missing(name)
         fields = self.client.describe_collection(name)["fields"]
         primary = next(f["name"] for f in fields if f.get("is_primary"))
-        dense = {f["name"]: int(f["params"]["dim"]) for f in fields if f["type"] == DataType.FLOAT_VECTOR}
+        sizes = {f["name"]: int(f["params"]["dim"]) for f in fields if f["type"] == DataType.FLOAT_VECTOR}
         vectors = {f["name"] for f in fields if "VECTOR" in getattr(f["type"], "name", "")}
-        field, size = pick_vector(name, dense, vector)
+        field, size = pick_vector(name, sizes, vector) if dense else ("", 0)
         return primary, field, size, vectors
 
     def dense_source(self, name: str, vector: str | None = None) -> tuple[int, int]:
@@ -220,21 +221,24 @@ class MilvusStore(StoreBase):
             rows = self.client.query(name, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"]), size
 
-    def read_dense(self, name: str, vector: str | None = None, batch_size: int = 256) -> Iterator[DensePoints]:
+    def read_dense(
+        self, name: str, vector: str | None = None, batch_size: int = 256, *, vectors: bool = True
+    ) -> Iterator[DensePoints]:
         """Every row through a query iterator (primary-key order), `batch_size` per page; scalar and dynamic
         fields become the payload."""
-        primary, field, _, vectors = self._schema(name, vector)
+        primary, field, _, fields = self._schema(name, vector, vectors)
         with _engine_errors(f"read {name!r}"):
             pages = self.client.query_iterator(name, batch_size=batch_size, output_fields=["*"])
         try:
             while rows := pages.next():
                 ids, payloads = [], []
                 for row in rows:
-                    doc_id, payload = document_of({k: v for k, v in row.items() if k not in vectors}, row[primary])
+                    doc_id, payload = document_of({k: v for k, v in row.items() if k not in fields}, row[primary])
                     payload.pop(primary, None)
                     ids.append(doc_id)
                     payloads.append(payload)
-                yield DensePoints(ids, np.asarray([row[field] for row in rows], dtype=np.float32), payloads)
+                dense = np.asarray([row[field] for row in rows] if field else np.empty((len(rows), 0)), np.float32)
+                yield DensePoints(ids, dense, payloads)
         finally:
             pages.close()
 

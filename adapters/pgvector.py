@@ -373,10 +373,20 @@ class PgvectorStore(StoreBase):
         statement = self._psycopg.sql.SQL("SELECT count(*) FROM {}").format(self._table(name))
         return int(self._sql(statement, fetch=True)[0][0]), size
 
-    def read_dense(self, name: str, vector: str | None = None, batch_size: int = 256) -> Iterator[DensePoints]:
+    def read_dense(
+        self, name: str, vector: str | None = None, batch_size: int = 256, *, vectors: bool = True
+    ) -> Iterator[DensePoints]:
         """Every row in primary-key order, `batch_size` per page (keyset pagination: stable under concurrent
         reads and writes)."""
-        primary, column, _, payload = self._source(name, vector)
+        if vectors:
+            primary, column, _, payload = self._source(name, vector)
+        else:  # this library's collections only
+            self.collection_info(name)
+            primary, column, payload = (
+                self._psycopg.sql.Identifier("id"),
+                self._psycopg.sql.SQL("NULL"),
+                self._psycopg.sql.SQL("payload"),
+            )
         sql = self._psycopg.sql
         select = sql.SQL("SELECT {key} AS _csrv2_key, {key}::text, {col}::text, {payload} FROM {table} {where} "
                          "ORDER BY _csrv2_key LIMIT %s")  # fmt: skip
@@ -385,8 +395,8 @@ class PgvectorStore(StoreBase):
         after = select.format(where=sql.SQL("WHERE {} > %s").format(primary), **parts)
         rows = self._sql(first, [batch_size], fetch=True)
         while rows:
-            vectors = np.asarray([json.loads(r[2]) for r in rows], dtype=np.float32)
-            yield DensePoints([r[1] for r in rows], vectors, [r[3] for r in rows])
+            dense = np.asarray([json.loads(r[2]) for r in rows] if vectors else np.empty((len(rows), 0)), np.float32)
+            yield DensePoints([r[1] for r in rows], dense, [r[3] for r in rows])
             rows = self._sql(after, [rows[-1][0], batch_size], fetch=True)
 
     # ------------------------------------------------------------------- search

@@ -147,13 +147,21 @@ class QdrantStore(StoreBase):
         _, size = self._dense_vector(name, vector)
         return int(self.client.count(name, exact=True).count), int(size)
 
-    def read_dense(self, name: str, vector: str | None = None, batch_size: int = 256) -> Iterator[DensePoints]:
+    def read_dense(
+        self, name: str, vector: str | None = None, batch_size: int = 256, *, vectors: bool = True
+    ) -> Iterator[DensePoints]:
         """Scroll every point in id order (Qdrant's scroll order), `batch_size` per page."""
-        field, _ = self._dense_vector(name, vector)
+        field = self._dense_vector(name, vector)[0] if vectors else None
+        if field is None:
+            self.collection_info(name)
         offset = None
         while True:
             records, offset = self.client.scroll(
-                name, limit=batch_size, offset=offset, with_payload=True, with_vectors=[field] if field else True
+                name,
+                limit=batch_size,
+                offset=offset,
+                with_payload=True,
+                with_vectors=False if field is None else [field] if field else True,
             )
             if records:
                 yield dense_points(records, field)

@@ -72,15 +72,22 @@ def drop_non_matches(results: list[list[Hit]]) -> list[list[Hit]]:
     return [[h for h in row if h.score != 0.0] for row in results]
 
 
-def dense_points(records: list[Any], vector: str) -> DensePoints:
-    """Scrolled Qdrant records (server or Edge) -> DensePoints; `vector` is the named vector ("" = unnamed)."""
+def dense_points(records: list[Any], vector: str | None) -> DensePoints:
+    """Scrolled Qdrant records (server or Edge) -> DensePoints; `vector` is the named vector ("" = unnamed; None:
+    none was read, the vectors have width 0)."""
     ids, payloads, rows = [], [], []
     for record in records:
         doc_id, payload = document_of(record.payload, record.id)
+        if vector is None:
+            ids.append(doc_id)
+            payloads.append(payload)
+            continue
         row = record.vector.get(vector) if isinstance(record.vector, dict) else record.vector
         if row is None:
             raise InvalidEmbeddingError(f"point {doc_id!r} has no vector {vector!r}; every point needs one to migrate")
         ids.append(doc_id)
         payloads.append(payload)
         rows.append(row)
+    if vector is None:
+        return DensePoints(ids, np.empty((len(ids), 0), dtype=np.float32), payloads)
     return DensePoints(ids, np.asarray(rows, dtype=np.float32).reshape(len(rows), -1), payloads)

@@ -202,15 +202,20 @@ class QdrantEdgeStore(StoreBase):
         _, size = pick_vector(name, {DENSE: info.dense_dim} if info.dense_dim else {}, vector)
         return self.count(name), size
 
-    def read_dense(self, name: str, vector: str | None = None, batch_size: int = 256) -> Iterator[DensePoints]:
+    def read_dense(
+        self, name: str, vector: str | None = None, batch_size: int = 256, *, vectors: bool = True
+    ) -> Iterator[DensePoints]:
         """Scroll every point in id order, `batch_size` per page."""
-        self.dense_source(name, vector)
+        if vectors:
+            self.dense_source(name, vector)
         shard, offset = self._shard(name), None
         while True:
-            request = qe.ScrollRequest(offset=offset, limit=batch_size, with_payload=True, with_vector=[DENSE])
+            request = qe.ScrollRequest(
+                offset=offset, limit=batch_size, with_payload=True, with_vector=[DENSE] if vectors else False
+            )
             records, offset = shard.scroll(request)
             if records:
-                yield dense_points(records, DENSE)
+                yield dense_points(records, DENSE if vectors else None)
             if offset is None:
                 return
 

@@ -342,13 +342,16 @@ def _eval_served(
     from csrv2_vdb.benchmarks.corpus_eval import eval_served
     from csrv2_vdb.credentials import redact
     from csrv2_vdb.head_store import encoder_for_collection, load_head
+    from csrv2_vdb.versions import current
 
     with user_errors(), open_store(engine, store) as db:
-        encoder = encoder_for_collection(db, collection, open_embedder_cached(embedder, embed_cache), head=head)
-        stored = load_head(db, collection)
-        record = {"engine": engine, "store": redact(store), "collection": collection, "encoder": encoder.identity,
+        version = current(db, collection)
+        encoder = encoder_for_collection(db, version, open_embedder_cached(embedder, embed_cache), head=head)
+        stored = load_head(db, version)
+        record = {"engine": engine, "store": redact(store), "collection": collection, "version": version,
+                  "encoder": encoder.identity,
                   "head": stored.describe() if stored else (head or "the general head")}  # fmt: skip
-        eval_served(db, collection, encoder, queries, qrels, out, record, Console())
+        eval_served(db, version, encoder, queries, qrels, out, record, Console())
     console.print(f"scored {collection} as served; results in {out} (eval.csv, eval.png, eval.json)")
 
 

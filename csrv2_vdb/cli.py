@@ -118,6 +118,16 @@ def _open(engine: str, store: str, api_key: str | None):
     return open_store(engine, store, **{"token" if engine == "milvus" else "api_key": api_key})
 
 
+def _served(db: Any, collection: str, log: Any = None) -> str:
+    """The collection that answers for `collection` now: its current version after a `refit`, else itself."""
+    from csrv2_vdb.versions import current
+
+    version = current(db, collection)
+    if log is not None and version != collection:
+        log(f"{collection}: its current version is {version} (csrv2-vdb refit)")
+    return version
+
+
 def _store_identity(engine: str, store: str) -> str:
     """The store as a checkpoint names it: an absolute path for embedded engines, the redacted URL otherwise."""
     if "://" in store or store == ":memory:" or engine == "elasticsearch":
@@ -215,6 +225,7 @@ def index(
         model = _model(embedder, embed_cache, field is not None)
         total = sum(1 for _ in read())  # also checks every record before anything is written
         with _open(engine, store, api_key) as db:
+            collection = _served(db, collection, say)
             if mrl_dims is None:
                 dense_beside = MRLEncoder(model, dense_dims) if dense_dims is not None else None
                 sparse_enc = head_for_index(
@@ -393,6 +404,7 @@ def search(
             raise fail(f"no qdrant-edge store at {store} (a directory written by `csrv2-vdb index`)")
         model = open_embedder_cached(embedder, embed_cache)
         with _open(engine, store, api_key) as db:
+            collection = _served(db, collection)
             enc = encoder_for_collection(db, collection, model, head=head, k=k, normalize=normalize, query_k=query_k)
             info = db.collection_info(collection)
             labels = labels_for(db, collection, head) if explain else None
@@ -555,7 +567,7 @@ def check(
                 typer.echo(line)
         return
     with user_errors(), _open(engine, store, api_key) as db:
-        name = target_name(collection, target)
+        name = _served(db, target_name(collection, target))
         if head is None and load_head(db, name) is None:
             raise fail(f"{name!r} holds no stored head (migrated before heads were stored): name it with --head")
         encoder = encoder_for_collection(db, name, None, head=head)
@@ -582,6 +594,7 @@ def _drift(
     from csrv2_vdb.records import iter_records
 
     with _open(engine, store, api_key) as db:
+        collection = _served(db, collection)
         db.collection_info(collection)
         stored = load_head(db, collection)
     fit = (stored.report or {}).get("fit_fidelity") if stored else None
@@ -618,6 +631,10 @@ def filter_value(text: str) -> str | int | float | bool:
 from csrv2_vdb.cli_heads import heads_app, label  # noqa: E402
 
 app.add_typer(heads_app, name="heads")
+# `refit`: a new head written as a new version of a collection, switched to, rolled back (csrv2_vdb/cli_refit.py)
+from csrv2_vdb.cli_refit import refit  # noqa: E402
+
+app.command()(refit)
 app.command()(label)
 
 

@@ -119,12 +119,13 @@ def _label_over(input: Path, encoder: Any, sample: int) -> LatentLabels:
 def _stored(store: str | None, collection: str | None, engine: str, api_key: str | None) -> tuple[Any, int]:
     """(the head stored with the collection, its document count); an error when either option is missing or
     it has none."""
-    from csrv2_vdb.cli import _open
+    from csrv2_vdb.cli import _open, _served
     from csrv2_vdb.head_store import load_head
 
     if store is None or collection is None:
         raise fail("name a head (NAME or DIR), or --store and --collection for a collection's stored head")
     with _open(engine, store, api_key) as db:
+        collection = _served(db, collection)
         size = db.count(collection)  # a missing collection is named as such
         stored = load_head(db, collection)
     if stored is None:
@@ -181,11 +182,11 @@ def label(
             folder.mkdir(parents=True, exist_ok=True)
             say(f"labels written to {labels.save(folder)}")
         else:
-            from csrv2_vdb.cli import _open
+            from csrv2_vdb.cli import _open, _served
             from csrv2_vdb.head_store import save_labels
 
             assert store is not None and collection is not None
             with _open(engine, store, api_key) as db:
-                save_labels(db, collection, labels)
+                save_labels(db, _served(db, collection), labels)
             say(f"labels stored with the head of {collection!r}")
     _print_labels(labels, top)

@@ -83,8 +83,8 @@ class DriftReport:
             f"{len(self.hot_new)}" + (f" (e.g. {self.hot_new[:5]})" if self.hot_new else ""),
         ]
         if self.refit:
-            out.append("a refit would pay: " + "; ".join(self.reasons) + " (index into a new collection without "
-                       "--head, or csrv2-vdb train --input on the current documents)")  # fmt: skip
+            out.append("a refit would pay: " + "; ".join(self.reasons) + " (csrv2-vdb refit --store ... "
+                       "--collection ...: a new head on the current documents, switched to in one write)")  # fmt: skip
         else:
             out.append("no refit needed: the new documents code as well as the fitted ones")
         return out

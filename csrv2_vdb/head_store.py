@@ -256,7 +256,7 @@ def head_for_index(
     """
     from csrv2_vdb.head import DEFAULT_HEAD, resolve_head
 
-    exists = collection in store.list_collections()
+    exists = collection in _all(store)  # a version written by `refit` is not listed, but exists
     stored = load_head(store, collection) if exists else None
     if head is not None:
         encoder = CSRv2Encoder(embedder, resolve_head(head), k, True if normalize is None else normalize)
@@ -348,7 +348,9 @@ def encoder_for_collection(
     from csrv2_vdb.encoder import writes_normalized
     from csrv2_vdb.head import resolve_head
     from csrv2_vdb.store import check_encoder
+    from csrv2_vdb.versions import current
 
+    collection = current(store, collection)  # after a refit: the version answering now
     info = store.collection_info(collection)
     stored = load_head(store, collection)
     if stored is not None and head is None:
@@ -386,5 +388,45 @@ def labels_for(
     stored head's (when `identity`, the encoder's, is that head's); None when there are none."""
     if head is not None:
         return LatentLabels.load(head) if Path(head).is_dir() else None
-    stored = load_head(store, collection)
+    from csrv2_vdb.versions import current
+
+    stored = load_head(store, current(store, collection))
     return stored.labels if stored is not None and identity in (None, stored.identity) else None
+
+
+# A version's head never changes once written: the heads followed after a switch, by the identity of the version.
+_followed: dict[str, StoredHead] = {}
+
+
+def follow(
+    store: SparseStore, collection: str, encoder: CSRv2Encoder, *, fresh: bool = False
+) -> tuple[str, CSRv2Encoder]:
+    """The collection that answers for `collection` now (its current version, `csrv2_vdb.versions`) and the
+    encoder to query it with: `encoder`, or, when a refit switched the name to a version of another head since
+    `encoder` was chosen for it, that version's stored head on the same embedder. A head that belongs to no
+    version of the name is refused (`check_encoder`), as before."""
+    from csrv2_vdb.encoder import default_query_k
+    from csrv2_vdb.errors import CollectionNotFoundError
+    from csrv2_vdb.store import check_encoder
+    from csrv2_vdb.versions import current, read
+
+    version = current(store, collection, fresh=fresh)
+    try:
+        info = store.collection_info(version)
+    except CollectionNotFoundError:
+        if fresh or version == collection:
+            raise
+        return follow(store, collection, encoder, fresh=True)  # dropped since the pointer was read
+    if info.encoder is None or info.encoder == encoder.identity:
+        return version, encoder
+    state = read(store, collection)
+    if state is None or encoder.identity not in state.heads:
+        check_encoder(info, encoder.identity)  # raises: a head of no version of this name
+    if info.encoder not in _followed:
+        stored = load_head(store, version)
+        if stored is None or stored.identity != info.encoder:
+            raise HeadLoadError(f"version {version!r} of {collection!r} holds no stored head of its codes")
+        _followed[info.encoder] = stored
+    default = encoder.query_k == default_query_k(encoder.k, encoder.head.hidden_dim)
+    embedder = getattr(encoder, "_embedder", None)
+    return version, _followed[info.encoder].encoder(embedder, None if default else encoder.query_k)

@@ -14,8 +14,10 @@ from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder, encode_hybrid
 from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.explain import explain_hits
 from csrv2_vdb.filters import Filter
+from csrv2_vdb.head_store import follow
 from csrv2_vdb.labels import LatentLabels
-from csrv2_vdb.store import CodesReadable, Hit, SparseStore, check_encoder
+from csrv2_vdb.store import CodesReadable, Hit, SparseStore
+from csrv2_vdb.versions import current
 
 # sparse: the CSRv2 code; dense: the MRL vector; hybrid: both lists fused by the engine; rerank: the sparse
 # candidates rescored by the stored dense vectors (two-stage retrieval: a sparse index, dense precision).
@@ -46,8 +48,10 @@ def search_text(
         raise InvalidArgumentError(f"explain decomposes sparse scores; search mode {mode!r} scores otherwise")
     if mode != "dense" and encoder is None:
         raise InvalidArgumentError(f"search mode {mode!r} needs a CSRv2Encoder (encoder=...)")
-    if encoder is not None and mode != "dense":
-        check_encoder(store.collection_info(collection), encoder.identity)
+    if encoder is not None and mode != "dense":  # the version answering now, with its head (a refit may switch it)
+        collection, encoder = follow(store, collection, encoder)
+    else:
+        collection = current(store, collection)
     if mode in ("hybrid", "rerank"):
         assert encoder is not None and dense_encoder is not None
         sparse, dense = encode_hybrid(encoder, dense_encoder, [query], "query", active_dims)
@@ -108,6 +112,8 @@ def index_texts(
     ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(texts))]
     metadatas = list(metadatas) if metadatas is not None else [{} for _ in texts]
     new = collection not in store.list_collections()
+    if not new:  # into the version answering now, coded by its head (after a refit: the new one)
+        collection, encoder = follow(store, collection, encoder)
     store.create_collection(
         collection,
         sparse_dim=encoder.dim,
@@ -144,7 +150,7 @@ def search_queries(
 ) -> Iterator[list[Hit]]:
     """Each query's top `limit` hits, in input order: queries coded in batches (at the encoder's query_k), one
     engine call per batch. The model loads once for the whole file (`csrv2-vdb search --queries`)."""
-    check_encoder(store.collection_info(collection), encoder.identity)
+    collection, encoder = follow(store, collection, encoder)  # one version and head for the whole file
     for start in range(0, len(texts), batch_size):
         codes = encoder.encode_queries(list(texts[start : start + batch_size]))
         yield from store.search(collection, codes, limit=limit, filter=filter)

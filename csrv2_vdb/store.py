@@ -34,8 +34,11 @@ from csrv2_vdb.sparse import SparseBatch
 # user's own `_id` field (MongoDB exports, Elasticsearch dumps) is stored as any other field.
 ID_FIELD = "_csrv2_id"
 LEGACY_ID_FIELD = "_id"  # collections written before 0.2 kept the id here
+# Collections of this library's own (a collection's head, its version pointer, its later versions) carry this in
+# their names; `list_collections` does not show them.
+COMPANION_MARK = "__csrv2_"
 # The companion collection holding a collection's head ends so (see csrv2_vdb.head_store).
-HEAD_SUFFIX = "__csrv2_head"
+HEAD_SUFFIX = COMPANION_MARK + "head"
 _ID_NAMESPACE = uuid.UUID("6f1c3c5e-7a51-4f0e-9a43-c5b2d0f3a2e1")
 
 # rrf: reciprocal rank fusion (all engines); dbsf: distribution-based score fusion (Qdrant);
@@ -299,8 +302,11 @@ class DenseReadable(Protocol):
         """(points, vector size) of the collection's dense vector."""
         ...
 
-    def read_dense(self, name: str, vector: str | None = None, batch_size: int = 256) -> Iterator[DensePoints]:
-        """Every point once, in a stable order (the same on every pass over an unchanged collection)."""
+    def read_dense(
+        self, name: str, vector: str | None = None, batch_size: int = 256, *, vectors: bool = True
+    ) -> Iterator[DensePoints]:
+        """Every point once, in a stable order (the same on every pass over an unchanged collection); with
+        `vectors=False` ids and payloads only (vectors of width 0), also of a collection without dense vectors."""
         ...
 
 
@@ -378,7 +384,16 @@ class StoreBase:
         return info
 
     def drop_collection(self, name: str) -> None:
-        """Drop the collection, and the head stored with it (`csrv2_vdb.head_store`)."""
+        """Drop the collection, and the head stored with it (`csrv2_vdb.head_store`); a name that `refit` gave
+        versions loses every version and its pointer (`csrv2_vdb.versions`)."""
+        from csrv2_vdb.versions import drop_all
+
+        if COMPANION_MARK not in name and drop_all(self, name):  # type: ignore[arg-type]
+            return
+        self.drop_one(name)
+
+    def drop_one(self, name: str) -> None:
+        """Drop this one collection and its head, whatever version pointer names it."""
         self.collection_info(name)
         self._infos.pop(name, None)
         self._drop(name)
@@ -392,8 +407,13 @@ class StoreBase:
         return missing_collection(name, self.list_collections())
 
     def list_collections(self) -> list[str]:
-        """The collections of the store; the companions holding their heads are not listed."""
-        return [n for n in self.all_collections() if not n.endswith(HEAD_SUFFIX)]
+        """The collections of the store by the names clients query: the companions holding heads, version
+        pointers and later versions are not listed, a name whose version 1 was dropped after a refit is."""
+        from csrv2_vdb.versions import logical_names
+
+        every = self.all_collections()
+        names = [n for n in every if COMPANION_MARK not in n]
+        return names + [n for n in logical_names(every) if n not in names]
 
     def all_collections(self) -> list[str]:
         """Every collection, companions included (the adapter's engine call)."""

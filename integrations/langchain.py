@@ -232,10 +232,16 @@ class CSRv2VectorStore(VectorStore):
 
     def _exists(self) -> bool:
         try:
-            self.store.collection_info(self.collection)
+            self.store.collection_info(self._served())
         except CollectionNotFoundError:
             return False
         return True
+
+    def _served(self) -> str:
+        """The version of the collection answering now (`csrv2_vdb.versions`: after a refit, the new one)."""
+        from csrv2_vdb.versions import current
+
+        return current(self.store, self.collection)
 
     @property
     def embedder(self) -> Embedder:
@@ -331,7 +337,7 @@ class CSRv2VectorStore(VectorStore):
         if ids is None:
             self.store.drop_collection(self.collection)
         else:
-            self.store.delete(self.collection, [str(i) for i in ids])
+            self.store.delete(self._served(), [str(i) for i in ids])
         return True
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
@@ -340,7 +346,7 @@ class CSRv2VectorStore(VectorStore):
             raise UnsupportedError(f"{type(self.store).__name__} cannot return documents by id")
         if not self._exists():
             return []
-        return [_document(h, self.text_key) for h in self.store.get(self.collection, list(ids))]
+        return [_document(h, self.text_key) for h in self.store.get(self._served(), list(ids))]
 
     @classmethod
     def from_texts(
