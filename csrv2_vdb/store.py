@@ -388,6 +388,7 @@ class StoreBase:
         versions loses every version and its pointer (`csrv2_vdb.versions`)."""
         from csrv2_vdb.versions import drop_all
 
+        self.check_name(name)
         if COMPANION_MARK not in name and drop_all(self, name):  # type: ignore[arg-type]
             return
         self.drop_one(name)
