@@ -2,6 +2,8 @@
 
     retriever = CSRv2Retriever(store, "docs", encoder=encoder, similarity_top_k=3)
     retriever.retrieve("question")                           # -> list[NodeWithScore]
+    retriever = CSRv2Retriever.from_documents(documents, store, "docs")  # indexes them: a new collection fits
+                                                                         # its own head, as `csrv2-vdb index`
 
     embedding = CSRv2SparseEmbedding(k=8)                    # core's BaseSparseEmbedding; the general head
     embedding.get_query_embedding("question")                # -> {latent: weight}
@@ -18,19 +20,20 @@ For llama-index-vector-stores-milvus see `csrv2_vdb.integrations.llamaindex_milv
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from llama_index.core.base.embeddings.base_sparse import BaseSparseEmbedding, SparseEmbedding
 from llama_index.core.bridge.pydantic import ConfigDict, Field
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.retrievers import BaseRetriever
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle, TextNode
 
-from csrv2_vdb.embedders import Kind
+from csrv2_vdb.embedders import Embedder, Kind
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder
 from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.filters import Filter
-from csrv2_vdb.retrieval import LabelsOnce, SearchMode, search_text
+from csrv2_vdb.retrieval import LabelsOnce, SearchMode, index_texts, search_text
 from csrv2_vdb.store import Hit, SparseStore
 
 SparseFn = Callable[[list[str]], tuple[list[list[int]], list[list[float]]]]
@@ -74,6 +77,37 @@ class CSRv2Retriever(BaseRetriever):
         self.text_key = text_key
         self.explain = explain  # metadata["explain"]: the latents each hit shares with the query (csrv2_vdb.explain)
         self._labels = LabelsOnce()
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: Sequence[BaseNode],
+        store: SparseStore,
+        collection: str,
+        *,
+        encoder: CSRv2Encoder | None = None,
+        embedder: Embedder | None = None,
+        fit_overrides: dict[str, object] | None = None,
+        **kwargs: Any,
+    ) -> CSRv2Retriever:
+        """Index LlamaIndex documents (or nodes: their text, node id and metadata) into `collection`, and a
+        retriever over it. With no `encoder`, a new collection of at least MIN_FIT_ROWS documents is coded by a
+        head fitted on their texts and stored with it, exactly as `csrv2-vdb index` does (fewer: the general
+        head); an existing collection by its own head. `embedder` defaults to the backbone behind the cache."""
+        texts = [d.get_content() for d in documents]
+        if encoder is None:
+            from csrv2_vdb.head_store import head_for_index
+            from csrv2_vdb.versions import current
+
+            model = embedder or _cached_backbone()
+            encoder = head_for_index(
+                store, current(store, collection), model, lambda: (model.embed(texts, "document"), texts),
+                len(texts), fit_overrides=fit_overrides, log=lambda _: None,
+            )  # fmt: skip
+        ids, metadatas = [d.node_id for d in documents], [dict(d.metadata) for d in documents]
+        index_texts(store, collection, texts, encoder=encoder, ids=ids, metadatas=metadatas,
+                    text_key=kwargs.get("text_key", "text"))  # fmt: skip
+        return cls(store, collection, encoder=encoder, **kwargs)
 
     def _node(self, hit: Hit) -> NodeWithScore:
         metadata = {key: value for key, value in hit.payload.items() if key != self.text_key}
@@ -164,3 +198,11 @@ def sparse_fns(source: SparseSource = None, k: int | None = None) -> tuple[Spars
         return split([embedding.get_query_embedding(t) for t in texts])
 
     return documents, queries
+
+
+def _cached_backbone() -> Embedder:
+    """The offline backbone behind the embedding cache (texts are embedded once for the fit and the write)."""
+    from csrv2_vdb.backbone import Backbone
+    from csrv2_vdb.embed_cache import CachedEmbedder
+
+    return CachedEmbedder(Backbone())

@@ -194,6 +194,35 @@ def test_langchain_paths_fit_store_and_find_the_same_head_as_the_cli(tmp_path):
     assert [h["score"] for h in hits] == pytest.approx([s for _, s in ours], rel=1e-5)
 
 
+def test_llamaindex_from_documents_fits_like_the_cli_and_answers_alike(tmp_path):
+    """LlamaIndex documents indexed with no head named: the head fitted and stored is the one `index` fits on the
+    same texts (same identity), and the retriever returns the CLI search's ids and scores."""
+    from llama_index.core.schema import Document
+
+    from csrv2_vdb.adapters import open_store
+    from csrv2_vdb.integrations.llamaindex import CSRv2Retriever
+
+    data = _corpus(tmp_path / "docs.jsonl", CORPUS)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    cli_store = str(tmp_path / "cli")
+    result = runner.invoke(app, ["index", "--input", str(data), "--store", cli_store, "--collection", "docs",
+                                 "--fit-steps", "30"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    documents = [Document(text=r["text"], id_=r["id"]) for r in rows]
+    with open_store("qdrant-edge", tmp_path / "li") as store:
+        retriever = CSRv2Retriever.from_documents(documents, store, "docs", fit_overrides={"min_steps": 30},
+                                                  similarity_top_k=3)  # fmt: skip
+        stored = load_head(store, "docs")
+        nodes = retriever.retrieve("radiation therapy")
+    with open_store("qdrant-edge", cli_store) as store:
+        assert stored is not None and stored.identity == load_head(store, "docs").identity  # type: ignore[union-attr]
+    cli = runner.invoke(app, ["search", "radiation therapy", "--store", cli_store, "--collection", "docs",
+                              "--limit", "3"])  # fmt: skip
+    hits = [json.loads(line[line.index('{"id"') :]) for line in cli.output.splitlines() if '{"id"' in line]
+    assert [h["id"] for h in hits] == [n.node.node_id for n in nodes]
+    assert [h["score"] for h in hits] == pytest.approx([n.score for n in nodes], rel=1e-5)
+
+
 def test_batch_search_and_eval_of_a_served_collection(tmp_path):
     """search --queries writes one line per query in input order, the same hits as one-by-one search; eval
     --store scores the collection as served and records which head and collection it scored."""
