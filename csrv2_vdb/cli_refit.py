@@ -34,7 +34,10 @@ def refit(
         int, typer.Option("--fit-sample", help="Fit the new head on at most this many documents (a seeded sample).")
     ] = 50_000,
     holdout: Annotated[
-        int, typer.Option("--holdout", help="Other documents on which old and new head are compared with dense.")
+        int,
+        typer.Option(
+            "--holdout", help="Other documents (at most a tenth) on which old and new head are compared with dense."
+        ),
     ] = 500,
     fit_steps: Annotated[
         int | None, typer.Option("--fit-steps", help="Optimizer steps of the fit (default 1500, measured).")

@@ -85,7 +85,8 @@ def refit(
 ) -> RefitReport:
     """Fit a head on `name`'s documents, write them into a new version with it, switch `name` to that version.
 
-    `fit_sample` documents (seeded, chosen by id) fit the head, `holdout` others measure old and new head; `k`
+    `fit_sample` documents (seeded, chosen by id) fit the head, `holdout` others (at most a tenth of the
+    collection) measure old and new head; `k`
     defaults to the old version's. `checkpoint` makes the write resumable across runs (see `bulk_index`); a
     re-run after a crash finishes the same version with the same head either way."""
     for what, value, least in (("fit_sample", fit_sample, 2), ("holdout", holdout, 0), ("batch_size", batch_size, 1)):
@@ -110,6 +111,7 @@ def refit(
         raise InvalidArgumentError("refit reads the documents' texts: give the embedder that wrote them")
     read_vectors = not texts  # with texts, MRL vectors beside the codes are derived again from them
     total = int(store.count(old))
+    holdout = min(holdout, total // 10)  # a small corpus keeps nine tenths of itself for the fit
     fit, held = sample_points(reader.read_dense(old, vectors=read_vectors), fit_sample, holdout, seed,
                               total if progress else None)  # fmt: skip
 
