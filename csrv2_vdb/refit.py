@@ -127,7 +127,7 @@ def refit(
     if resumed is not None:
         new, encoder = state.pending, resumed.encoder(embedder)
     else:
-        new = state.next_name()
+        new = state.claim_next_name()
         state.pending = new
         write(store, state)  # before the version exists: a re-run finds it, whatever happens next
         log(f"fitting a label-free head on {len(fit.ids)} of {total} documents of {old!r}")

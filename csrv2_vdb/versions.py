@@ -7,7 +7,8 @@ own stored head (`csrv2_vdb.head_store`). Which one is current is one point of t
 
     "pointer"  {"current": "docs__csrv2_v2", "versions": "[...]" (JSON: name, head identity, written_at, rows),
                 "pending": a version being written by an unfinished refit, or "",
-                "heads": "[...]" (JSON: every head identity the name has served, dropped versions' too)}
+                "heads": "[...]" (JSON: every head identity the name has served, dropped versions' too),
+                "last": the highest version number given}
 
 A switch is one upsert of that point, atomic on every engine here. This is the library's own pointer, not the
 engines' aliases: an alias cannot take the name of the collection it would replace (version 1 is `docs`), and
@@ -56,16 +57,17 @@ class Versions:
     versions: list[dict[str, Any]] = field(default_factory=list)  # {"name", "head", "written_at", "rows"}
     pending: str = ""
     heads: list[str] = field(default_factory=list)  # every head the name was ever served with (readers follow)
+    last: int = 1  # the highest version number ever given (a dropped version's name is never given again)
 
     @property
     def names(self) -> list[str]:
         return [str(v["name"]) for v in self.versions]
 
-    def next_name(self) -> str:
-        """The collection the next refit writes (numbers are never re-used, even after drop_old)."""
-        taken = [self.name, *self.names, *([self.pending] if self.pending else [])]
-        numbers = [1] + [int(n.rsplit("v", 1)[1]) for n in taken if n.startswith(self.name + COMPANION_MARK + "v")]
-        return version_name(self.name, max(numbers) + 1)
+    def claim_next_name(self) -> str:
+        """The collection the next refit writes, counted on from `last`: a reader that still knows a dropped
+        version's name and head must never meet another head under it."""
+        self.last += 1
+        return version_name(self.name, self.last)
 
     def previous(self) -> str | None:
         """The version before the current one in the list (what a rollback switches to), if still kept."""
@@ -104,7 +106,8 @@ def read(store: SparseStore, name: str) -> Versions | None:
     try:
         versions = list(json.loads(payload["versions"]))
         heads = list(json.loads(payload.get("heads") or "[]")) or [str(v.get("head")) for v in versions]
-        return Versions(name, str(payload["current"]), versions, str(payload.get("pending") or ""), heads)
+        last = int(payload.get("last") or len(versions))
+        return Versions(name, str(payload["current"]), versions, str(payload.get("pending") or ""), heads, last)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"the version pointer of {name!r} ({pointer}) is damaged: {exc!r}") from None
 
@@ -114,7 +117,7 @@ def write(store: SparseStore, state: Versions) -> None:
     pointer = pointer_collection(state.name)
     store.create_collection(pointer, dense_dim=2, exist_ok=True)
     payload = {"current": state.current, "versions": json.dumps(state.versions), "pending": state.pending,
-               "heads": json.dumps(state.heads)}  # fmt: skip
+               "heads": json.dumps(state.heads), "last": state.last}  # fmt: skip
     store.upsert(pointer, [POINTER], dense=np.asarray([[1.0, 0.0]], dtype=np.float32), payloads=[payload])
     with _cache_lock:
         _cache.setdefault(store, {}).pop(state.name, None)

@@ -98,6 +98,20 @@ def test_a_head_of_another_collection_is_still_refused_after_a_refit(tmp_path):
         search_text(store, "docs", "question", encoder=stranger)
 
 
+def test_a_dropped_version_name_is_never_given_to_another_head(tmp_path):
+    store = open_store("qdrant-edge", tmp_path / "edge")
+    index_texts(store, "docs", TEXTS, encoder=_first_encoder())
+    for _ in range(2):
+        refit(store, "docs", embedder(), fit_sample=200, holdout=0, fit_overrides=FAST, progress=False,
+              log=lambda _: None)  # fmt: skip
+    assert rollback(store, "docs") == "docs__csrv2_v2"
+    assert drop_old(store, "docs") == ["docs", "docs__csrv2_v3"]
+    report = refit(store, "docs", embedder(), fit_sample=150, holdout=0, fit_overrides=FAST, progress=False,
+                   log=lambda _: None)  # fmt: skip
+    assert report.new == "docs__csrv2_v4"  # not v3 again: a reader may still know v3 and its head
+    store.close()
+
+
 @pytest.mark.parametrize("engine", ["qdrant-edge", "milvus-lite"])
 def test_eight_threads_search_through_the_switch_without_a_failure_or_a_mixed_result(engine, tmp_path):
     store = open_engine(engine, tmp_path)
