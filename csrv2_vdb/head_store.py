@@ -282,6 +282,25 @@ def head_for_index(
             f"{DEFAULT_HEAD} (name one with --head for better quality)")  # fmt: skip
         general = CSRv2Encoder(embedder, resolve_head(None), k, norm)
         return _stored(store, collection, general, dense_dim, DEFAULT_HEAD, log)
+    encoder, report, labels = fit_collection_head(embedder, fit_rows, rows, collection, k, norm, fit_overrides, log)
+    source = f"fitted on {report['rows']} documents of {collection}"
+    return _stored(store, collection, encoder, dense_dim, source, log, report, labels)
+
+
+def fit_collection_head(
+    embedder: Any,
+    fit_rows: Any,
+    rows: int,
+    collection: str,
+    k: int | None,
+    normalize: bool,
+    fit_overrides: dict[str, object] | None,
+    log: Any,
+) -> tuple[CSRv2Encoder, dict[str, Any], LatentLabels | None]:
+    """A label-free head fitted on `fit_rows()` (embeddings, texts or None) with `train --input`'s defaults, the
+    fit's report (rows, time, its figures that `check --input` compares new documents to) and its latents'
+    labels over those texts: what `index` and `refit` store with a collection."""
+    from csrv2_vdb.drift import code_fidelity
     from csrv2_vdb.training.fit import fit_embeddings
 
     start = time.perf_counter()
@@ -289,16 +308,14 @@ def head_for_index(
     embedded = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         overrides = {**({"k": k} if k is not None else {}), **(fit_overrides or {})}
-        log(f"fitting a label-free head on {len(x)} of {rows} documents (no --head named)")
+        log(f"fitting a label-free head on {len(x)} of {rows} documents")
         fitted = fit_embeddings(x, Path(tmp), overrides=overrides, described=f"{len(x)} documents of {collection}").head
     seconds = time.perf_counter() - start
     report = {"rows": len(x), "corpus": rows, "hidden_dim": fitted.hidden_dim, "k": fitted.k,
               "embed_seconds": round(embedded, 1), "fit_seconds": round(seconds - embedded, 1)}  # fmt: skip
     log(f"fitted in {seconds - embedded:.0f} s (+ {embedded:.0f} s embedding, shared with the write): h = "
         f"{fitted.hidden_dim}, k = {fitted.k}")  # fmt: skip
-    encoder = CSRv2Encoder(embedder, fitted, k, norm)
-    from csrv2_vdb.drift import code_fidelity
-
+    encoder = CSRv2Encoder(embedder, fitted, k, normalize)
     report["fit_fidelity"] = code_fidelity(fitted, encoder.k, x)  # what `check --input` compares new documents to
     labels = None
     if texts is not None:
@@ -309,8 +326,7 @@ def head_for_index(
         report["label_seconds"] = round(time.perf_counter() - started, 1)
         log(f"labelled {len(labels.labels)} latents from their texts in {report['label_seconds']:.0f} s "
             "(csrv2-vdb heads show --store ... --collection ...)")  # fmt: skip
-    source = f"fitted on {len(x)} documents of {collection}"
-    return _stored(store, collection, encoder, dense_dim, source, log, report, labels)
+    return encoder, report, labels
 
 
 def _stored(

@@ -17,7 +17,6 @@ its checkpoint recorded; the name switches only once that version holds every do
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from csrv2_vdb.embedders import Embedder
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder, encode_hybrid
 from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.head import SparseHead
-from csrv2_vdb.head_store import StoredHead, load_head, save_head
+from csrv2_vdb.head_store import StoredHead, fit_collection_head, load_head, save_head
 from csrv2_vdb.migrate import dense_reader, sample_points, unit
 from csrv2_vdb.store import DensePoints, DenseReadable, Optimizable, SparseStore
 from csrv2_vdb.versions import Versions, read, write
@@ -73,7 +72,7 @@ def refit(
     embedder: Embedder | None = None,
     *,
     text_field: str = "text",
-    fit_sample: int = 20_000,
+    fit_sample: int = 50_000,
     holdout: int = 500,
     k: int | None = None,
     seed: int = 0,
@@ -85,9 +84,9 @@ def refit(
 ) -> RefitReport:
     """Fit a head on `name`'s documents, write them into a new version with it, switch `name` to that version.
 
-    `fit_sample` documents (seeded, chosen by id) fit the head, `holdout` others (at most a tenth of the
-    collection) measure old and new head; `k`
-    defaults to the old version's. `checkpoint` makes the write resumable across runs (see `bulk_index`); a
+    `fit_sample` documents (seeded, chosen by id) fit the head (with `index`'s defaults: its fit's figures and
+    latent labels are stored too), `holdout` others (at most a tenth of the collection) measure old and new
+    head; `k` defaults to the old version's. `checkpoint` makes the write resumable across runs (see `bulk_index`); a
     re-run after a crash finishes the same version with the same head either way."""
     for what, value, least in (("fit_sample", fit_sample, 2), ("holdout", holdout, 0), ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -130,14 +129,14 @@ def refit(
         new = state.claim_next_name()
         state.pending = new
         write(store, state)  # before the version exists: a re-run finds it, whatever happens next
-        log(f"fitting a label-free head on {len(fit.ids)} of {total} documents of {old!r}")
-        with tempfile.TemporaryDirectory() as tmp:
-            overrides = {"k": k if k is not None else old_head.k if old_head else None, **(fit_overrides or {})}
-            head = _fit(embeddings(fit), Path(tmp), overrides, f"{len(fit.ids)} documents of {name}")
-        encoder = CSRv2Encoder(embedder, head, k, old_head.normalize if old_head else True)
+        normalize = old_head.normalize if old_head else True
+        encoder, report, labels = fit_collection_head(
+            embedder, lambda: (embeddings(fit), [str(p[text_field]) for p in fit.payloads] if texts else None),
+            total, name, k if k is not None else old_head.k if old_head else None, normalize, fit_overrides, log,
+        )  # fmt: skip
         store.create_collection(new, sparse_dim=encoder.dim, dense_dim=old_info.dense_dim, encoder=encoder.identity)
-        report = {"rows": len(fit.ids), "corpus": total, "refit_of": old}
-        save_head(store, new, encoder, f"refit of {name} on {len(fit.ids)} documents", fitted=True, report=report)
+        source = f"refit of {name} on {len(fit.ids)} documents"
+        save_head(store, new, encoder, source, fitted=True, report={**report, "refit_of": old}, labels=labels)
     fitted = time.perf_counter() - started
     encode = _encode(encoder, old_info.dense_dim, texts)
     run = {"refit": name, "version": new, "encoder": encoder.identity}
@@ -207,14 +206,6 @@ def _pending(store: SparseStore, state: Versions, log: Callable[[str], None]) ->
             return stored
         store.drop_collection(state.pending)
     return None
-
-
-def _fit(x: np.ndarray, out: Path, overrides: dict[str, object], described: str) -> Any:
-    from csrv2_vdb.training.fit import fit_embeddings
-
-    return fit_embeddings(
-        x, out, overrides={k: v for k, v in overrides.items() if v is not None}, described=described
-    ).head
 
 
 def _encode(encoder: CSRv2Encoder, dense_dim: int | None, texts: bool) -> Callable[[Any], Any]:

@@ -221,6 +221,11 @@ def test_cli_refit_rollback_and_drop_old(tmp_path, backbone):
     assert result.exit_code == 0, result.output
     assert "its current version is docs__csrv2_v2" in result.output and "using the head stored" in result.output
     assert "docs__csrv2_v2: 90 documents" in result.output
+    # the refit stored its fit's figures and latent labels, as index does: drift and labels work on the new version
+    result = runner.invoke(app, ["check", *base, "--input", str(more)])
+    assert result.exit_code == 0 and "drift: 10 new documents against the 72" in result.output, result.output
+    result = runner.invoke(app, ["heads", "show", *base])
+    assert result.exit_code == 0 and "refit of docs on 72 documents" in result.output, result.output
     result = runner.invoke(app, ["refit", *base, "--rollback"])
     assert result.exit_code == 0 and "docs answers again" in result.output
     assert search_file() == first
