@@ -1,6 +1,8 @@
-"""PostgreSQL + pgvector: sparse codes in a `sparsevec` column, dense vectors in `vector`, payloads in `jsonb`.
+"""PostgreSQL + pgvector: sparse codes in a `sparsevec` column, dense vectors in `vector` (or `halfvec`), payloads
+in `jsonb`.
 
-One collection is one table (`id text primary key, sparse sparsevec(h), dense vector(d), payload jsonb`) and
+One collection is one table (`id text primary key, sparse sparsevec(h), dense vector(d), payload jsonb`; with
+`halfvec=True`, `dense halfvec(d)`: half the bytes) and
 a row of `csrv2_collections` recording its dims and encoder. Search is exact by default (`ORDER BY sparse <#>
 query`: pgvector's negative inner product, so the score is its negation); `hnsw=True` builds pgvector's HNSW
 indexes (`sparsevec_ip_ops` / `vector_ip_ops`, at most 1,000 non-zeros per sparse vector) after the bulk load
@@ -76,6 +78,15 @@ class _Dense(NamedTuple):
         return struct.pack(">HH", len(self.row), 0) + self.row.astype(">f4").tobytes()
 
 
+class _Half(NamedTuple):
+    """One dense row as pgvector's binary halfvec: dim (int16), 0 (int16), float2 values (big-endian)."""
+
+    row: np.ndarray
+
+    def binary(self) -> bytes:
+        return struct.pack(">HH", len(self.row), 0) + self.row.astype(">f2").tobytes()
+
+
 def _sparse_params(codes: SparseBatch) -> list[_Sparse]:
     """The batch's rows, indices sorted and zeros dropped, as pgvector's binary format wants them."""
     order = np.argsort(codes.indices, axis=1)
@@ -117,9 +128,12 @@ class PgvectorStore(StoreBase):
         min_size: int = 1,
         max_size: int = 8,
         timeout: float = 30.0,
+        halfvec: bool = False,
     ) -> None:
         """`dsn`: a libpq connection string or URL ("" reads PGHOST, PGUSER, PGPASSWORD, ... as psql does);
-        `maintenance_work_mem` ("2GB"): the memory HNSW builds may take (the server's setting when None)."""
+        `maintenance_work_mem` ("2GB"): the memory HNSW builds may take (the server's setting when None);
+        `halfvec`: collections this store creates keep their dense vectors as `halfvec` (float16: half the
+        bytes, about three significant digits); each collection is read and written as its column says."""
         import re
 
         import psycopg
@@ -130,6 +144,8 @@ class PgvectorStore(StoreBase):
         remember_secret(dsn)
         self.dsn, self.hnsw, self.ef_search, self.rrf_k = dsn, hnsw, ef_search, rrf_k
         self.maintenance_work_mem = maintenance_work_mem
+        self.halfvec = halfvec
+        self._dense_types: dict[str, str] = {}  # collection -> "vector" or "halfvec", as its dense column is
         self._psycopg = psycopg
         self._indexed: set[str] = set()  # collections whose HNSW indexes this process has seen built
         self._dumpers: dict[type, type] = {}  # binary parameter dumpers for sparsevec and vector
@@ -187,7 +203,8 @@ class PgvectorStore(StoreBase):
         if info.sparse_dim:
             columns.append(sql.SQL("sparse sparsevec({})").format(sql.Literal(info.sparse_dim)))
         if info.dense_dim:
-            columns.append(sql.SQL("dense vector({})").format(sql.Literal(info.dense_dim)))
+            kind = "halfvec" if self.halfvec else "vector"
+            columns.append(sql.SQL("dense {}({})").format(sql.SQL(kind), sql.Literal(info.dense_dim)))
         with self.client.connection() as conn, conn.transaction():
             conn.execute(sql.SQL("CREATE TABLE {} ({})").format(self._table(info.name), sql.SQL(", ").join(columns)))
             conn.execute(f"INSERT INTO {_META} VALUES (%s, %s, %s, %s)",
@@ -205,8 +222,8 @@ class PgvectorStore(StoreBase):
         if not self.hnsw or name in self._indexed:
             return False
         info, sql, built = self.collection_info(name), self._psycopg.sql, False
-        for column, ops, dim in (("sparse", "sparsevec_ip_ops", info.sparse_dim), ("dense", "vector_ip_ops",
-                                                                                     info.dense_dim)):  # fmt: skip
+        dense_ops = f"{self._dense_type(name)}_ip_ops" if info.dense_dim else ""
+        for column, ops, dim in (("sparse", "sparsevec_ip_ops", info.sparse_dim), ("dense", dense_ops, info.dense_dim)):
             index = f"{name}__{column}_hnsw"[:63]
             if dim and not self._sql("SELECT 1 FROM pg_class WHERE relname = %s", [index], fetch=True):
                 with self.client.connection() as conn, conn.transaction():
@@ -231,8 +248,19 @@ class PgvectorStore(StoreBase):
         sparse_dim, dense_dim, encoder = rows[0]
         return CollectionInfo(name, sparse_dim, dense_dim, encoder)
 
+    def _dense_type(self, name: str) -> str:
+        """ "vector" or "halfvec": the type of the collection's dense column (read once)."""
+        if name not in self._dense_types:
+            rows = self._sql(
+                "SELECT t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = "
+                "to_regclass(quote_ident(%s)) AND a.attname = 'dense' AND NOT a.attisdropped", [name], fetch=True,
+            )  # fmt: skip
+            self._dense_types[name] = str(rows[0][0]) if rows else "vector"
+        return self._dense_types[name]
+
     def _drop(self, name: str) -> None:
         self._indexed.discard(name)
+        self._dense_types.pop(name, None)
         with self.client.connection() as conn, conn.transaction():
             conn.execute(self._psycopg.sql.SQL("DROP TABLE IF EXISTS {}").format(self._table(name)))
             conn.execute(f"DELETE FROM {_META} WHERE name = %s", [name])
@@ -270,12 +298,13 @@ class PgvectorStore(StoreBase):
         if info.dense_dim:
             columns.append("dense")
         sparse_rows = _sparse_params(batch.sparse) if batch.sparse is not None else None
+        half = batch.dense is not None and self._dense_type(name) == "halfvec"
         for i, doc_id in enumerate(batch.ids):
             row: list[Any] = [doc_id, json.dumps(batch.payloads[i])]
             if sparse_rows is not None:
                 row.append(sparse_rows[i])
             if batch.dense is not None:
-                row.append(_Dense(batch.dense[i]))
+                row.append(_Half(batch.dense[i]) if half else _Dense(batch.dense[i]))
             rows.append(row)
         updates = sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:])
         statement = sql.SQL("INSERT INTO {} ({}) VALUES (%s, %s::jsonb, {}) ON CONFLICT (id) DO UPDATE SET {}").format(
@@ -289,14 +318,15 @@ class PgvectorStore(StoreBase):
                 cur.executemany(statement, rows)
 
     def _binary_vectors(self, conn: Any) -> None:
-        """Let `conn` send _Sparse and _Dense parameters in pgvector's binary formats (dumpers made once per store,
-        with this database's type oids)."""
+        """Let `conn` send _Sparse, _Dense and _Half parameters in pgvector's binary formats (dumpers made once per
+        store, with this database's type oids)."""
         if not self._dumpers:
             from psycopg.adapt import Dumper
             from psycopg.pq import Format
 
-            oids = self._sql("SELECT 'sparsevec'::regtype::oid, 'vector'::regtype::oid", fetch=True)[0]
-            for cls, oid in zip((_Sparse, _Dense), oids, strict=True):
+            oids = self._sql("SELECT 'sparsevec'::regtype::oid, 'vector'::regtype::oid, 'halfvec'::regtype::oid",
+                             fetch=True)[0]  # fmt: skip
+            for cls, oid in zip((_Sparse, _Dense, _Half), oids, strict=True):
                 body = {"format": Format.BINARY, "oid": int(oid), "dump": lambda self, obj: obj.binary()}
                 self._dumpers[cls] = type(f"{cls.__name__}Dumper", (Dumper,), body)
         for cls, dumper in self._dumpers.items():
@@ -408,7 +438,7 @@ class PgvectorStore(StoreBase):
             column, cast = "sparse", "sparsevec"
         else:
             texts = [_dense_text(row) for row in query]
-            column, cast = "dense", "vector"
+            column, cast = "dense", self._dense_type(name)
         sql = self._psycopg.sql
         where, params = _where(filter, sql)
         statement = sql.SQL(

@@ -198,6 +198,52 @@ def test_hnsw_is_opt_in_and_reports_recall_against_exact(tmp_path):
     assert 0.5 <= recall <= 1.0, recall
 
 
+def test_halfvec_collections_take_half_the_bytes_and_answer_like_vector_ones(tmp_path):
+    """halfvec=True: dense vectors as float16 (written in pgvector's binary halfvec format), searched exactly and
+    through halfvec_ip_ops HNSW, read back for rerank; a store opened without the option serves it as it is."""
+    url = pg_url(tmp_path)
+    rng = np.random.default_rng(1)
+    n, dim = 600, 96
+    dense = rng.normal(size=(n, dim)).astype(np.float32)
+    dense /= np.linalg.norm(dense, axis=1, keepdims=True)
+    codes = SparseBatch(np.argsort(rng.random((n, 64)), axis=1)[:, :4], rng.random((n, 4)).astype(np.float32), 64)
+    ids = [f"h{i}" for i in range(n)]
+    with (
+        open_store("pgvector", url) as full,
+        open_store("pgvector", url, halfvec=True, hnsw=True, ef_search=200) as half,
+    ):
+        full.create_collection("full", sparse_dim=64, dense_dim=dim)
+        half.create_collection("half", sparse_dim=64, dense_dim=dim)
+        full.upsert("full", ids, (codes, dense))
+        half.upsert("half", ids, (codes, dense))
+        kinds = (
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = quote_ident(%s)::regclass "
+            "AND attname = 'dense'"
+        )
+        assert half._sql(kinds, ["half"], fetch=True) == [(f"halfvec({dim})",)]
+        assert full._sql(kinds, ["full"], fetch=True) == [(f"vector({dim})",)]
+        assert half.optimize("half")  # HNSW over halfvec (halfvec_ip_ops)
+        opclass = "SELECT indexdef FROM pg_indexes WHERE tablename = 'half' AND indexdef LIKE '%%halfvec_ip_ops%%'"
+        assert len(half._sql(opclass, fetch=True)) == 1
+        queries = dense[:20]
+        want, got = full.search("full", queries, limit=5), half.search("half", queries, limit=5)
+        assert [h.id for h in got[0]] == [h.id for h in want[0]] == ["h0", *[h.id for h in want[0][1:]]]
+        for w, g in zip(want, got, strict=True):
+            assert g[0].id == w[0].id and g[0].score == pytest.approx(w[0].score, abs=2e-3)  # float16: ~3 digits
+        reranked = half.rerank_search("half", codes[:3], dense[:3], limit=3)
+        assert all(row and row[0].score <= 1.001 for row in reranked)
+        size = 'SELECT avg(pg_column_size(dense)) FROM "{}"'
+        half_bytes, full_bytes = (
+            float(db._sql(size.format(t), fetch=True)[0][0]) for db, t in ((half, "half"), (full, "full"))
+        )
+        assert half_bytes == 8 + 2 * dim and full_bytes == 8 + 4 * dim  # 8 bytes of headers, then float16 vs float32
+    with open_store("pgvector", url) as plain:  # no option: the collection's own column type decides
+        again = plain.search("half", queries[:1], limit=1)[0][0]
+        assert again.id == "h0" and again.score == pytest.approx(1.0, abs=2e-3)
+        plain.upsert("half", ["h-new"], (codes[:1], dense[:1]))
+        assert plain._sql(kinds, ["half"], fetch=True) == [(f"halfvec({dim})",)]
+
+
 def test_the_nul_character_is_refused_by_name(tmp_path):
     """PostgreSQL text and jsonb cannot hold \\x00: ids, payloads and filter values holding it are refused."""
     from csrv2_vdb.errors import UnsupportedError
