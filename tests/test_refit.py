@@ -112,6 +112,24 @@ def test_a_dropped_version_name_is_never_given_to_another_head(tmp_path):
     store.close()
 
 
+def test_a_collection_with_dense_vectors_beside_its_codes_keeps_them(tmp_path):
+    from csrv2_vdb.encoder import MRLEncoder, encode_hybrid
+
+    store = open_store("qdrant-edge", tmp_path / "edge")
+    old, dense = _first_encoder(), MRLEncoder(embedder(), 8)
+    index_texts(store, "docs", TEXTS, encoder=old, dense_encoder=dense, ids=[f"d{i}" for i in range(N)])
+    report = refit(store, "docs", embedder(), fit_sample=200, holdout=0, fit_overrides=FAST, progress=False,
+                   log=lambda _: None)  # fmt: skip
+    info = store.collection_info(report.new)
+    assert info.dense_dim == 8 and info.sparse_dim is not None
+    new = load_head(store, report.new).encoder(embedder())  # type: ignore[union-attr]
+    sparse, vectors = encode_hybrid(new, dense, ["question 1"], "query")
+    ranked = store.rerank_search(report.new, sparse, vectors, limit=5)[0]
+    rescored = dense.encode_documents([TEXTS[int(h.id[1:])] for h in ranked]) @ vectors[0]
+    assert [h.score for h in ranked] == pytest.approx(list(rescored), rel=1e-4)  # the MRL vectors, written again
+    store.close()
+
+
 @pytest.mark.parametrize("engine", ["qdrant-edge", "milvus-lite"])
 def test_eight_threads_search_through_the_switch_without_a_failure_or_a_mixed_result(engine, tmp_path):
     store = open_engine(engine, tmp_path)
