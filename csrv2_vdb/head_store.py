@@ -412,6 +412,7 @@ def labels_for(
 
 # A version's head never changes once written: the heads followed after a switch, by the identity of the version.
 _followed: dict[str, StoredHead] = {}
+_served_heads: set[tuple[int, str, str]] = set()  # (store, name, head) known to have served the name
 
 
 def follow(
@@ -435,9 +436,12 @@ def follow(
         return follow(store, collection, encoder, fresh=True)  # dropped since the pointer was read
     if info.encoder is None or info.encoder == encoder.identity:
         return version, encoder
-    state = read(store, collection)
-    if state is None or encoder.identity not in state.heads:
-        check_encoder(info, encoder.identity)  # raises: a head of no version of this name
+    served_before = (id(store), collection, encoder.identity)
+    if served_before not in _served_heads:  # checked once: a name's list of heads only grows
+        state = read(store, collection)
+        if state is None or encoder.identity not in state.heads:
+            check_encoder(info, encoder.identity)  # raises: a head of no version of this name
+        _served_heads.add(served_before)
     if info.encoder not in _followed:
         stored = load_head(store, version)
         if stored is None or stored.identity != info.encoder:
