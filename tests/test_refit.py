@@ -47,7 +47,11 @@ def _hits(store, collection, encoder):
             for q in QUERIES]  # fmt: skip
 
 
-@pytest.mark.parametrize("engine", sorted(ENGINES))
+# one entry per adapter (the WAND index and the 8.10 fake differ below what versions touch), and a real cluster
+ADAPTERS = [e for e in sorted(ENGINES) if e not in ("milvus-lite-wand", "elasticsearch-fake-8.10")]
+
+
+@pytest.mark.parametrize("engine", ADAPTERS)
 def test_refit_switches_the_name_follows_rolls_back_and_drops(engine, tmp_path):
     store = open_engine(engine, tmp_path)
     try:
