@@ -71,7 +71,7 @@ def refit(
         if rollback:
             say(f"{collection}: {refitting.rollback(db, collection)} answers again")
         elif drop_old:
-            dropped = drop_versions(db, collection) if read(db, collection) is not None else []
+            dropped = drop_versions(db, collection)
             say(f"{collection}: dropped {', '.join(dropped) or 'nothing (no old version kept)'}")
         else:
             key = hashlib.sha256(f"{_store_identity(engine, store)}|{collection}".encode()).hexdigest()[:16]

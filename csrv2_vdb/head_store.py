@@ -31,7 +31,7 @@ from csrv2_vdb.encoder import CSRv2Encoder
 from csrv2_vdb.errors import EncoderMismatchError, HeadLoadError
 from csrv2_vdb.head import CONFIG_NAME, WEIGHTS_NAME, SparseHead
 from csrv2_vdb.labels import LatentLabels
-from csrv2_vdb.store import HEAD_SUFFIX, Gettable, SparseStore
+from csrv2_vdb.store import HEAD_SUFFIX, Gettable, SparseStore, every_collection
 
 CHUNK_CHARS = 48_000  # base64 characters per point: under Milvus's 64 KB limit on a JSON field
 MANIFEST = "manifest"
@@ -107,7 +107,7 @@ def save_head(
         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if fitted else None, dict(report or {}), labels,
     )  # fmt: skip
     name = companion(collection)
-    if name in _all(store):
+    if name in every_collection(store):
         store.drop_collection(name)
     store.create_collection(name, dense_dim=2)
     count, digest = _write_chunks(store, name, "chunk", base64.b64encode(_files(encoder.head)).decode("ascii"))
@@ -125,7 +125,7 @@ def save_head(
 def save_labels(store: SparseStore, collection: str, labels: LatentLabels) -> None:
     """Store (or replace) the labels of the head stored with `collection`; the manifest is rewritten last."""
     name = companion(collection)
-    manifest = _manifest(store, collection) if name in _all(store) else None
+    manifest = _manifest(store, collection) if name in every_collection(store) else None
     if manifest is None:
         raise HeadLoadError(f"collection {collection!r} has no stored head to label")
     if int(manifest.get("labels_chunks") or 0):
@@ -178,7 +178,7 @@ def load_head(store: SparseStore, collection: str) -> StoredHead | None:
     """The head stored with `collection`, or None when it has none (written before heads were stored, or by
     other code). A partial or tampered head raises `HeadLoadError`."""
     name = companion(collection)
-    if name not in _all(store):
+    if name not in every_collection(store):
         return None
     where = f"{name!r} (the head of {collection!r})"
     manifest = _manifest(store, collection)
@@ -212,12 +212,6 @@ def check_named_head(stored: StoredHead, encoder: CSRv2Encoder, named: str) -> N
             f"(k={encoder.k}, normalize={encoder.normalize}; {encoder.identity}). Codes of different heads are not "
             "comparable: leave --head out to use the collection's own head, or index into a new collection"
         )
-
-
-def _all(store: SparseStore) -> list[str]:
-    """Every collection of the store, companions included."""
-    lister = getattr(store, "all_collections", None)
-    return list(lister() if lister is not None else store.list_collections())
 
 
 def _unit(n: int) -> np.ndarray:
@@ -256,7 +250,7 @@ def head_for_index(
     """
     from csrv2_vdb.head import DEFAULT_HEAD, resolve_head
 
-    exists = collection in _all(store)  # a version written by `refit` is not listed, but exists
+    exists = collection in every_collection(store)  # a version written by `refit` is not listed, but exists
     stored = load_head(store, collection) if exists else None
     if head is not None:
         encoder = CSRv2Encoder(embedder, resolve_head(head), k, True if normalize is None else normalize)

@@ -32,7 +32,7 @@ from csrv2_vdb.errors import InvalidArgumentError
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.head_store import StoredHead, fit_collection_head, load_head, save_head
 from csrv2_vdb.migrate import dense_reader, sample_points, unit
-from csrv2_vdb.store import DensePoints, DenseReadable, Optimizable, SparseStore
+from csrv2_vdb.store import DensePoints, DenseReadable, Optimizable, SparseStore, every_collection
 from csrv2_vdb.versions import Versions, read, write
 
 _ID, _VECTOR = "_csrv2_refit_id", "_csrv2_refit_vector"
@@ -198,8 +198,7 @@ def _pending(store: SparseStore, state: Versions, log: Callable[[str], None]) ->
     left without its head (killed between create and save) is dropped and fitted again."""
     if not state.pending:
         return None
-    lister = getattr(store, "all_collections", store.list_collections)
-    if state.pending in lister():
+    if state.pending in every_collection(store):
         stored = load_head(store, state.pending)
         if stored is not None:
             log(f"finishing the interrupted refit into {state.pending!r} with its head, {stored.describe()}")

@@ -618,6 +618,13 @@ def check_encoder(info: CollectionInfo, encoder: str | None) -> None:
         )
 
 
+def every_collection(store: SparseStore) -> list[str]:
+    """Every collection of the store, this library's companions (heads, version pointers, later versions)
+    included: `all_collections` where the store has it, else what it lists."""
+    lister = getattr(store, "all_collections", None)
+    return list(lister() if lister is not None else store.list_collections())
+
+
 def missing_collection(name: str, existing: list[str]) -> CollectionNotFoundError:
     return CollectionNotFoundError(
         f"collection {name!r} does not exist; existing: {existing}. "

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from csrv2_vdb.errors import CollectionNotFoundError, InvalidArgumentError
-from csrv2_vdb.store import COMPANION_MARK, Gettable, SparseStore
+from csrv2_vdb.store import COMPANION_MARK, Gettable, SparseStore, every_collection
 
 VERSIONS_SUFFIX = COMPANION_MARK + "versions"
 POINTER = "pointer"
@@ -154,8 +154,7 @@ def drop_all(store: SparseStore, name: str) -> bool:
     state = read(store, name)
     if state is None:
         return False
-    lister = getattr(store, "all_collections", store.list_collections)
-    existing = set(lister())
+    existing = set(every_collection(store))
     for version in dict.fromkeys([*state.names, state.pending, state.current]):
         if version and version != name and version in existing:
             store.drop_collection(version)
@@ -177,8 +176,7 @@ def drop_old(store: SparseStore, name: str) -> list[str]:
     state.versions = [v for v in state.versions if v["name"] == state.current]
     write(store, state)  # first: nobody is pointed at a version about to go
     time.sleep(2 * POINTER_TTL)  # readers that resolved an old version just before finish on it
-    lister = getattr(store, "all_collections", store.list_collections)
-    existing = set(lister())
+    existing = set(every_collection(store))
     for version in dropped:
         if version in existing:
             _drop_version(store, name, version)
