@@ -312,7 +312,10 @@ def _fit_rows(read: Any, field: str | None, model: Embedder | None, total: int, 
     latents (through the embedding cache, so the write pass embeds them again for free)."""
     import numpy as np
 
-    keep = set(np.random.default_rng(0).permutation(total)[:size].tolist()) if total > size else None
+    from csrv2_vdb.head_store import sample_rows
+
+    sample = sample_rows(total, size)
+    keep = None if sample is None else set(sample)
     chosen = [r for i, r in enumerate(read()) if keep is None or i in keep]
     texts = [str(r["text"]) for r in chosen] if all(isinstance(r.get("text"), str) for r in chosen) else None
     if field is not None:

@@ -225,6 +225,13 @@ def _unit(n: int) -> np.ndarray:
 MIN_FIT_ROWS = 50
 
 
+def sample_rows(total: int, size: int, seed: int = 0) -> list[int] | None:
+    """The rows (in order) of the seeded sample of at most `size` of `total` that a head is fitted on; None: all."""
+    if total <= size:
+        return None
+    return sorted(np.random.default_rng(seed).permutation(total)[:size].tolist())
+
+
 def head_for_index(
     store: SparseStore,
     collection: str,

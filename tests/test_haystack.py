@@ -111,7 +111,13 @@ def test_hybrid_pipeline_with_a_dense_embedder(store, backbone):
 def test_components_serialise_with_their_settings():
     embedder = CSRv2SparseTextEmbedder(head="minilm-general-csrv2", k=4)
     data = embedder.to_dict()
-    assert data["init_parameters"] == {"head": "minilm-general-csrv2", "embedder": None, "k": 4, "normalize": True}
+    assert data["init_parameters"] == {
+        "head": "minilm-general-csrv2",
+        "embedder": None,
+        "k": 4,
+        "normalize": True,
+        "heads_dir": None,
+    }
     again = CSRv2SparseTextEmbedder.from_dict(data)
     assert len(again.run("skin cancer")["sparse_embedding"].indices) == 16  # queries at default_query_k(4)
 
@@ -128,3 +134,7 @@ def test_the_head_travels_with_the_documents_and_a_query_head_that_differs_is_re
         other.warm_up()
     again = CSRv2SparseTextEmbedder.from_dict(CSRv2SparseTextEmbedder(document_store=store).to_dict())
     assert again.document_store is not None
+    follower = CSRv2SparseDocumentEmbedder(document_store=store)  # no head: the store's (general) head, no new fit
+    follower.warm_up()
+    assert follower.head == "minilm-general-csrv2" and follower.encoder is not None
+    assert follower.encoder.identity == general

@@ -223,6 +223,60 @@ def test_llamaindex_from_documents_fits_like_the_cli_and_answers_alike(tmp_path)
     assert [h["score"] for h in hits] == pytest.approx([n.score for n in nodes], rel=1e-5)
 
 
+def test_haystack_document_embedder_fits_like_the_cli_and_the_text_embedder_finds_its_head(tmp_path):
+    """Haystack documents coded with no head named: the head fitted is the one `index` fits on the same texts,
+    saved under heads_dir; a text embedder given only the document store codes with it, and the pipeline returns
+    the CLI search's ids and scores; the component serialises with the fitted head's folder; a later document
+    embedder given the store follows its head; a store whose head is not where it is looked for is refused."""
+    from haystack import Document, Pipeline
+    from haystack.components.writers import DocumentWriter
+    from haystack_integrations.components.retrievers.qdrant import QdrantSparseEmbeddingRetriever
+    from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+
+    from csrv2_vdb.adapters import open_store
+    from csrv2_vdb.errors import DataNotFoundError
+    from csrv2_vdb.integrations.haystack import CSRv2SparseDocumentEmbedder, CSRv2SparseTextEmbedder
+
+    data = _corpus(tmp_path / "docs.jsonl", CORPUS)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    cli_store = str(tmp_path / "cli")
+    result = runner.invoke(app, ["index", "--input", str(data), "--store", cli_store, "--collection", "docs",
+                                 "--fit-steps", "30"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with open_store("qdrant-edge", cli_store) as store:
+        cli_head = load_head(store, "docs")
+    heads = tmp_path / "heads"
+    document_store = QdrantDocumentStore(":memory:", use_sparse_embeddings=True, sparse_idf=False)
+    embedder = CSRv2SparseDocumentEmbedder(heads_dir=str(heads), fit_overrides={"min_steps": 30})
+    indexing = Pipeline()
+    indexing.add_component("sparse", embedder)
+    indexing.add_component("writer", DocumentWriter(document_store))
+    indexing.connect("sparse.documents", "writer.documents")
+    indexing.run({"sparse": {"documents": [Document(id=r["id"], content=r["text"]) for r in rows]}})
+    assert embedder.head is not None and Path(embedder.head).parent == heads
+    assert cli_head is not None and CSRv2Encoder.load(embedder.head).identity == cli_head.identity
+    assert LatentLabels.load(embedder.head) is not None  # labelled, like the CLI's head
+    assert CSRv2SparseDocumentEmbedder.from_dict(embedder.to_dict()).head == embedder.head
+
+    querying = Pipeline()
+    querying.add_component("sparse", CSRv2SparseTextEmbedder(document_store=document_store, heads_dir=str(heads)))
+    querying.add_component("retriever", QdrantSparseEmbeddingRetriever(document_store=document_store, top_k=3,
+                                                                       scale_score=False))  # fmt: skip
+    querying.connect("sparse.sparse_embedding", "retriever.query_sparse_embedding")
+    got = querying.run({"sparse": {"text": "radiation therapy"}})["retriever"]["documents"]
+    cli = runner.invoke(app, ["search", "radiation therapy", "--store", cli_store, "--collection", "docs",
+                              "--limit", "3"])  # fmt: skip
+    hits = [json.loads(line[line.index('{"id"') :]) for line in cli.output.splitlines() if '{"id"' in line]
+    assert [h["id"] for h in hits] == [d.id for d in got] and got
+    assert [h["score"] for h in hits] == pytest.approx([d.score for d in got], rel=1e-5)
+
+    later = CSRv2SparseDocumentEmbedder(document_store=document_store, heads_dir=str(heads))
+    (added,) = later.run([Document(id="new", content="a note about pain management")])["documents"]
+    assert added.meta["csrv2_encoder"] == cli_head.identity and later.head == embedder.head
+    with pytest.raises(DataNotFoundError, match="whose head is not in"):
+        CSRv2SparseTextEmbedder(document_store=document_store, heads_dir=str(tmp_path / "elsewhere")).warm_up()
+
+
 def test_batch_search_and_eval_of_a_served_collection(tmp_path):
     """search --queries writes one line per query in input order, the same hits as one-by-one search; eval
     --store scores the collection as served and records which head and collection it scored."""
