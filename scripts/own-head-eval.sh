@@ -6,7 +6,7 @@
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 WORK=${1:-runs/own-head}
-GENERAL=${GENERAL:-minilm-general-csrv2}  # the shipped general head, the default before heads were fitted
+GENERAL=${GENERAL:-minilm-general-csrv2}  # the shipped general head (the default before heads were fitted was -v1)
 rm -rf "$WORK" && mkdir -p "$WORK"
 if [ -z "${CORPUS:-}" ]; then  # another corpus: CORPUS=... QUERIES=... (e.g. scripts/wordnet-eval-files.py)
   "$BIN/csrv2-vdb" bench eval-files --out "$WORK/files" >/dev/null

@@ -336,10 +336,18 @@ def test_a_collection_indexed_before_heads_were_stored_keeps_its_head(tmp_path, 
     data = _corpus(tmp_path / "docs.jsonl", CORPUS)
     store = str(tmp_path / "db")
     with open_store("qdrant-edge", store) as db:
-        for name, head in (("old_general", None), ("old_other", head_dir)):
+        for name, head in (("old_general", None), ("old_other", head_dir), ("old_v1", "minilm-general-csrv2-v1")):
             encoder = CSRv2Encoder.load(head)
             db.create_collection(name, sparse_dim=encoder.dim, encoder=encoder.identity)
     adopted = runner.invoke(app, ["index", "--input", str(data), "--store", store, "--collection", "old_general"])
     assert adopted.exit_code == 0 and "fitting" not in adopted.output, adopted.output
+    # the general head of before 2026-12-07 (shipped as minilm-general-csrv2-v1) still codes what it wrote
+    v1 = CSRv2Encoder.load("minilm-general-csrv2-v1")
+    adopted = runner.invoke(app, ["index", "--input", str(data), "--store", store, "--collection", "old_v1"])
+    assert adopted.exit_code == 0 and "fitting" not in adopted.output, adopted.output
+    with open_store("qdrant-edge", store) as db:
+        assert load_head(db, "old_v1").identity == v1.identity  # type: ignore[union-attr]
+        db.drop_collection(companion("old_v1"))  # as before heads were stored: searched by the recorded hash
+        assert encoder_for_collection(db, "old_v1", None).identity == v1.identity
     refused = runner.invoke(app, ["index", "--input", str(data), "--store", store, "--collection", "old_other"])
     assert refused.exit_code == 2 and "name its head with --head" in refused.output and "fitting" not in refused.output
