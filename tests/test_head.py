@@ -93,7 +93,9 @@ def test_dead_latent_counters_follow_firing():
 def test_shipped_heads_load_and_encode():
     from csrv2_vdb.head import pretrained_head, pretrained_heads
 
-    assert pretrained_heads() == ["minilm-banking77-csrv2-k8", "minilm-general-csrv2", "minilm-medical-csrv2-k8"]
+    assert pretrained_heads() == ["minilm-banking77-csrv2-k8", "minilm-general-csrv2", "minilm-general-csrv2-v1",
+                                  "minilm-medical-csrv2-k8"]  # fmt: skip
+    assert pretrained_head().fingerprint() != pretrained_head("minilm-general-csrv2-v1").fingerprint()
     head = pretrained_head("minilm-medical-csrv2-k8")
     assert head.config()["input_dim"] == 384 and head.k == 8
     codes = head.encode(_x(d=384), k=2)
