@@ -6,12 +6,12 @@ hybrid and rerank) and asks the store; `index_texts` encodes and upserts documen
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from csrv2_vdb.encoder import CSRv2Encoder, MRLEncoder, encode_hybrid
-from csrv2_vdb.errors import InvalidArgumentError
+from csrv2_vdb.errors import CollectionNotFoundError, InvalidArgumentError
 from csrv2_vdb.explain import explain_hits
 from csrv2_vdb.filters import Filter
 from csrv2_vdb.head_store import follow
@@ -48,10 +48,57 @@ def search_text(
         raise InvalidArgumentError(f"explain decomposes sparse scores; search mode {mode!r} scores otherwise")
     if mode != "dense" and encoder is None:
         raise InvalidArgumentError(f"search mode {mode!r} needs a CSRv2Encoder (encoder=...)")
-    if encoder is not None and mode != "dense":  # the version answering now, with its head (a refit may switch it)
-        collection, encoder = follow(store, collection, encoder)
-    else:
-        collection = current(store, collection)
+
+    def one(name: str, coder: CSRv2Encoder | None) -> list[Hit]:
+        return _search_one(store, name, query, coder, dense_encoder, mode, limit, filter, active_dims, candidates,
+                           explain, labels)  # fmt: skip
+
+    return on_current_version(store, collection, encoder if mode != "dense" else None, one)
+
+
+T = TypeVar("T")
+
+
+def on_current_version(
+    store: SparseStore,
+    collection: str,
+    encoder: CSRv2Encoder | None,
+    search: Callable[[str, CSRv2Encoder | None], T],
+) -> T:
+    """`search(version, encoder)` on the version answering for `collection` now, with its head when `encoder` is
+    given (a refit may have switched both); once more on the version answering then when that one was dropped
+    meanwhile (`refit --drop-old` in another process), so that no search fails across a switch."""
+
+    def resolve(fresh: bool) -> tuple[str, CSRv2Encoder | None]:
+        if encoder is None:
+            return current(store, collection, fresh=fresh), None
+        return follow(store, collection, encoder, fresh=fresh)
+
+    version, coder = resolve(False)
+    try:
+        return search(version, coder)
+    except CollectionNotFoundError:
+        again, coder = resolve(True)
+        if again == version:
+            raise
+        return search(again, coder)
+
+
+def _search_one(
+    store: SparseStore,
+    collection: str,
+    query: str,
+    encoder: CSRv2Encoder | None,
+    dense_encoder: MRLEncoder | None,
+    mode: SearchMode,
+    limit: int,
+    filter: Filter | None,
+    active_dims: int | None,
+    candidates: int | None,
+    explain: bool,
+    labels: LatentLabels | None,
+) -> list[Hit]:
+    """`search_text` on one resolved version with its encoder."""
     if mode in ("hybrid", "rerank"):
         assert encoder is not None and dense_encoder is not None
         sparse, dense = encode_hybrid(encoder, dense_encoder, [query], "query", active_dims)
@@ -149,8 +196,18 @@ def search_queries(
     batch_size: int = 64,
 ) -> Iterator[list[Hit]]:
     """Each query's top `limit` hits, in input order: queries coded in batches (at the encoder's query_k), one
-    engine call per batch. The model loads once for the whole file (`csrv2-vdb search --queries`)."""
-    collection, encoder = follow(store, collection, encoder)  # one version and head for the whole file
+    engine call per batch, each on the version answering then with its head. The model loads once for the whole
+    file (`csrv2-vdb search --queries`)."""
     for start in range(0, len(texts), batch_size):
-        codes = encoder.encode_queries(list(texts[start : start + batch_size]))
-        yield from store.search(collection, codes, limit=limit, filter=filter)
+        search = _batch_search(store, texts[start : start + batch_size], limit, filter)
+        yield from on_current_version(store, collection, encoder, search)
+
+
+def _batch_search(
+    store: SparseStore, texts: Sequence[str], limit: int, filter: Filter | None
+) -> Callable[[str, CSRv2Encoder | None], list[list[Hit]]]:
+    def search(name: str, coder: CSRv2Encoder | None) -> list[list[Hit]]:
+        assert coder is not None
+        return store.search(name, coder.encode_queries(list(texts)), limit=limit, filter=filter)
+
+    return search

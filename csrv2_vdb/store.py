@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -461,7 +461,19 @@ class StoreBase:
         check_limit(limit)
         info = self.collection_info(name)
         checked = check_sparse(info, query) if isinstance(query, SparseBatch) else check_dense(info, query)
-        return self._search(name, checked, limit, filter)
+        return self._still_there(name, lambda: self._search(name, checked, limit, filter))
+
+    def _still_there(self, name: str, call: Callable[[], list[list[Hit]]]) -> list[list[Hit]]:
+        """An engine search of `name`, whose info may be cached here; when it fails because the collection was
+        dropped meanwhile (by another process, e.g. `refit --drop-old`), the cached info is forgotten and the
+        error is `CollectionNotFoundError` (the engine's own error can be anything, even a missing directory)."""
+        try:
+            return call()
+        except Exception:
+            if name in self._infos and not self._exists(name):
+                self._infos.pop(name, None)
+                raise self.missing(name) from None
+            raise
 
     def hybrid_search(
         self,
@@ -478,7 +490,8 @@ class StoreBase:
         check_limit(limit)
         info = self.collection_info(name)
         sparse, dense = check_sparse(info, sparse), check_dense(info, dense, len(sparse))
-        return self._hybrid_search(name, HybridRequest(sparse, dense, limit, self.hybrid_depth * limit, filter, fusion))
+        request = HybridRequest(sparse, dense, limit, self.hybrid_depth * limit, filter, fusion)
+        return self._still_there(name, lambda: self._hybrid_search(name, request))
 
     def rerank_search(
         self,
@@ -505,7 +518,8 @@ class StoreBase:
                 "(index with a dense encoder, e.g. MRLEncoder, beside the CSRv2Encoder)"
             )
         sparse, dense = check_sparse(info, sparse), check_dense(info, dense, len(sparse))
-        return self._rerank_search(name, HybridRequest(sparse, dense, limit, depth, filter, "rerank"))
+        request = HybridRequest(sparse, dense, limit, depth, filter, "rerank")
+        return self._still_there(name, lambda: self._rerank_search(name, request))
 
     def _upsert(self, name: str, batch: WriteBatch) -> None:
         raise NotImplementedError

@@ -134,6 +134,38 @@ def test_a_collection_with_dense_vectors_beside_its_codes_keeps_them(tmp_path):
     store.close()
 
 
+def test_a_reader_that_resolved_a_version_just_before_drop_old_searches_the_current_one(tmp_path):
+    """A reader in another process resolved v2 (pointer and collection info cached) just before `refit --drop-old`
+    dropped it: its next search and batch search go to the current version with its head, and
+    the engine's own error (qdrant-edge: a missing shard directory) never reaches it. Simulated in one process by
+    putting the reader's caches back as they were before the drop."""
+    from csrv2_vdb import versions
+    from csrv2_vdb.errors import CollectionNotFoundError
+    from csrv2_vdb.retrieval import search_queries
+
+    store = open_store("qdrant-edge", tmp_path / "edge")
+    old = _first_encoder()
+    index_texts(store, "docs", TEXTS, encoder=old, ids=[f"d{i}" for i in range(N)])
+    for _ in range(2):
+        refit(store, "docs", embedder(), fit_sample=200, holdout=0, fit_overrides=FAST, progress=False,
+              log=lambda _: None)  # fmt: skip
+    stale = store.collection_info("docs__csrv2_v2")
+    assert versions.current(store, "docs") == "docs__csrv2_v3"
+    want = _hits(store, "docs", old)  # the client's old head follows to v3's head
+    assert drop_old(store, "docs") == ["docs", "docs__csrv2_v2"]
+    store._infos["docs__csrv2_v2"] = stale  # as the reader had them just before the drop
+    versions._cache[store]["docs"] = (time.monotonic() + 60, "docs__csrv2_v2")
+    with pytest.raises(CollectionNotFoundError):  # the store says which collection is gone, not the engine
+        store.search("docs__csrv2_v2", old.encode_queries(["question 1"]), limit=5)
+    store._infos["docs__csrv2_v2"] = stale
+    assert _hits(store, "docs", old) == want
+    versions._cache[store]["docs"] = (time.monotonic() + 60, "docs__csrv2_v2")
+    store._infos["docs__csrv2_v2"] = stale
+    batch = list(search_queries(store, "docs", QUERIES, encoder=old, limit=5))
+    assert [[(h.id, round(h.score, 4)) for h in row] for row in batch] == want
+    store.close()
+
+
 @pytest.mark.parametrize("engine", ["qdrant-edge", "milvus-lite"])
 def test_eight_threads_search_through_the_switch_without_a_failure_or_a_mixed_result(engine, tmp_path):
     store = open_engine(engine, tmp_path)
