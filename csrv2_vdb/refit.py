@@ -12,11 +12,14 @@ embedder: give a `CachedEmbedder` and the fit's rows are embedded once), else st
 head's input. A collection with dense vectors beside its codes keeps them (MRL vectors of the same embedding).
 A refit killed at any point is finished by running it again: the version it was writing is recorded in the
 pointer before anything is written to it, with its head, so the re-run re-uses that head and skips the batches
-its checkpoint recorded; the name switches only once that version holds every document.
+its checkpoint recorded; the name switches only once that version holds every document. Documents written into
+(or deleted from) the old version while the refit read it are carried over before the switch (up to three passes).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -145,13 +148,18 @@ def refit(
         checkpoint=checkpoint, run=run, id_field=_ID, text_field=text_field,
         vector_field=None if texts else _VECTOR, total=total, progress=progress, log=log,
     )  # fmt: skip
+    for _ in range(CATCH_UP_PASSES):  # what reached the old version while this refit read it
+        carried = _catch_up(store, reader, old, new, encode, read_vectors, text_field, batch_size, log)
+        if not carried:
+            break
+        log(f"carried {carried} documents written into or deleted from {old!r} during the refit into {new!r}")
     if isinstance(store, Optimizable):
         store.optimize(new)
     rows, now = int(store.count(new)), int(store.count(old))
-    if rows < now:  # documents were written into the old version while this refit read it
+    if rows != now:  # writes into the old version went on through every catch-up pass
         raise InvalidArgumentError(
-            f"{new!r} holds {rows} documents, {old!r} {now} (written while the refit read it): not switched; run "
-            "refit again when nothing else indexes (it finishes this version)"
+            f"{new!r} holds {rows} documents, {old!r} {now} (still being written while the refit read it): not "
+            "switched; run refit again when fewer writes go on (it finishes this version)"
         )
     written = time.perf_counter() - started - fitted
     x_held = embeddings(held)
@@ -223,6 +231,39 @@ def _records(reader: DenseReadable, collection: str, vectors: bool, batch_size: 
     for page in reader.read_dense(collection, batch_size=batch_size, vectors=vectors):
         for i, (doc_id, payload) in enumerate(zip(page.ids, page.payloads, strict=True)):
             yield {**payload, _ID: doc_id, **({_VECTOR: page.vectors[i]} if vectors else {})}
+
+
+CATCH_UP_PASSES = 3
+
+
+def _catch_up(
+    store: SparseStore, reader: DenseReadable, old: str, new: str, encode: Callable[[Any], Any], vectors: bool,
+    text_field: str, batch_size: int, log: Callable[[str], None],
+) -> int:  # fmt: skip
+    """One pass carrying into `new` what changed in `old` since it was read: documents whose payload differs or
+    that `new` lacks are encoded and written again, documents `old` no longer holds are deleted. Returns how many
+    documents it wrote or deleted. (A change of a stored vector alone, without its payload, is not seen.)"""
+    written = {doc_id: _digest(payload) for page in reader.read_dense(new, batch_size=batch_size, vectors=False)
+               for doc_id, payload in zip(page.ids, page.payloads, strict=True)}  # fmt: skip
+    seen: set[str] = set()
+
+    def changed() -> Iterator[dict[str, Any]]:
+        for record in _records(reader, old, vectors, batch_size):
+            doc_id = str(record[_ID])
+            seen.add(doc_id)
+            if written.get(doc_id) != _digest({k: v for k, v in record.items() if k not in (_ID, _VECTOR)}):
+                yield record
+
+    report = bulk_index(store, new, changed(), encode, batch_size=batch_size, id_field=_ID, text_field=text_field,
+                        vector_field=_VECTOR if vectors else None, progress=False, log=log)  # fmt: skip
+    gone = [doc_id for doc_id in written if doc_id not in seen]
+    if gone:
+        store.delete(new, gone)
+    return report.rows_written + len(gone)
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _fidelity(x: np.ndarray, head: SparseHead, k: int) -> dict[str, float] | None:

@@ -134,6 +134,46 @@ def test_a_collection_with_dense_vectors_beside_its_codes_keeps_them(tmp_path):
     store.close()
 
 
+@pytest.mark.parametrize("engine", ["qdrant-edge", "pgvector"])
+def test_documents_written_changed_or_deleted_during_the_refit_are_carried_over(engine, tmp_path, monkeypatch):
+    """Writes that reach the old version while the refit reads it (here: just after its bulk write) are carried
+    into the new version before the switch: added and rewritten documents coded by the new head, deleted ones
+    deleted; the new version then answers exactly as the old one would with the new head."""
+    import csrv2_vdb.refit as refit_module
+
+    store = open_engine(engine, tmp_path)
+    try:
+        old = _first_encoder()
+        index_texts(store, "docs", TEXTS, encoder=old, ids=[f"d{i}" for i in range(N)])
+        real = refit_module.bulk_index
+        calls = []
+
+        def bulk_then_writes(*args, **kwargs):
+            report = real(*args, **kwargs)
+            if not calls:  # the refit's own write is done: others write into "docs", still the current version
+                index_texts(store, "docs", ["a late document about topic 3", "another late one about topic 5"],
+                            encoder=old, ids=["late1", "late2"])  # fmt: skip
+                index_texts(store, "docs", ["document 7 rewritten about topic 6"], encoder=old, ids=["d7"])
+                store.delete("docs", ["d8"])
+            calls.append(report.rows_written)
+            return report
+
+        monkeypatch.setattr(refit_module, "bulk_index", bulk_then_writes)
+        report = refit(store, "docs", embedder(), fit_sample=200, holdout=0, fit_overrides=FAST, progress=False,
+                       log=lambda _: None)  # fmt: skip
+        assert calls == [N, 3, 0]  # the write, a catch-up pass carrying the two new and the rewritten, a clean one
+        assert report.rows == N + 1 and int(store.count(report.new)) == N + 1
+        got = {h.id: h.payload["text"] for h in store.get(report.new, ["late1", "late2", "d7", "d8"])}
+        assert got == {"late1": "a late document about topic 3", "late2": "another late one about topic 5",
+                       "d7": "document 7 rewritten about topic 6"}  # fmt: skip
+        new = load_head(store, report.new).encoder(embedder())  # type: ignore[union-attr]
+        ((want_i, want_v),) = new.encode_documents(["document 7 rewritten about topic 6"]).rows()
+        ((got_i, got_v),) = store.codes(report.new, ["d7"]).rows()  # coded by the new head, from the new text
+        assert dict(zip(got_i, got_v, strict=True)) == pytest.approx(dict(zip(want_i, want_v, strict=True)), rel=1e-4)
+    finally:
+        store.close()
+
+
 def test_a_reader_that_resolved_a_version_just_before_drop_old_searches_the_current_one(tmp_path):
     """A reader in another process resolved v2 (pointer and collection info cached) just before `refit --drop-old`
     dropped it: its next search and batch search go to the current version with its head, and
