@@ -887,6 +887,34 @@ def bench_ray(
     _save(out, "ray", result, markdown(result, _command_line()))
 
 
+@bench_app.command("refit")
+def bench_refit(
+    rows: Annotated[int, typer.Option("--rows", help="Stored vectors in the collection refitted.")] = 200_000,
+    engine: Annotated[str, typer.Option("--engine", help="qdrant-edge or milvus (Milvus Lite).")] = "qdrant-edge",
+    out: Annotated[Path, typer.Option("--out", help="Folder for refit-*.json/.md.")] = Path("docs/benchmarks"),
+    fit_steps: Annotated[
+        int | None, typer.Option("--fit-steps", help="Fewer optimizer steps than the fit's default (a quick check).")
+    ] = None,
+    real_rows: Annotated[
+        int | None, typer.Option("--real-rows", help="Medical chunks the vectors are sampled after (default: all).")
+    ] = None,
+    data: DataOpt = None,
+    cache: CacheOpt = Path(".cache/csrv2-vdb"),
+) -> None:
+    """What `refit` costs at scale (by phase, per 1,000 rows) beside indexing the same rows, in one run."""
+    from csrv2_vdb.benchmarks.datasets import find_data_dir
+    from csrv2_vdb.benchmarks.speed.refit_bench import STORES, markdown, run_refit_bench
+
+    if rows < 1000:
+        raise fail(f"--rows must be at least 1000 (refit holds out a tenth and fits on the rest), got {rows}")
+    if engine not in STORES:
+        raise fail(f"--engine must be one of {', '.join(STORES)}, got {engine!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    with user_errors():
+        result = run_refit_bench(data or find_data_dir(), cache, rows, engine, fit_steps=fit_steps, real_rows=real_rows)
+    _save(out, f"refit-{rows // 1000}k-{engine}", result, markdown(result, _command_line()))
+
+
 @bench_app.command("bulk")
 def bench_bulk(
     rows: Annotated[int, typer.Option("--rows", help="Precomputed rows written per engine and variant.")] = 12000,

@@ -303,3 +303,19 @@ def test_wikipedia_articles_load_from_the_wheel_or_its_json_and_bad_paths_are_na
         load_wikipedia(empty)
     result = CliRunner().invoke(app, ["bench", "general", "--wikipedia", str(wheel), "--eval-set", "wordnet"])
     assert result.exit_code == 2 and "NAME=DIR" in result.output
+
+
+def test_refit_bench_times_index_and_refit_side_by_side(tmp_path, data_dir) -> None:
+    """bench refit: a collection of stored vectors indexed, refitted from them (a short fit), every row in the new
+    version, the phases and the ratio to indexing reported; bad --rows / --engine refused."""
+    out = tmp_path / "out"
+    args = ["--rows", "1000", "--fit-steps", "20", "--real-rows", "40", "--cache", str(tmp_path / "cache")]
+    result = CliRunner().invoke(app, ["bench", "refit", *args, "--out", str(out), "--data", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "refit-1k-qdrant-edge.json").read_text())
+    assert saved["rows"] == 1000 and saved["fit_rows"] == 900 and saved["held_rows"] == 100
+    assert saved["refit_seconds"]["total"] > 0 and saved["refit_over_index"] > 0
+    assert "Refit at scale" in (out / "refit-1k-qdrant-edge.md").read_text()
+    for bad in (["--rows", "10"], ["--engine", "faiss"]):
+        refused = CliRunner().invoke(app, ["bench", "refit", *bad, "--out", str(out)])
+        assert refused.exit_code == 2 and ("--rows" in refused.output or "--engine" in refused.output)
