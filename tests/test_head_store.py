@@ -128,6 +128,23 @@ def _corpus(path: Path, n: int) -> Path:
 CORPUS = 4 * MIN_FIT_ROWS  # enough documents that a query shares latents with several
 
 
+def _cli_indexed(tmp_path: Path) -> tuple[list[dict], str]:
+    """The corpus's rows, indexed by the CLI with no head named (a short fit) into tmp_path/cli, collection docs."""
+    data = _corpus(tmp_path / "docs.jsonl", CORPUS)
+    cli_store = str(tmp_path / "cli")
+    result = runner.invoke(app, ["index", "--input", str(data), "--store", cli_store, "--collection", "docs",
+                                 "--fit-steps", "30"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in data.read_text().splitlines()], cli_store
+
+
+def _cli_hits(store: str, collection: str, query: str) -> list[dict]:
+    """`csrv2-vdb search` with no head named: its hits, as printed."""
+    cli = runner.invoke(app, ["search", query, "--store", store, "--collection", collection, "--limit", "3"])
+    assert cli.exit_code == 0, cli.output
+    return [json.loads(line[line.index('{"id"') :]) for line in cli.output.splitlines() if '{"id"' in line]
+
+
 def test_index_without_a_head_fits_one_and_search_in_another_process_finds_it(tmp_path):
     data = _corpus(tmp_path / "docs.jsonl", CORPUS)
     store = str(tmp_path / "db")
@@ -186,10 +203,7 @@ def test_langchain_paths_fit_store_and_find_the_same_head_as_the_cli(tmp_path):
         assert later.encoder.identity == retriever.encoder.identity == stored.identity  # type: ignore[union-attr]
         ours = later.similarity_search_with_score("radiation therapy", k=3)
         theirs = retriever.invoke("radiation therapy")
-    cli = runner.invoke(app, ["search", "radiation therapy", "--store", str(tmp_path / "db"), "--collection", "lc",
-                              "--limit", "3"])  # fmt: skip
-    assert cli.exit_code == 0, cli.output
-    hits = [json.loads(line[line.index('{"id"') :]) for line in cli.output.splitlines() if '{"id"' in line]
+    hits = _cli_hits(str(tmp_path / "db"), "lc", "radiation therapy")
     assert [h["id"] for h in hits] == [d.id for d, _ in ours] == [d.id for d in theirs]
     assert [h["score"] for h in hits] == pytest.approx([s for _, s in ours], rel=1e-5)
 
@@ -202,12 +216,7 @@ def test_llamaindex_from_documents_fits_like_the_cli_and_answers_alike(tmp_path)
     from csrv2_vdb.adapters import open_store
     from csrv2_vdb.integrations.llamaindex import CSRv2Retriever
 
-    data = _corpus(tmp_path / "docs.jsonl", CORPUS)
-    rows = [json.loads(line) for line in data.read_text().splitlines()]
-    cli_store = str(tmp_path / "cli")
-    result = runner.invoke(app, ["index", "--input", str(data), "--store", cli_store, "--collection", "docs",
-                                 "--fit-steps", "30"])  # fmt: skip
-    assert result.exit_code == 0, result.output
+    rows, cli_store = _cli_indexed(tmp_path)
     documents = [Document(text=r["text"], id_=r["id"]) for r in rows]
     with open_store("qdrant-edge", tmp_path / "li") as store:
         retriever = CSRv2Retriever.from_documents(documents, store, "docs", fit_overrides={"min_steps": 30},
@@ -216,9 +225,7 @@ def test_llamaindex_from_documents_fits_like_the_cli_and_answers_alike(tmp_path)
         nodes = retriever.retrieve("radiation therapy")
     with open_store("qdrant-edge", cli_store) as store:
         assert stored is not None and stored.identity == load_head(store, "docs").identity  # type: ignore[union-attr]
-    cli = runner.invoke(app, ["search", "radiation therapy", "--store", cli_store, "--collection", "docs",
-                              "--limit", "3"])  # fmt: skip
-    hits = [json.loads(line[line.index('{"id"') :]) for line in cli.output.splitlines() if '{"id"' in line]
+    hits = _cli_hits(cli_store, "docs", "radiation therapy")
     assert [h["id"] for h in hits] == [n.node.node_id for n in nodes]
     assert [h["score"] for h in hits] == pytest.approx([n.score for n in nodes], rel=1e-5)
 
@@ -237,12 +244,7 @@ def test_haystack_document_embedder_fits_like_the_cli_and_the_text_embedder_find
     from csrv2_vdb.errors import DataNotFoundError
     from csrv2_vdb.integrations.haystack import CSRv2SparseDocumentEmbedder, CSRv2SparseTextEmbedder
 
-    data = _corpus(tmp_path / "docs.jsonl", CORPUS)
-    rows = [json.loads(line) for line in data.read_text().splitlines()]
-    cli_store = str(tmp_path / "cli")
-    result = runner.invoke(app, ["index", "--input", str(data), "--store", cli_store, "--collection", "docs",
-                                 "--fit-steps", "30"])  # fmt: skip
-    assert result.exit_code == 0, result.output
+    rows, cli_store = _cli_indexed(tmp_path)
     with open_store("qdrant-edge", cli_store) as store:
         cli_head = load_head(store, "docs")
     heads = tmp_path / "heads"
@@ -264,9 +266,7 @@ def test_haystack_document_embedder_fits_like_the_cli_and_the_text_embedder_find
                                                                        scale_score=False))  # fmt: skip
     querying.connect("sparse.sparse_embedding", "retriever.query_sparse_embedding")
     got = querying.run({"sparse": {"text": "radiation therapy"}})["retriever"]["documents"]
-    cli = runner.invoke(app, ["search", "radiation therapy", "--store", cli_store, "--collection", "docs",
-                              "--limit", "3"])  # fmt: skip
-    hits = [json.loads(line[line.index('{"id"') :]) for line in cli.output.splitlines() if '{"id"' in line]
+    hits = _cli_hits(cli_store, "docs", "radiation therapy")
     assert [h["id"] for h in hits] == [d.id for d in got] and got
     assert [h["score"] for h in hits] == pytest.approx([d.score for d in got], rel=1e-5)
 
