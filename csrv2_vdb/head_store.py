@@ -17,6 +17,7 @@ and `list_collections` does not show it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import tempfile
@@ -236,14 +237,19 @@ def unstored_head(recorded: str | None) -> tuple[str, SparseHead]:
     """The name and head for a collection that stores none (indexed before heads were stored with collections):
     the shipped head whose content hash its recorded encoder names (the general head of that time, now
     minilm-general-csrv2-v1, or another shipped head), else the general head."""
-    from csrv2_vdb.head import DEFAULT_HEAD, pretrained_head, pretrained_heads
+    from csrv2_vdb.head import DEFAULT_HEAD, pretrained_head
 
     wanted = (recorded or "").split(":")[1:2]
-    for name in (DEFAULT_HEAD, *pretrained_heads()):
-        head = pretrained_head(name)
-        if [head.fingerprint()[:16]] == wanted:
-            return name, head
-    return DEFAULT_HEAD, pretrained_head()
+    name = _shipped_by_hash().get(wanted[0], DEFAULT_HEAD) if wanted else DEFAULT_HEAD
+    return name, pretrained_head(name)
+
+
+@functools.cache
+def _shipped_by_hash() -> dict[str, str]:
+    """The shipped heads' names by the content hash an encoder identity records (read once per process)."""
+    from csrv2_vdb.head import pretrained_head, pretrained_heads
+
+    return {pretrained_head(name).fingerprint()[:16]: name for name in pretrained_heads()}
 
 
 def head_for_index(

@@ -7,6 +7,14 @@ import json
 import os
 from pathlib import Path
 
+# With several pytest-xdist workers on one machine, each process (and the CLI processes tests start, which inherit
+# the environment) gets its share of the cores for its compute threads; torch and BLAS default to every core per
+# process, and the oversubscribed threads slowed the heaviest tests several times over.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_variable, _share)
+
 import numpy as np
 import pytest
 
