@@ -470,10 +470,18 @@ class StoreBase:
         try:
             return call()
         except Exception:
-            if name in self._infos and not self._exists(name):
+            if self._dropped(name):
                 self._infos.pop(name, None)
                 raise self.missing(name) from None
             raise
+
+    def _dropped(self, name: str) -> bool:
+        """Whether a collection whose info is cached here no longer exists; False when that cannot be asked (the
+        engine unreachable: then the search's own error is the one to raise)."""
+        try:
+            return name in self._infos and not self._exists(name)
+        except Exception:
+            return False
 
     def hybrid_search(
         self,
