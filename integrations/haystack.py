@@ -97,8 +97,11 @@ class _CSRv2Component:
         return Path(self.heads_dir) if self.heads_dir else default_heads_dir()
 
     def _adopt_store_head(self) -> None:
-        """Name the head that coded the store's documents: a folder of `heads_dir` by its identity, or the
-        general head; nothing when the store holds no coded document."""
+        """Name the head that coded the store's documents: a folder of `heads_dir` by its identity, or a shipped
+        head (the general head for a first run below MIN_FIT_ROWS documents); nothing when the store holds no
+        coded document."""
+        from csrv2_vdb.head_store import unstored_head
+
         found = store_identities(self.document_store)
         if not found:
             return
@@ -106,11 +109,12 @@ class _CSRv2Component:
             raise EncoderMismatchError(f"the document store holds documents coded by more than one head ({found[0]}, "
                                        f"{found[1]}, ...); index it again with one head")  # fmt: skip
         identity = found[0]
+        if not identity.startswith("csrv2-head:") or len(identity.split(":")) < 2:
+            raise EncoderMismatchError(f"the document store's meta[{ENCODER_META!r}] holds {identity!r}, not a CSRv2 "
+                                       "head identity; name the head with head=")  # fmt: skip
         self.normalize = identity.endswith(":l2")
-        from csrv2_vdb.head_store import unstored_head
-
         folder = self._heads() / identity.split(":")[1]
-        name, shipped = unstored_head(identity)  # a shipped head: e.g. a first run below MIN_FIT_ROWS documents
+        name, shipped = unstored_head(identity)
         if folder.is_dir():
             self.head = str(folder)
         elif CSRv2Encoder(None, shipped, normalize=self.normalize).identity == identity:
