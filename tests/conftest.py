@@ -99,10 +99,17 @@ def assert_real_plot(path: Path) -> None:
 
 
 @pytest.fixture
-def own_server(tmp_path):
-    """A PostgreSQL server of the test's own, which it may kill, restart or reconfigure (stopped after)."""
+def own_server():
+    """A PostgreSQL server of the test's own, which it may kill, restart or reconfigure (stopped and deleted after).
+    Its folder is not under pytest's temporary root: the server runs as another user, and any pytest started on
+    the machine meanwhile sets that root back to owner-only (a restart then failed with "Permission denied")."""
+    import shutil
+    import tempfile
+
     from tests.engines import OwnPgServer
 
-    server = OwnPgServer(tmp_path / "pg")
+    folder = Path(tempfile.mkdtemp(prefix="csrv2-pg-own-"))
+    server = OwnPgServer(folder / "pg")
     yield server
     server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
