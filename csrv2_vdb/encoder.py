@@ -134,6 +134,12 @@ def writes_normalized(identity: str | None) -> bool:
     return bool(identity and identity.endswith(":l2"))
 
 
+def identity_head_hash(identity: str | None) -> str | None:
+    """The head's content hash an encoder identity names (`CSRv2Encoder.identity`), or None for anything else."""
+    parts = (identity or "").split(":")
+    return parts[1] if len(parts) > 1 and parts[0] == "csrv2-head" and parts[1] else None
+
+
 def _needs(embedder: Embedder | None, what: str) -> Embedder:
     if embedder is None:
         raise InvalidArgumentError(

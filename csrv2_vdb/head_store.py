@@ -237,10 +237,10 @@ def unstored_head(recorded: str | None) -> tuple[str, SparseHead]:
     """The name and head for a collection that stores none (indexed before heads were stored with collections):
     the shipped head whose content hash its recorded encoder names (the general head of that time, now
     minilm-general-csrv2-v1, or another shipped head), else the general head."""
+    from csrv2_vdb.encoder import identity_head_hash
     from csrv2_vdb.head import DEFAULT_HEAD, pretrained_head
 
-    wanted = (recorded or "").split(":")[1:2]
-    name = _shipped_by_hash().get(wanted[0], DEFAULT_HEAD) if wanted else DEFAULT_HEAD
+    name = _shipped_by_hash().get(identity_head_hash(recorded) or "", DEFAULT_HEAD)
     return name, pretrained_head(name)
 
 

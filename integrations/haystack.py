@@ -33,7 +33,7 @@ from typing import Any
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.dataclasses import SparseEmbedding
 
-from csrv2_vdb.encoder import CSRv2Encoder
+from csrv2_vdb.encoder import CSRv2Encoder, identity_head_hash, writes_normalized
 from csrv2_vdb.errors import DataNotFoundError, EncoderMismatchError
 
 logger = logging.getLogger(__name__)
@@ -109,11 +109,12 @@ class _CSRv2Component:
             raise EncoderMismatchError(f"the document store holds documents coded by more than one head ({found[0]}, "
                                        f"{found[1]}, ...); index it again with one head")  # fmt: skip
         identity = found[0]
-        if not identity.startswith("csrv2-head:") or len(identity.split(":")) < 2:
+        head_hash = identity_head_hash(identity)
+        if head_hash is None:
             raise EncoderMismatchError(f"the document store's meta[{ENCODER_META!r}] holds {identity!r}, not a CSRv2 "
                                        "head identity; name the head with head=")  # fmt: skip
-        self.normalize = identity.endswith(":l2")
-        folder = self._heads() / identity.split(":")[1]
+        self.normalize = writes_normalized(identity)
+        folder = self._heads() / head_hash
         name, shipped = unstored_head(identity)
         if folder.is_dir():
             self.head = str(folder)
@@ -209,8 +210,6 @@ class CSRv2SparseDocumentEmbedder(_CSRv2Component):
         """The encoder for a first run with no head: fitted on `texts` (a seeded sample of at most `fit_sample`,
         as `index` chooses) and saved under `heads_dir`, or the general head below MIN_FIT_ROWS; and the texts'
         embeddings (computed once, for the fit and the codes)."""
-        import numpy as np
-
         from csrv2_vdb.head import DEFAULT_HEAD
         from csrv2_vdb.head_store import MIN_FIT_ROWS, fit_collection_head, sample_rows
 
@@ -225,7 +224,7 @@ class CSRv2SparseDocumentEmbedder(_CSRv2Component):
         rows = (x, texts) if keep is None else (x[keep], [texts[i] for i in keep])
         encoder, report, labels = fit_collection_head(self._model, lambda: rows, len(texts), "the documents", self.k,
                                                       self.normalize, self.fit_overrides, logger.info)  # fmt: skip
-        folder = self._heads() / encoder.identity.split(":")[1]
+        folder = self._heads() / str(identity_head_hash(encoder.identity))
         encoder.head.save(folder)
         if labels is not None:
             labels.save(folder)
@@ -233,7 +232,7 @@ class CSRv2SparseDocumentEmbedder(_CSRv2Component):
         logger.info("head fitted on %d documents saved to %s (name it with head= on other machines)", len(rows[1]),
                     folder)  # fmt: skip
         self.head = str(folder)
-        return encoder, np.asarray(x)
+        return encoder, x
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document]) -> dict[str, list[Document]]:

@@ -22,7 +22,7 @@ from csrv2_vdb.backbone import Backbone
 from csrv2_vdb.benchmarks.speed.corpus import EmbeddingModel, real_embeddings
 from csrv2_vdb.bulk import bulk_index
 from csrv2_vdb.encoder import CSRv2Encoder
-from csrv2_vdb.head import DEFAULT_HEAD
+from csrv2_vdb.head import DEFAULT_HEAD, pretrained_head
 from csrv2_vdb.head_store import save_head
 from csrv2_vdb.refit import refit
 
@@ -42,7 +42,7 @@ def run_refit_bench(
     `fit_steps` fewer optimizer steps than the fit's default, `real_rows` fewer medical chunks to sample from."""
     model = EmbeddingModel.fit(real_embeddings(Backbone(), data, cache, real_rows), components=32, seed=seed)
     x = model.sample(rows, seed)
-    encoder = CSRv2Encoder(None, CSRv2Encoder.load(k=8).head, k=8)
+    encoder = CSRv2Encoder(None, pretrained_head(), k=8)  # codes of stored vectors: no embedder to load
     records = ({"id": f"r{i}", "vector": x[i]} for i in range(rows))
 
     def both(v: Any) -> Any:  # the codes and the vectors beside them
